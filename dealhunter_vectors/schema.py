@@ -1,0 +1,214 @@
+"""Versioned SQL migrations, applied under an advisory lock and recorded in a table.
+
+The migrations are the ``.sql`` files in ``dealhunter_vectors/sql`` named
+``NNN_description.sql``; each runs in its own transaction. ``apply_schema`` is
+idempotent: a second run finds every version recorded and changes nothing. A recorded
+migration whose file changed since (checksum) is reported, never re-run silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from .errors import SchemaError
+
+__all__ = [
+    "MIGRATIONS_TABLE",
+    "VECTOR_INDEXES",
+    "Migration",
+    "SchemaStatus",
+    "apply_schema",
+    "create_vector_indexes",
+    "drop_vector_indexes",
+    "legacy_schema",
+    "migrations",
+    "quote_ident",
+    "schema_status",
+]
+
+MIGRATIONS_TABLE = "dealhunter_schema_migrations"
+_ADVISORY_LOCK_KEY = "dealhunter_vectors:schema"
+
+_CREATE_MIGRATIONS_TABLE = f"""
+CREATE TABLE IF NOT EXISTS "{MIGRATIONS_TABLE}" (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass(frozen=True)
+class VectorIndex:
+    """One HNSW halfvec index of migration 2."""
+
+    name: str
+    table: str
+    column: str
+
+
+VECTOR_INDEXES: tuple[VectorIndex, ...] = (
+    VectorIndex("deal_embeddings_embedding_hnsw_idx", "deal_embeddings", "embedding"),
+    VectorIndex("raw_chunks_embedding_hnsw_idx", "raw_chunks", "embedding"),
+    VectorIndex(
+        "pre_qualifications_description_embedding_hnsw_idx", "pre_qualifications", "description_embedding"
+    ),
+)
+"""The vector indexes created by ``002_vector_indexes.sql`` (the bulk loader drops and rebuilds them)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A migration file: version, name, SQL text and its SHA-256."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What :func:`schema_status` found: applied and pending versions, changed files."""
+
+    applied: tuple[int, ...]
+    pending: tuple[int, ...]
+    changed: tuple[int, ...]
+
+    @property
+    def version(self) -> int:
+        return max(self.applied, default=0)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending and not self.changed
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (``references`` -> ``"references"``)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    """All packaged migrations, in version order."""
+    found = []
+    for entry in resources.files("dealhunter_vectors.sql").iterdir():
+        m = _MIGRATION_FILE.match(entry.name)
+        if m:
+            found.append(Migration(int(m[1]), m[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    return tuple(found)
+
+
+@cache
+def legacy_schema() -> dict[str, Any]:
+    """The packaged facts about the legacy SQLite schema (29 tables, 452 columns)."""
+    text = resources.files("dealhunter_vectors.data").joinpath("sqlite_schema.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+async def _recorded(conn: asyncpg.Connection) -> dict[int, str]:
+    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", MIGRATIONS_TABLE)
+    if not exists:
+        return {}
+    rows = await conn.fetch(f'SELECT version, checksum FROM "{MIGRATIONS_TABLE}"')  # noqa: S608 - constant
+    return {r["version"]: r["checksum"] for r in rows}
+
+
+async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
+    """Which migrations are applied, pending, or changed since they were applied."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await schema_status(conn)
+    recorded = await _recorded(db)
+    known = {m.version: m for m in migrations()}
+    unknown = sorted(v for v in recorded if v not in known)
+    if unknown:
+        raise SchemaError(
+            f"the database has schema version(s) {unknown} that this library does not know; upgrade it"
+        )
+    return SchemaStatus(
+        applied=tuple(sorted(recorded)),
+        pending=tuple(v for v in known if v not in recorded),
+        changed=tuple(v for v, c in recorded.items() if known[v].checksum != c),
+    )
+
+
+async def apply_schema(db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None) -> list[int]:
+    """Apply every pending migration (up to *target*); return the versions applied now.
+
+    Safe to run concurrently from several processes: an advisory lock serialises them
+    and the second finds nothing to do. Each migration runs in its own transaction.
+    """
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await apply_schema(conn, target=target)
+    conn = db
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await conn.execute(_CREATE_MIGRATIONS_TABLE)
+        status = await schema_status(conn)
+        if status.changed:
+            raise SchemaError(
+                f"migration file(s) {list(status.changed)} changed after they were applied; "
+                "write a new migration instead of editing an applied one"
+            )
+        for mig in migrations():
+            if mig.version in status.applied or (target is not None and mig.version > target):
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(mig.sql)
+                    await conn.execute(
+                        f'INSERT INTO "{MIGRATIONS_TABLE}" (version, name, checksum)'  # noqa: S608 - constant
+                        " VALUES ($1, $2, $3)",
+                        mig.version,
+                        mig.name,
+                        mig.checksum,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
+            applied.append(mig.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
+    return applied
+
+
+def _vector_index_migration() -> Migration:
+    for mig in migrations():
+        if mig.name == "vector_indexes":
+            return mig
+    raise SchemaError("the vector index migration is missing from the package")
+
+
+async def drop_vector_indexes(conn: asyncpg.Connection, tables: set[str] | None = None) -> list[str]:
+    """Drop the HNSW indexes (of *tables*, default all) before a bulk load; return their names."""
+    dropped = []
+    for idx in VECTOR_INDEXES:
+        if tables is None or idx.table in tables:
+            await conn.execute(f"DROP INDEX IF EXISTS {quote_ident(idx.name)}")
+            dropped.append(idx.name)
+    return dropped
+
+
+async def create_vector_indexes(conn: asyncpg.Connection) -> None:
+    """(Re)create the HNSW indexes of migration 2 (``IF NOT EXISTS``: present ones stay)."""
+    await conn.execute(_vector_index_migration().sql)

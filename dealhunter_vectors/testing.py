@@ -1,0 +1,121 @@
+"""A pytest plugin for suites that need a real pgvector server.
+
+Enable it in a ``conftest.py``::
+
+    pytest_plugins = ["dealhunter_vectors.testing"]
+
+Fixtures (pytest-asyncio, session event loop):
+
+* ``dhv_server_url`` (session): ``DATABASE_URL`` when it names a server, otherwise an
+  embedded PostgreSQL 16 + pgvector started in a temporary directory for the session.
+* ``dhv_template_database`` (session): a template database with the schema applied once.
+* ``dhv_database_factory`` (session): ``await factory()`` returns the URL of a new database
+  cloned from the template (dropped at session end); for module-scoped data sets.
+* ``dhv_database_url`` (function): a fresh, isolated database for one test.
+* ``dhv_pool`` (function): a pool on that database.
+
+Each test gets its own database (``CREATE DATABASE ... TEMPLATE``), so tests that write
+the same ids, commit, or use transactions of their own never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from .embedded import is_embedded_url, resolve_database_url, start_embedded
+from .pool import Pool, close_pool, create_pool
+from .schema import apply_schema, quote_ident
+
+DatabaseFactory = Callable[[], Awaitable[str]]
+
+
+def with_database(url: str, database: str) -> str:
+    """Return *url* pointing at *database* (path replaced, query such as ``host=`` kept)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def dhv_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of the server the tests use (``DATABASE_URL`` or a session embedded server)."""
+    env = os.environ.get("DATABASE_URL")
+    if env and not is_embedded_url(env):
+        yield env
+        return
+    if env and env != "embedded":
+        yield resolve_database_url(env)
+        return
+    server = start_embedded(tmp_path_factory.mktemp("pgdata"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+async def _admin(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(url, timeout=10)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dhv_template_database(dhv_server_url: str) -> AsyncIterator[str]:
+    """Name of a template database with the full schema applied."""
+    name = f"dhv_template_{uuid.uuid4().hex[:10]}"
+    admin = await _admin(dhv_server_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+        pool = await create_pool(with_database(dhv_server_url, name), min_size=1, max_size=2)
+        try:
+            await apply_schema(pool)
+        finally:
+            await close_pool(pool)
+        yield name
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dhv_database_factory(
+    dhv_server_url: str, dhv_template_database: str
+) -> AsyncIterator[DatabaseFactory]:
+    """``await factory()`` -> URL of a new database cloned from the schema template."""
+    created: list[str] = []
+    admin = await _admin(dhv_server_url)
+
+    async def factory() -> str:
+        name = f"dhv_test_{uuid.uuid4().hex[:12]}"
+        await admin.execute(
+            f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(dhv_template_database)}"
+        )
+        created.append(name)
+        return with_database(dhv_server_url, name)
+
+    try:
+        yield factory
+    finally:
+        for name in created:
+            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def dhv_database_url(dhv_database_factory: DatabaseFactory) -> str:
+    """A fresh database with the schema applied, private to one test."""
+    return await dhv_database_factory()
+
+
+@pytest_asyncio.fixture
+async def dhv_pool(dhv_database_url: str) -> AsyncIterator[Pool]:
+    """A pool (max 10) on the test's private database."""
+    pool = await create_pool(dhv_database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await close_pool(pool, timeout=10)
