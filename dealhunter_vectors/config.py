@@ -68,7 +68,9 @@ def get_settings() -> Settings:
     return Settings()
 
 
-_PASSWORD_IN_TEXT = re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\x00-\x20]*):(?P<pw>[^@/\x00-\x20]*)@", re.I)
+_PASSWORD_IN_TEXT = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\x00-\x20]*):(?P<pw>[^@/\x00-\x20]*)@", re.I
+)
 
 
 def mask_url(url: str) -> str:

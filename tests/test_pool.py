@@ -117,11 +117,13 @@ async def test_transaction_settings_are_local(dhv_database_url: str) -> None:
 async def test_pgbouncer_mode_uses_no_named_prepared_statements(dhv_database_url: str) -> None:
     count = "SELECT count(*) FROM pg_prepared_statements"
     for pgbouncer, expect_named in ((False, True), (True, False)):
-        async with dv.open_pool(dhv_database_url, min_size=1, max_size=1, pgbouncer=pgbouncer) as pool:
-            async with pool.acquire() as conn:
-                for _ in range(3):
-                    await conn.fetchval("SELECT $1::int", 1)
-                assert (await conn.fetchval(count) > 0) is expect_named
+        async with (
+            dv.open_pool(dhv_database_url, min_size=1, max_size=1, pgbouncer=pgbouncer) as pool,
+            pool.acquire() as conn,
+        ):
+            for _ in range(3):
+                await conn.fetchval("SELECT $1::int", 1)
+            assert (await conn.fetchval(count) > 0) is expect_named
 
 
 async def test_codecs_registered_on_every_connection(dhv_database_url: str) -> None:
@@ -158,7 +160,7 @@ async def test_extension_is_created_by_the_pool(dhv_server_url: str) -> None:
 
 async def test_lifespan_sets_state_and_closes(dhv_database_url: str) -> None:
     class App:
-        class state:  # noqa: N801 - mimics Starlette's app.state
+        class state:
             pass
 
     app = App()
