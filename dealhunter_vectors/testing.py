@@ -21,15 +21,18 @@ the same ids, commit, or use transactions of their own never see each other.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
-from .embedded import is_embedded_url, resolve_database_url, start_embedded
+from .embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
 from .pool import Pool, close_pool, create_pool
 from .schema import apply_schema, quote_ident
 
@@ -43,8 +46,14 @@ def with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def dhv_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of the server the tests use (``DATABASE_URL`` or a session embedded server)."""
+def dhv_server_url() -> Iterator[str]:
+    """URL of the server the tests use (``DATABASE_URL`` or a session embedded server).
+
+    The embedded server's data directory is a fresh ``tempfile.mkdtemp`` directory, not
+    pytest's ``tmp_path``: pytest resets ``/tmp/pytest-of-<user>`` to mode 0700 whenever
+    another pytest session (or xdist worker) starts, which would lock out the ``pgserver``
+    system user that runs the server when the tests run as root.
+    """
     env = os.environ.get("DATABASE_URL")
     if env and not is_embedded_url(env):
         yield env
@@ -52,11 +61,13 @@ def dhv_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if env and env != "embedded":
         yield resolve_database_url(env)
         return
-    server = start_embedded(tmp_path_factory.mktemp("pgdata"))
+    data_dir = Path(tempfile.mkdtemp(prefix="dhv-test-pg-"))
+    server = start_embedded(data_dir / "pgdata")
     try:
         yield server.url
     finally:
-        server.stop()
+        stop_embedded(data_dir / "pgdata")
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _admin(url: str) -> asyncpg.Connection:
