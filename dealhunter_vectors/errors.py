@@ -38,3 +38,25 @@ class InvalidEmbeddingError(DealhunterVectorsError, ValueError):
         self.rule = rule
         self.where = where
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class MigrationError(DealhunterVectorsError, RuntimeError):
+    """The SQLite migration cannot run: unreadable source, schema mismatch, bad arguments."""
+
+
+class MigrationStoppedError(MigrationError):
+    """``on_error="stop"``: the first bad source row stopped the migration.
+
+    ``problems`` are that row's findings (each names table, row id, column, reason and
+    value kind); ``report`` is the :class:`~dealhunter_vectors.migration_models.MigrationReport`
+    of the run so far (batches committed before the bad row stay loaded; a re-run resumes).
+    """
+
+    def __init__(self, message: str, *, problems: tuple[object, ...], report: object) -> None:
+        self.problems = problems
+        self.report = report
+        super().__init__(message)
+
+
+class NotFoundError(DealhunterVectorsError, LookupError):
+    """A row that a write needs (e.g. the pre-qualification of ``replace_raw_chunks``) does not exist."""
