@@ -1,0 +1,305 @@
+"""Typed results, search requests and write inputs of the vector layer (pydantic v2, frozen).
+
+Result models mirror what the old app's callers used (see
+``shared/reference/legacy-behaviour.md``), with snake_case names:
+
+* :class:`DealChunkHit`: lead retrieval / agent retrieval / deep-scan rows of ``deal_embeddings``,
+  with the lead service's ``sources`` list and ``similarity=None`` for unranked listings.
+* :class:`RawChunkHit`: raw retrieval rows of ``raw_chunks`` (old default metadata when NULL).
+* :class:`SimilarityHit`: the search action's merged hits (``source`` lead / agent / raw).
+* :class:`PreQualificationMatch`: the semantic step of the duplicate check.
+
+Metadata is stored as JSON text. It is parsed with orjson; a value that is not valid JSON
+(or not a JSON object) never breaks a query: the hit carries ``metadata`` = the default,
+``metadata_raw`` = the stored text and ``metadata_error`` = what was wrong, and the problem
+is logged (logger ``dealhunter_vectors.vector_search``).
+
+Request models (:class:`DealChunkSearch`, :class:`RawChunkSearch`, :class:`SimilaritySearch`,
+:class:`PreQualificationSearch`) describe one search each for
+:func:`~dealhunter_vectors.vector_search.search_many`; their fields are exactly the keyword
+arguments of the matching single-search function. Values are checked when the search runs
+(``InvalidEmbeddingError`` / ``ValueError``), not when the model is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+__all__ = [
+    "ChunkSource",
+    "DealChunk",
+    "DealChunkHit",
+    "DealChunkSearch",
+    "PreQualificationMatch",
+    "PreQualificationSearch",
+    "RawChunk",
+    "RawChunkHit",
+    "RawChunkSearch",
+    "SearchRequest",
+    "SimilarityHit",
+    "SimilaritySearch",
+    "section_confidence",
+]
+
+RAW_CHUNK_DEFAULT_METADATA: dict[str, Any] = {"startPosition": 0, "endPosition": 0, "type": "unknown"}
+"""What the old raw retrieval reported for a chunk whose metadata is NULL."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _FrozenArbitrary(BaseModel):
+    # Request and input models carry embeddings (numpy arrays, lists, tuples) as given.
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+# --------------------------------------------------------------------------- results
+
+
+class ChunkSource(_Frozen):
+    """One entry of the lead service's ``sources`` list (``relevance`` = the hit's similarity)."""
+
+    agent_name: str
+    chunk_id: str
+    chunk_type: str
+    relevance: float | None
+
+
+class DealChunkHit(_Frozen):
+    """A ``deal_embeddings`` row returned by a search or a listing.
+
+    ``similarity`` is the cosine similarity (float64, ``1 - (embedding <=> query)``), or
+    ``None`` for the unranked listing (:func:`~dealhunter_vectors.vector_search.list_deal_chunks`):
+    no invented 0.75. ``metadata`` is the parsed JSON object, ``{}`` when the column is NULL
+    or unparsable (then ``metadata_error`` says why and ``metadata_raw`` holds the text).
+    """
+
+    chunk_id: str = Field(description="deal_embeddings.id")
+    pre_qualification_id: str | None
+    qualification_id: str | None
+    agent_name: str
+    chunk_type: str
+    chunk_index: int
+    content: str
+    similarity: float | None = Field(description="cosine similarity; None when unranked")
+    metadata: dict[str, Any]
+    metadata_raw: str | None = Field(default=None, description="stored text when it could not be parsed")
+    metadata_error: str | None = Field(default=None, description="why metadata could not be parsed")
+    chunk_category: str | None
+    confidence: int | None
+    is_validated: bool = Field(description="validated_at IS NOT NULL")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sources(self) -> list[ChunkSource]:
+        """The old lead service's source tracking: one entry for this chunk."""
+        return [
+            ChunkSource(
+                agent_name=self.agent_name,
+                chunk_id=self.chunk_id,
+                chunk_type=self.chunk_type,
+                relevance=self.similarity,
+            )
+        ]
+
+
+class RawChunkHit(_Frozen):
+    """A ``raw_chunks`` row returned by raw retrieval.
+
+    ``metadata`` is ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}`` when the
+    column is NULL (the old default) or unparsable (then ``metadata_error`` is set).
+    ``source`` / ``web_source`` are the old service's extracted citations: ``metadata.source``
+    when it is an object of kind ``pdf``, ``metadata.webSource`` when it has a string ``url``.
+    """
+
+    chunk_id: str = Field(description="raw_chunks.id")
+    pre_qualification_id: str
+    chunk_index: int
+    content: str
+    token_count: int
+    similarity: float
+    metadata: dict[str, Any]
+    metadata_raw: str | None = None
+    metadata_error: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """``metadata.source`` when it is a PDF citation object, else None."""
+        candidate = self.metadata.get("source")
+        if isinstance(candidate, dict) and candidate.get("kind") == "pdf":
+            return candidate
+        return None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def web_source(self) -> dict[str, Any] | None:
+        """``{url, title, accessedAt}`` from ``metadata.webSource`` when its url is a string."""
+        candidate = self.metadata.get("webSource")
+        if isinstance(candidate, dict) and isinstance(candidate.get("url"), str):
+            return {"url": candidate["url"], "title": candidate.get("title"), "accessedAt": candidate.get("accessedAt")}
+        return None
+
+
+class SimilarityHit(_Frozen):
+    """One hit of the search action (:func:`~dealhunter_vectors.vector_search.search_similar`).
+
+    ``source`` is ``"lead"`` (deal_embeddings by qualification), ``"agent"``
+    (deal_embeddings by pre-qualification) or ``"raw"`` (raw_chunks by pre-qualification);
+    ``agent_name`` / ``chunk_type`` are None for raw hits. ``metadata`` is ``{}`` when NULL
+    or unparsable (as the old ``safeParseJSON``), with ``metadata_error`` set in the latter case.
+    """
+
+    id: str
+    source: Literal["lead", "agent", "raw"]
+    similarity: float
+    agent_name: str | None = None
+    chunk_type: str | None = None
+    chunk_index: int
+    content: str
+    metadata: dict[str, Any]
+    metadata_raw: str | None = None
+    metadata_error: str | None = None
+
+
+class PreQualificationMatch(_Frozen):
+    """A pre-qualification whose description embedding is close to the query.
+
+    ``similarity`` is the cosine; ``similarity_percent`` the old
+    ``Math.round((cos + 1) / 2 * 100)`` (JavaScript rounding: halves up).
+    """
+
+    pre_qualification_id: str
+    similarity: float
+    similarity_percent: int
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class DealChunkSearch(_FrozenArbitrary):
+    """A :func:`~dealhunter_vectors.vector_search.search_deal_embeddings` call, for ``search_many``."""
+
+    kind: Literal["deal_chunks"] = "deal_chunks"
+    query_embedding: Any
+    qualification_id: str | None = None
+    pre_qualification_id: str | None = None
+    threshold: float = 0.3
+    limit: int = 5
+    agent_names: str | Sequence[str] | None = None
+    agent_name_contains: str | None = None
+    chunk_categories: Sequence[str] | None = None
+    min_confidence: int | None = None
+    only_validated: bool = False
+    tech_stack: str | None = None
+    filter_fallback: bool = False
+    inclusive: bool = False
+    fallback_to_top_k: bool = False
+
+
+class RawChunkSearch(_FrozenArbitrary):
+    """A :func:`~dealhunter_vectors.vector_search.search_raw_chunks` call, for ``search_many``."""
+
+    kind: Literal["raw_chunks"] = "raw_chunks"
+    query_embedding: Any
+    pre_qualification_id: str
+    threshold: float = 0.2
+    limit: int = 5
+
+
+class SimilaritySearch(_FrozenArbitrary):
+    """A :func:`~dealhunter_vectors.vector_search.search_similar` call, for ``search_many``."""
+
+    kind: Literal["similar"] = "similar"
+    query_embedding: Any
+    qualification_id: str | None = None
+    pre_qualification_id: str | None = None
+    threshold: float = 0.5
+    limit: int = 10
+    include_raw_chunks: bool = True
+
+
+class PreQualificationSearch(_FrozenArbitrary):
+    """A :func:`~dealhunter_vectors.vector_search.find_similar_pre_qualifications` call."""
+
+    kind: Literal["pre_qualifications"] = "pre_qualifications"
+    query_embedding: Any
+    exclude_id: str | None = None
+    min_similarity_percent: float = 85
+    limit: int | None = None
+    exact: bool | None = None
+
+
+SearchRequest = DealChunkSearch | RawChunkSearch | SimilaritySearch | PreQualificationSearch
+"""Any request accepted by ``search_many``."""
+
+
+# --------------------------------------------------------------------------- write inputs
+
+
+class DealChunk(_FrozenArbitrary):
+    """A chunk to insert into ``deal_embeddings`` (:func:`~dealhunter_vectors.writes.insert_deal_chunks`).
+
+    At least one owner (``pre_qualification_id`` / ``qualification_id``) is required.
+    ``id`` defaults to a generated cuid2-shaped id; ``embedding`` may be None (screenshot
+    chunks have none); ``metadata`` is stored as JSON text (orjson). Defaults are the old
+    schema's: ``chunk_index`` 0, ``chunk_category`` ``"elaboration"``, ``confidence`` 50,
+    ``requires_validation`` False. ``validated_at``: naive datetimes are taken as UTC.
+    """
+
+    id: str | None = None
+    pre_qualification_id: str | None = None
+    qualification_id: str | None = None
+    agent_name: str
+    chunk_type: str
+    chunk_index: int = 0
+    content: str
+    metadata: dict[str, Any] | None = None
+    embedding: Any = None
+    chunk_category: str | None = "elaboration"
+    confidence: int | None = 50
+    requires_validation: bool | None = False
+    validated_at: datetime | None = None
+    validated_by: str | None = None
+
+
+class RawChunk(_FrozenArbitrary):
+    """A chunk for :func:`~dealhunter_vectors.writes.replace_raw_chunks` (embedding required)."""
+
+    id: str | None = None
+    chunk_index: int
+    content: str
+    token_count: int
+    embedding: Any
+    metadata: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- confidence
+
+
+def _js_round(x: float) -> int:
+    """JavaScript ``Math.round``: the nearest integer, halves rounded up (towards +inf)."""
+    floor = math.floor(x)
+    return int(floor + 1 if x - floor >= 0.5 else floor)
+
+
+def section_confidence(hits: Sequence[DealChunkHit]) -> int:
+    """The old lead service's section confidence score (0-100).
+
+    ``round(min(100, min(40, n/5*40) + avg_similarity*40 + min(20, unique_agents/3*20)))``
+    with JavaScript rounding; 0 for no hits. Unranked hits (similarity None) count as 0
+    similarity (the old code's invented 0.75 is not reproduced).
+    """
+    n = len(hits)
+    if n == 0:
+        return 0
+    count_score = min(40.0, n / 5 * 40)
+    avg = sum((h.similarity or 0.0) for h in hits) / n
+    diversity = min(20.0, len({h.agent_name for h in hits}) / 3 * 20)
+    return _js_round(min(100.0, count_score + avg * 40 + diversity))
