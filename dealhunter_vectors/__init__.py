@@ -16,11 +16,36 @@ from .errors import (
     DealhunterVectorsError,
     EmbeddedServerError,
     InvalidEmbeddingError,
+    NotFoundError,
     PoolExhaustedError,
     SchemaError,
 )
+from .models import (
+    ChunkSource,
+    DealChunk,
+    DealChunkHit,
+    DealChunkSearch,
+    PreQualificationMatch,
+    PreQualificationSearch,
+    RawChunk,
+    RawChunkHit,
+    RawChunkSearch,
+    SearchRequest,
+    SimilarityHit,
+    SimilaritySearch,
+    section_confidence,
+)
 from .pool import Pool, close_pool, create_pool, lifespan, open_pool, transaction_settings
 from .schema import VECTOR_INDEXES, apply_schema, schema_status
+from .vector_search import (
+    find_similar_pre_qualifications,
+    list_deal_chunks,
+    search_deal_embeddings,
+    search_many,
+    search_raw_chunks,
+    search_similar,
+)
+from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
 __version__ = "0.1.0"
 
@@ -53,4 +78,31 @@ __all__ = [
     "start_embedded",
     "stop_embedded",
     "transaction_settings",
+]
+
+# vector search, write paths and their models (issue 3)
+__all__ += [
+    "ChunkSource",
+    "DealChunk",
+    "DealChunkHit",
+    "DealChunkSearch",
+    "NotFoundError",
+    "PreQualificationMatch",
+    "PreQualificationSearch",
+    "RawChunk",
+    "RawChunkHit",
+    "RawChunkSearch",
+    "SearchRequest",
+    "SimilarityHit",
+    "SimilaritySearch",
+    "find_similar_pre_qualifications",
+    "insert_deal_chunks",
+    "list_deal_chunks",
+    "replace_raw_chunks",
+    "search_deal_embeddings",
+    "search_many",
+    "search_raw_chunks",
+    "search_similar",
+    "section_confidence",
+    "set_description_embedding",
 ]
