@@ -536,7 +536,9 @@ async def test_find_similar_pre_qualifications_percent_rule_and_candidates(dhv_p
         {"id": r["id"], "extracted_requirements": r["extracted_requirements"],
          "description_embedding": None if r["description_embedding"] is None
          else str([float(x) for x in r["description_embedding"]])}
-        for r in await dhv_pool.fetch("SELECT id, extracted_requirements, description_embedding FROM pre_qualifications")
+        for r in await dhv_pool.fetch(
+            "SELECT id, extracted_requirements, description_embedding FROM pre_qualifications"
+        )
     ]
     # the stored query is float32: give the reference the same numbers
     ref = legacy.duplicate_semantic_matches(legacy_rows, q.astype(np.float32).tolist(), exclude_id="p-self")
