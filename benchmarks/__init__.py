@@ -1,0 +1,1 @@
+"""Benchmarks of dealhunter_vectors (``pytest benchmarks/ --benchmark-only --scale small``)."""
