@@ -233,7 +233,7 @@ LIST_BY_PRE_QUALIFICATION_SQL: Final = _LIST_TEMPLATE.replace("__COLUMNS__", _DE
 PRE_QUALIFICATION_EXACT_SQL: Final = """
 SELECT s.id, s.distance
 FROM (
-    SELECT p.id, p.description_embedding <=> $1 AS distance
+    SELECT p.id, p.description_embedding <=> $1::vector AS distance
     FROM "pre_qualifications" p
     WHERE p.description_embedding IS NOT NULL
       AND p.extracted_requirements IS NOT NULL
@@ -247,17 +247,20 @@ LIMIT $4
 """Exact scan of every pre-qualification with a description embedding and requirements."""
 
 # $1 query vector, $2 excluded id, $3 max distance, $4 limit, $5 candidate count.
+# $1 is cast to vector explicitly everywhere: otherwise PostgreSQL infers its type from the
+# halfvec cast in the FROM clause (analysed first) and the "exact" re-rank silently becomes a
+# halfvec distance (vector -> halfvec is an implicit cast).
 PRE_QUALIFICATION_ANN_SQL: Final = """
 SELECT s.id, s.distance
 FROM (
-    SELECT c.id, c.description_embedding <=> $1 AS distance
+    SELECT c.id, c.description_embedding <=> $1::vector AS distance
     FROM (
         SELECT p.id, p.description_embedding
         FROM "pre_qualifications" p
         WHERE p.description_embedding IS NOT NULL
           AND p.extracted_requirements IS NOT NULL
           AND ($2::text IS NULL OR p.id <> $2::text)
-        ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1)::halfvec(3072)
+        ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
         LIMIT $5
     ) c
     OFFSET 0
