@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from .bulk_loader import MigrationProgress, load_order, migrate_sqlite
 from .config import DEFAULT_DATABASE_URL, Settings, get_settings, mask_url
 from .embedded import EmbeddedServer, resolve_database_url, start_embedded, stop_embedded
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
@@ -16,9 +17,19 @@ from .errors import (
     DealhunterVectorsError,
     EmbeddedServerError,
     InvalidEmbeddingError,
+    MigrationError,
+    MigrationStoppedError,
     NotFoundError,
     PoolExhaustedError,
     SchemaError,
+)
+from .migration_models import (
+    MigrationReport,
+    RowProblem,
+    TableReport,
+    TableVerification,
+    VectorProblem,
+    VerificationReport,
 )
 from .models import (
     ChunkSource,
@@ -45,6 +56,7 @@ from .vector_search import (
     search_raw_chunks,
     search_similar,
 )
+from .verify import verify_migration
 from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
 __version__ = "0.1.0"
@@ -105,4 +117,20 @@ __all__ += [
     "search_similar",
     "section_confidence",
     "set_description_embedding",
+]
+
+# SQLite -> PostgreSQL migration and its verification (issue 4)
+__all__ += [
+    "MigrationError",
+    "MigrationProgress",
+    "MigrationReport",
+    "MigrationStoppedError",
+    "RowProblem",
+    "TableReport",
+    "TableVerification",
+    "VectorProblem",
+    "VerificationReport",
+    "load_order",
+    "migrate_sqlite",
+    "verify_migration",
 ]
