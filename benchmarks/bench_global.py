@@ -6,7 +6,8 @@ a query list of near-duplicates is searched for the top 10:
 * ``ours``: ``vector_search.find_similar_pre_qualifications(limit=10, min_similarity_percent=0)``
   (halfvec HNSW candidates, iterative scan, exact re-rank by the full vector);
 * ``hnsw_ef<N>``: the same statement written here with ``hnsw.ef_search`` swept, so the
-  recall/latency trade-off of the index is visible (candidates = ef_search);
+  recall/latency trade-off of the index is visible (candidates = ef_search), with
+  ``enable_seqscan=off`` and ``plan_cache_mode=force_custom_plan`` (see SWEEP_SETTINGS);
 * ``exact_sql``: exact pgvector scan of the full-precision column (parallel seq scan);
 * ``numpy``: brute force over an in-memory float32 matrix (norms precomputed);
 * ``old_path``: the old app's duplicate step (every row loaded from SQLite, JSON-parsed,
@@ -82,8 +83,14 @@ def recall(found: list[list[str]], data: GlobalData) -> float:
     return hits / (K * len(found))
 
 
+# Planner settings of the sweep: without them PostgreSQL picks a seq scan (casting every row to
+# halfvec) for small tables or large LIMITs, and asyncpg's prepared statements switch to a
+# generic plan after 5 runs; measured separately as ours (library defaults) vs hnsw_ef100.
+SWEEP_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_custom_plan"}
+
+
 async def hnsw_sql(data: GlobalData, query: np.ndarray, ef_search: int) -> list[str]:
-    settings = {"hnsw.ef_search": ef_search, "hnsw.iterative_scan": "relaxed_order"}
+    settings = {"hnsw.ef_search": ef_search, "hnsw.iterative_scan": "relaxed_order", **SWEEP_SETTINGS}
     async with transaction_settings(data.pool, settings) as conn:
         rows = await conn.fetch(HNSW_GLOBAL_SQL, query, K, ef_search)
     return [r["id"] for r in rows]
