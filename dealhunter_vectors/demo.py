@@ -1,0 +1,476 @@
+"""The end-to-end demo: legacy SQLite -> PostgreSQL -> every old call site, old vs new.
+
+1. Build a legacy dealhunter SQLite database the way the old app wrote it (Drizzle
+   conventions, all 29 tables, clustered 3072-d embeddings, German/English chunk texts).
+2. Migrate it with the bulk loader (progress bars), verify it row by row, build the
+   halfvec HNSW indexes.
+3. Run every retrieval call site of the old app through this library and through a
+   faithful port of the old in-process path (``legacy.py``: load all rows of the owner
+   from SQLite, ``JSON.parse`` every embedding, score in a loop) on the same data, and
+   print the typed results, the timings and whether both agree.
+
+Re-running reuses the data directory and database (the migration then reports every row
+as already present); ``fresh=True`` recreates both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import asyncpg
+import numpy as np
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.table import Table
+
+from . import legacy
+from .bulk_loader import MigrationProgress, migrate_sqlite
+from .config import mask_url
+from .embedded import resolve_database_url
+from .legacy_db import LegacyDatasetSpec, build_legacy_database
+from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
+from .pool import Pool, open_pool
+from .schema import apply_schema, quote_ident
+from .synthetic import query_with_cosine
+from .vector_search import (
+    find_similar_pre_qualifications,
+    search_deal_embeddings,
+    search_raw_chunks,
+    search_similar,
+)
+from .verify import verify_migration
+
+__all__ = ["DEMO_SIZES", "CallSiteResult", "DemoResult", "demo_spec", "run_demo"]
+
+DemoSize = Literal["small", "default"]
+DEMO_SIZES: tuple[DemoSize, ...] = ("small", "default")
+SIMILARITY_TOLERANCE = 1e-5
+
+
+def demo_spec(size: DemoSize, seed: int = 0) -> LegacyDatasetSpec:
+    """The data set of each demo size (``default``: ~2,400 deal chunks and 1,440 raw chunks)."""
+    if size == "default":
+        return LegacyDatasetSpec.demo(seed=seed)
+    return dataclasses.replace(
+        LegacyDatasetSpec.demo(seed=seed),
+        business_units=2,
+        users=4,
+        accounts=3,
+        pre_qualifications=6,
+        qualifications=3,
+        deal_embeddings_per_qualification=40,
+        deal_embeddings_per_pre_qualification=12,
+        raw_chunks_per_pre_qualification=15,
+        catalogue_rows=3,
+        near_duplicate_fraction=0.34,
+        n_clusters=8,
+    )
+
+
+class Hit(BaseModel):
+    """One result row as both paths report it: id and similarity (None when unranked)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    similarity: float | None
+
+
+class CallSiteResult(BaseModel):
+    """One old call site run both ways on the same data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str
+    arguments: dict[str, Any] = Field(description="the library call's keyword arguments (no embedding)")
+    query_embedding: list[float]
+    ours: list[Hit]
+    legacy: list[Hit]
+    agree: bool
+    ours_ms: float = Field(description="median latency of the library call")
+    legacy_ms: float = Field(description="median latency of the old path (load + JSON.parse + loop)")
+
+
+class DemoResult(BaseModel):
+    """Everything the demo did; ``dealhunter-vectors demo --json`` prints it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: str
+    sqlite_path: str
+    database_url: str = Field(description="masked")
+    database: str
+    rows_migrated: int
+    rows_already_present: int
+    verified: bool
+    call_sites: list[CallSiteResult]
+
+    @property
+    def ok(self) -> bool:
+        return self.verified and all(c.agree for c in self.call_sites)
+
+
+def default_data_dir(size: DemoSize) -> Path:
+    """``~/.local/share/dealhunter_vectors/demo-<size>`` (or the platform's equivalent)."""
+    return Path(platformdirs.user_data_dir("dealhunter_vectors")) / f"demo-{size}"
+
+
+def _hits_agree(ours: Sequence[Hit], old: Sequence[Hit]) -> bool:
+    """Same ids in the same order, similarities within the tolerance.
+
+    Two neighbours may swap places only when their similarities tie within the tolerance
+    (float32 storage vs the old float64 JSON values may order exact ties differently).
+    """
+    if len(ours) != len(old) or {h.id for h in ours} != {h.id for h in old}:
+        return False
+    old_sim = {h.id: h.similarity for h in old}
+    for a, b in zip(ours, old, strict=True):
+        sa, sb = a.similarity, old_sim[a.id]
+        if (sa is None) != (sb is None):
+            return False
+        if sa is not None and sb is not None and abs(sa - sb) > SIMILARITY_TOLERANCE:
+            return False
+        if a.id != b.id and (sa is None or b.similarity is None or abs(sa - b.similarity) > 2 * SIMILARITY_TOLERANCE):
+            return False
+    return True
+
+
+async def _median_ms(fn: Callable[[], Awaitable[Any]], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = await fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), result
+
+
+def _median_ms_sync(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), result
+
+
+def _legacy_id(row: dict[str, Any]) -> str:
+    value = row.get("chunkId", row.get("id"))
+    return str(value)
+
+
+async def _prepare_database(admin_url: str, name: str, *, fresh: bool) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        if fresh:
+            await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await admin.close()
+
+
+def _with_database(url: str, database: str) -> str:
+    from .testing import with_database  # the URL helper; importing it does not start anything
+
+    return with_database(url, database)
+
+
+async def _pick(pool: Pool, sql: str) -> str:
+    value = await pool.fetchval(sql)
+    if value is None:
+        raise RuntimeError(f"the demo data set has no row for: {sql}")
+    return str(value)
+
+
+# The owners and anchors the call sites query: deterministic choices from the migrated data.
+_BUSIEST_QUALIFICATION = (
+    "SELECT qualification_id FROM deal_embeddings WHERE qualification_id IS NOT NULL AND embedding IS NOT NULL"
+    " GROUP BY qualification_id ORDER BY count(*) DESC, qualification_id LIMIT 1"
+)
+_BUSIEST_PRE_QUALIFICATION = (
+    "SELECT pre_qualification_id FROM raw_chunks GROUP BY pre_qualification_id"
+    " ORDER BY count(*) DESC, pre_qualification_id LIMIT 1"
+)
+_ANCHOR_DEAL_CHUNK = (
+    "SELECT embedding, agent_name FROM deal_embeddings WHERE {owner} = $1 AND embedding IS NOT NULL"
+    " ORDER BY id OFFSET $2 LIMIT 1"
+)
+_ANCHOR_RAW_CHUNK = "SELECT embedding FROM raw_chunks WHERE pre_qualification_id = $1 ORDER BY id OFFSET $2 LIMIT 1"
+_TECH_OF_PRE_QUALIFICATION = (
+    "SELECT metadata::json->>'cms' FROM deal_embeddings WHERE pre_qualification_id = $1"
+    " AND metadata IS NOT NULL AND metadata::json->>'cms' IS NOT NULL ORDER BY id LIMIT 1"
+)
+_DESCRIPTIONS = (
+    "SELECT id, description_embedding FROM pre_qualifications"
+    " WHERE description_embedding IS NOT NULL AND extracted_requirements IS NOT NULL ORDER BY id"
+)
+
+
+async def run_demo(
+    console: Console,
+    *,
+    database_url: str | None = None,
+    size: DemoSize = "default",
+    data_dir: Path | None = None,
+    fresh: bool = False,
+    seed: int = 0,
+    repeat: int = 5,
+    quiet: bool = False,
+) -> DemoResult:
+    """Run the whole demo and print it to *console*; return what it found."""
+    started = time.perf_counter()
+    data_dir = data_dir or default_data_dir(size)
+    sqlite_path = data_dir / "legacy.sqlite"
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    def say(text: str) -> None:
+        if not quiet:
+            console.print(text, highlight=False)
+
+    # 1. the legacy database
+    if sqlite_path.exists():
+        say(f"[bold]1. legacy SQLite[/]: reusing {sqlite_path} ({sqlite_path.stat().st_size / 2**20:.0f} MB)")
+    else:
+        say(f"[bold]1. legacy SQLite[/]: writing {sqlite_path} the way the old app did (Drizzle) ...")
+        summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False)
+        total = sum(summary.row_counts.values())
+        say(f"   {total:,} rows in 29 tables, {sqlite_path.stat().st_size / 2**20:.0f} MB, "
+            f"{summary.build_seconds:.1f} s")
+
+    # 2. migrate + verify
+    server_url = resolve_database_url(database_url or "embedded")
+    db_name = f"dealhunter_demo_{size}"
+    await _prepare_database(server_url, db_name, fresh=fresh)
+    url = _with_database(server_url, db_name)
+    say(f"[bold]2. migrate[/] into {mask_url(url)}")
+    async with open_pool(url, min_size=2, max_size=10) as pool:
+        await apply_schema(pool)
+        from .cli_migrate import _Reporter  # the CLI's rich progress bars / log lines
+
+        with _Reporter(console, quiet=quiet) as reporter:
+            def on_progress(ev: MigrationProgress) -> None:
+                reporter(ev)
+
+            report = await migrate_sqlite(sqlite_path, pool, progress=on_progress)
+        inserted = sum(t.inserted for t in report.tables)
+        present = sum(t.already_present for t in report.tables)
+        say(f"   {inserted:,} rows inserted, {present:,} already present, "
+            f"{sum(t.rejected for t in report.tables)} rejected, {sum(t.conflicts for t in report.tables)} conflicts")
+        verification = await verify_migration(sqlite_path, pool)
+        say(f"[bold]3. verify[/]: {'[green]every row matches[/]' if verification.ok else '[red]MISMATCH[/]'} "
+            f"({sum(t.source_rows for t in verification.tables):,} rows, checksums on both sides)")
+
+        # 4. the call sites
+        say("[bold]4. the old call sites[/], old in-process path vs PostgreSQL + pgvector")
+        results, typed_hits = await _run_call_sites(pool, sqlite_path, seed=seed, repeat=repeat)
+
+    result = DemoResult(
+        size=size,
+        sqlite_path=str(sqlite_path),
+        database_url=mask_url(url),
+        database=db_name,
+        rows_migrated=inserted,
+        rows_already_present=present,
+        verified=verification.ok,
+        call_sites=results,
+    )
+    if not quiet:
+        _print_results(console, result, typed_hits)
+        console.print(f"demo finished in {time.perf_counter() - started:.1f} s: "
+                      + ("[green]all call sites agree with the old path[/]" if result.ok else "[red]DIFFERENCES[/]"))
+    return result
+
+
+async def _run_call_sites(
+    pool: Pool, sqlite_path: Path, *, seed: int, repeat: int
+) -> tuple[list[CallSiteResult], dict[str, list[Any]]]:
+    """Run each call site both ways; return the results and our typed hits per call site."""
+    rng = np.random.default_rng(seed + 1)
+    qual = await _pick(pool, _BUSIEST_QUALIFICATION)
+    preq = await _pick(pool, _BUSIEST_PRE_QUALIFICATION)
+
+    async def anchor(owner: str, owner_id: str, offset: int, cosine: float) -> tuple[np.ndarray[Any, Any], str]:
+        row = await pool.fetchrow(_ANCHOR_DEAL_CHUNK.format(owner=owner), owner_id, offset)
+        if row is None:
+            raise RuntimeError(f"no embedded deal chunk for {owner}={owner_id}")
+        return query_with_cosine(row["embedding"], cosine, rng).astype(np.float32), str(row["agent_name"])
+
+    lead_q, lead_agent = await anchor("qualification_id", qual, 0, 0.8)
+    agent_q, _ = await anchor("pre_qualification_id", preq, 0, 0.9)
+    expert_q, expert_agent = await anchor("qualification_id", qual, 3, 0.6)
+    raw_row = await pool.fetchval(_ANCHOR_RAW_CHUNK, preq, 0)
+    raw_q = query_with_cosine(raw_row, 0.7, rng).astype(np.float32)
+    tech = await pool.fetchval(_TECH_OF_PRE_QUALIFICATION, preq)
+    descriptions = await pool.fetch(_DESCRIPTIONS)
+
+    def rows(table: str, owner_column: str | None, owner_id: str | None) -> list[dict[str, Any]]:
+        # The literal old path: every call reads all rows of the owner from SQLite (timed).
+        return legacy.load_legacy_rows(sqlite_path, table, owner_column, owner_id)
+
+    out: list[CallSiteResult] = []
+    typed: dict[str, list[Any]] = {}
+
+    async def site(
+        name: str,
+        description: str,
+        query: np.ndarray[Any, Any],
+        arguments: dict[str, Any],
+        ours_fn: Callable[[], Awaitable[Sequence[Any]]],
+        old_fn: Callable[[], list[dict[str, Any]]],
+        to_hit: Callable[[Any], Hit],
+        old_to_hit: Callable[[dict[str, Any]], Hit],
+    ) -> None:
+        ours_ms, ours = await _median_ms(ours_fn, repeat)
+        old_ms, old = _median_ms_sync(old_fn, max(1, min(repeat, 3)))
+        ours_hits = [to_hit(h) for h in ours]
+        old_hits = [old_to_hit(r) for r in old]
+        out.append(CallSiteResult(
+            name=name, description=description, arguments=arguments,
+            query_embedding=[float(x) for x in query], ours=ours_hits, legacy=old_hits,
+            agree=_hits_agree(ours_hits, old_hits), ours_ms=ours_ms, legacy_ms=old_ms,
+        ))
+        typed[name] = list(ours)
+
+    def deal_hit(h: DealChunkHit) -> Hit:
+        return Hit(id=h.chunk_id, similarity=h.similarity)
+
+    def old_hit(r: dict[str, Any]) -> Hit:
+        return Hit(id=_legacy_id(r), similarity=r.get("similarity"))
+
+    args: dict[str, Any] = dict(qualification_id=qual, threshold=0.3, limit=5, agent_names=[lead_agent],
+                                filter_fallback=True)
+    await site(
+        "lead", "queryRagForLead: qualification chunks, > 0.3, agent filter after the threshold (fallback)",
+        lead_q, args,
+        lambda: search_deal_embeddings(pool, lead_q, **args),
+        lambda: legacy.query_rag_for_lead(rows("deal_embeddings", "qualification_id", qual), lead_q.tolist(),
+                                          agent_name_filter=[lead_agent], max_results=5),
+        deal_hit, old_hit,
+    )
+    args_agent: dict[str, Any] = dict(pre_qualification_id=preq, threshold=0.7, limit=5, tech_stack=tech,
+                                      filter_fallback=True)
+    await site(
+        "agent", "queryRAG: pre-qualification chunks, > 0.7, tech-stack filter (fallback)",
+        agent_q, args_agent,
+        lambda: search_deal_embeddings(pool, agent_q, **args_agent),
+        lambda: legacy.query_rag(rows("deal_embeddings", "pre_qualification_id", preq), agent_q.tolist(),
+                                 tech_stack_filter=tech, max_results=5),
+        deal_hit, old_hit,
+    )
+    args_raw: dict[str, Any] = dict(pre_qualification_id=preq, threshold=0.2, limit=5)
+
+    def raw_hit(h: RawChunkHit) -> Hit:
+        return Hit(id=h.chunk_id, similarity=h.similarity)
+
+    await site(
+        "raw", "queryRawChunks: raw chunks of a pre-qualification, > 0.2",
+        raw_q, args_raw,
+        lambda: search_raw_chunks(pool, raw_q, **args_raw),
+        lambda: legacy.query_raw_chunks(rows("raw_chunks", "pre_qualification_id", preq), raw_q.tolist(),
+                                        max_results=5),
+        raw_hit, old_hit,
+    )
+    needle = expert_agent.split("-")[0]
+    args_expert: dict[str, Any] = dict(qualification_id=qual, threshold=0.2, limit=10, agent_name_contains=needle,
+                                       fallback_to_top_k=True)
+    await site(
+        "deep-scan", f"queryLeadRag: > 0.2, agent name contains {needle!r}, best k when nothing passes",
+        expert_q, args_expert,
+        lambda: search_deal_embeddings(pool, expert_q, **args_expert),
+        lambda: legacy.query_lead_rag(rows("deal_embeddings", "qualification_id", qual), expert_q.tolist(),
+                                      agent_filter=needle, max_results=10),
+        deal_hit, old_hit,
+    )
+    args_similar: dict[str, Any] = dict(qualification_id=qual, pre_qualification_id=preq, threshold=0.5, limit=10)
+
+    def similar_hit(h: SimilarityHit) -> Hit:
+        return Hit(id=h.id, similarity=h.similarity)
+
+    await site(
+        "search", "searchSimilar: lead + agent + raw sources merged, >= 0.5",
+        lead_q, args_similar,
+        lambda: search_similar(pool, lead_q, **args_similar),
+        lambda: legacy.search_similar(
+            lead_q.tolist(),
+            lead_rows=rows("deal_embeddings", "qualification_id", qual),
+            agent_rows=rows("deal_embeddings", "pre_qualification_id", preq),
+            raw_rows=rows("raw_chunks", "pre_qualification_id", preq),
+            threshold=0.5, max_results=10,
+        ),
+        similar_hit, old_hit,
+    )
+    # duplicate check: the first pre-qualification whose description has a near duplicate
+    dup_id, dup_q = str(descriptions[0]["id"]), descriptions[0]["description_embedding"]
+    for r in descriptions:
+        if await find_similar_pre_qualifications(pool, r["description_embedding"], exclude_id=r["id"]):
+            dup_id, dup_q = str(r["id"]), r["description_embedding"]
+            break
+    args_dup: dict[str, Any] = dict(exclude_id=dup_id, min_similarity_percent=85)
+
+    def dup_hit(m: PreQualificationMatch) -> Hit:
+        return Hit(id=m.pre_qualification_id, similarity=m.similarity)
+
+    def old_dup_hit(r: dict[str, Any]) -> Hit:
+        return Hit(id=str(r["id"]), similarity=r["cosine"])
+
+    await site(
+        "duplicates", "checkForDuplicates (semantic step): round((cos+1)/2*100) >= 85 over all pre-qualifications",
+        np.asarray(dup_q, dtype=np.float32), args_dup,
+        lambda: find_similar_pre_qualifications(pool, dup_q, **args_dup),
+        lambda: legacy.duplicate_semantic_matches(rows("pre_qualifications", None, None), dup_q.tolist(),
+                                                  exclude_id=dup_id),
+        dup_hit, old_dup_hit,
+    )
+    return out, typed
+
+
+def _snippet(text: str, width: int = 38) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_results(console: Console, result: DemoResult, typed: dict[str, list[Any]]) -> None:
+    for cs in result.call_sites:
+        table = Table(title=f"{cs.name}: {cs.description}", title_justify="left", width=min(console.width, 100))
+        table.add_column("#", justify="right")
+        table.add_column("id", no_wrap=True, min_width=12)
+        table.add_column("sim", justify="right")
+        table.add_column("agent / source")
+        table.add_column("content", overflow="ellipsis", no_wrap=True)
+        for i, hit in enumerate(typed.get(cs.name, []), 1):
+            if isinstance(hit, DealChunkHit):
+                row = (hit.chunk_id, hit.similarity, hit.agent_name, hit.content)
+            elif isinstance(hit, RawChunkHit):
+                row = (hit.chunk_id, hit.similarity, f"raw #{hit.chunk_index}", hit.content)
+            elif isinstance(hit, SimilarityHit):
+                row = (hit.id, hit.similarity, f"{hit.source}:{hit.agent_name or ''}", hit.content)
+            else:
+                row = (hit.pre_qualification_id, hit.similarity, f"{hit.similarity_percent} %", "")
+            sim = "-" if row[1] is None else f"{row[1]:.4f}"
+            table.add_row(str(i), str(row[0])[:12], sim, _snippet(str(row[2]), 22), _snippet(str(row[3])))
+        if not cs.ours:
+            table.add_row("", "(no hits)", "", "", "")
+        console.print(table)
+    timing = Table(title="timings (median): old in-process path vs this library", title_justify="left")
+    timing.add_column("call site")
+    timing.add_column("hits", justify="right")
+    timing.add_column("old path ms", justify="right")
+    timing.add_column("pgvector ms", justify="right")
+    timing.add_column("speed-up", justify="right")
+    timing.add_column("same hits")
+    for cs in result.call_sites:
+        timing.add_row(cs.name, str(len(cs.ours)), f"{cs.legacy_ms:.1f}", f"{cs.ours_ms:.2f}",
+                       f"{cs.legacy_ms / cs.ours_ms:.0f}x" if cs.ours_ms > 0 else "-",
+                       "[green]yes[/]" if cs.agree else "[red]NO[/]")
+    console.print(timing)
