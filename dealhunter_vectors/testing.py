@@ -130,3 +130,42 @@ async def dhv_pool(dhv_database_url: str) -> AsyncIterator[Pool]:
         yield pool
     finally:
         await close_pool(pool, timeout=10)
+
+
+_SEED_BUSINESS_UNIT = (
+    "INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
+    " VALUES ('bu-test', 'BU', 'Lead', 'lead@example.com', '[]') ON CONFLICT DO NOTHING"
+)
+_SEED_USER = (
+    "INSERT INTO users (id, email, password, name) VALUES ('user-test', 'u@example.com', 'x', 'U')"
+    " ON CONFLICT DO NOTHING"
+)
+_SEED_PRE_QUALIFICATION = (
+    "INSERT INTO pre_qualifications (id, user_id, source, stage, input_type, raw_input, extracted_requirements)"
+    " VALUES ($1, 'user-test', 'reactive', 'rfp', 'freetext', 'text', $2) ON CONFLICT DO NOTHING"
+)
+_SEED_QUALIFICATION = (
+    "INSERT INTO qualifications (id, pre_qualification_id, customer_name, business_unit_id)"
+    " VALUES ($1, 'pq-base', 'Customer', 'bu-test') ON CONFLICT DO NOTHING"
+)
+
+
+async def seed_owners(
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    pre_qualification_ids: tuple[str, ...] | list[str] = (),
+    qualification_ids: tuple[str, ...] | list[str] = (),
+    extracted_requirements: str | None = "[]",
+) -> None:
+    """Insert the foreign-key parents chunks need: a business unit, a user, the given
+    pre-qualifications (plus ``pq-base``) and qualifications (owned by ``pq-base``).
+
+    Idempotent (``ON CONFLICT DO NOTHING``), for tests that write chunks with the
+    library's write paths.
+    """
+    await db.execute(_SEED_BUSINESS_UNIT)
+    await db.execute(_SEED_USER)
+    await db.executemany(
+        _SEED_PRE_QUALIFICATION, [(i, extracted_requirements) for i in (*pre_qualification_ids, "pq-base")]
+    )
+    await db.executemany(_SEED_QUALIFICATION, [(i,) for i in qualification_ids])

@@ -1,0 +1,169 @@
+"""A FastAPI service with one endpoint per retrieval call site of the old dealhunter app.
+
+Run it (embedded server by default in this example; any DATABASE_URL works):
+
+    pip install 'dealhunter-vectors[embedded,examples]' uvicorn
+    DATABASE_URL=embedded uvicorn examples.fastapi_app:app
+
+* The pool lives in the app's lifespan (:func:`dealhunter_vectors.lifespan`): opened at
+  start-up, closed gracefully at shutdown; handlers reach it as ``request.app.state.db``.
+* Every handler awaits one library call and returns the library's pydantic models.
+* An embedding that breaks a rule (dimensions, NaN, zero norm, half-precision range) is a
+  422 naming the rule, exactly like FastAPI's own validation errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+import dealhunter_vectors as dv
+from dealhunter_vectors.models import (
+    DealChunkHit,
+    PreQualificationMatch,
+    RawChunkHit,
+    SimilarityHit,
+    section_confidence,
+)
+
+
+def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
+    """Build the app; *database_url* defaults to ``DATABASE_URL``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, dv.Pool]]:
+        async with dv.lifespan(app, url=database_url, **pool_options) as state:
+            yield state
+
+    app = FastAPI(title="dealhunter retrieval", lifespan=lifespan)
+
+    @app.exception_handler(dv.InvalidEmbeddingError)
+    async def invalid_embedding(_: Request, exc: dv.InvalidEmbeddingError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": [{"type": f"invalid_embedding.{exc.rule}", "loc": ["body", "embedding"],
+                                 "msg": str(exc)}]},
+        )
+
+    @app.exception_handler(ValueError)
+    async def bad_argument(_: Request, exc: ValueError) -> JSONResponse:
+        # threshold outside [-1, 1], limit < 1, both/neither owner ...
+        return JSONResponse(status_code=422, content={"detail": [{"type": "value_error", "msg": str(exc)}]})
+
+    def db(request: Request) -> dv.Pool:
+        pool: dv.Pool = request.app.state.db  # set by dv.lifespan at start-up
+        return pool
+
+    @app.post("/qualifications/{qualification_id}/lead-search", response_model=LeadSearchResponse)
+    async def lead_search(qualification_id: str, body: LeadSearchRequest, request: Request) -> LeadSearchResponse:
+        """Lead retrieval (queryRagForLead): similarity > 0.3, agent filter with the old fallback."""
+        hits = await dv.search_deal_embeddings(
+            db(request), body.embedding, qualification_id=qualification_id, threshold=0.3,
+            limit=body.limit, agent_names=body.agent_names, chunk_categories=body.chunk_categories,
+            min_confidence=body.min_confidence, only_validated=body.only_validated, filter_fallback=True,
+        )
+        return LeadSearchResponse(hits=hits, section_confidence=section_confidence(hits))
+
+    @app.get("/qualifications/{qualification_id}/chunks", response_model=list[DealChunkHit])
+    async def lead_chunks(
+        qualification_id: str, request: Request, limit: Annotated[int | None, Query(ge=1)] = None
+    ) -> list[DealChunkHit]:
+        """Lead retrieval without a query embedding: the chunks, unranked (similarity null)."""
+        return await dv.list_deal_chunks(db(request), qualification_id=qualification_id, limit=limit)
+
+    @app.post("/pre-qualifications/{pre_qualification_id}/agent-search", response_model=list[DealChunkHit])
+    async def agent_search(
+        pre_qualification_id: str, body: AgentSearchRequest, request: Request
+    ) -> list[DealChunkHit]:
+        """Agent retrieval (queryRAG): similarity > 0.7, tech-stack filter with the old fallback."""
+        return await dv.search_deal_embeddings(
+            db(request), body.embedding, pre_qualification_id=pre_qualification_id, threshold=0.7,
+            limit=body.limit, tech_stack=body.tech_stack, filter_fallback=True,
+        )
+
+    @app.post("/pre-qualifications/{pre_qualification_id}/raw-search", response_model=list[RawChunkHit])
+    async def raw_search(pre_qualification_id: str, body: EmbeddingRequest, request: Request) -> list[RawChunkHit]:
+        """Raw retrieval (queryRawChunks): similarity > 0.2."""
+        return await dv.search_raw_chunks(
+            db(request), body.embedding, pre_qualification_id=pre_qualification_id, threshold=0.2, limit=body.limit
+        )
+
+    @app.post("/qualifications/{qualification_id}/expert-search", response_model=list[DealChunkHit])
+    async def expert_search(
+        qualification_id: str, body: ExpertSearchRequest, request: Request
+    ) -> list[DealChunkHit]:
+        """Deep-scan expert (queryLeadRag): > 0.2, agent substring, best k when nothing passes."""
+        return await dv.search_deal_embeddings(
+            db(request), body.embedding, qualification_id=qualification_id, threshold=0.2, limit=body.limit,
+            agent_name_contains=body.agent_name_contains, fallback_to_top_k=True,
+        )
+
+    @app.post("/search", response_model=list[SimilarityHit])
+    async def search_action(body: SimilarRequest, request: Request) -> list[SimilarityHit]:
+        """The search action (searchSimilar): >= threshold, merged over lead, agent and raw sources."""
+        return await dv.search_similar(
+            db(request), body.embedding, qualification_id=body.qualification_id,
+            pre_qualification_id=body.pre_qualification_id, threshold=body.threshold, limit=body.limit,
+            include_raw_chunks=body.include_raw_chunks,
+        )
+
+    @app.post("/pre-qualifications/duplicates", response_model=list[PreQualificationMatch])
+    async def duplicates(body: DuplicateRequest, request: Request) -> list[PreQualificationMatch]:
+        """The duplicate check's semantic step: similarity percent >= 85 by default."""
+        return await dv.find_similar_pre_qualifications(
+            db(request), body.embedding, exclude_id=body.exclude_id,
+            min_similarity_percent=body.min_similarity_percent, limit=body.limit,
+        )
+
+    return app
+
+
+class EmbeddingRequest(BaseModel):
+    """A query embedding (3072 numbers) and a result limit."""
+
+    embedding: list[float] = Field(description="query embedding, text-embedding-3-large (3072 numbers)")
+    limit: int = Field(default=5, ge=1, le=50)
+
+
+class LeadSearchRequest(EmbeddingRequest):
+    agent_names: list[str] | None = None
+    chunk_categories: list[str] | None = None
+    min_confidence: int | None = Field(default=None, ge=0, le=100)
+    only_validated: bool = False
+
+
+class LeadSearchResponse(BaseModel):
+    hits: list[DealChunkHit]
+    section_confidence: int = Field(description="the old lead service's section confidence score (0-100)")
+
+
+class AgentSearchRequest(EmbeddingRequest):
+    tech_stack: str | None = None
+
+
+class ExpertSearchRequest(EmbeddingRequest):
+    limit: int = Field(default=10, ge=1, le=50)
+    agent_name_contains: str | None = None
+
+
+class SimilarRequest(EmbeddingRequest):
+    qualification_id: str | None = None
+    pre_qualification_id: str | None = None
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    limit: int = Field(default=10, ge=1, le=50)
+    include_raw_chunks: bool = True
+
+
+class DuplicateRequest(BaseModel):
+    embedding: list[float]
+    exclude_id: str | None = None
+    min_similarity_percent: int = Field(default=85, ge=0, le=100)
+    limit: int | None = Field(default=None, ge=1)
+
+
+app = create_app()
