@@ -1,0 +1,200 @@
+"""``dealhunter-vectors search``: ad-hoc queries from a terminal, any old call site's filters.
+
+The query embedding comes from a JSON file (an array of numbers, or an object with an
+``embedding`` array; ``-`` reads standard input) or from an existing row
+(``--like-chunk ID`` looks in deal_embeddings, raw_chunks and pre-qualification
+descriptions). Output: a rich table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from .embeddings import as_embedding
+from .errors import InvalidEmbeddingError
+from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
+from .pool import Pool, open_pool
+from .vector_search import (
+    find_similar_pre_qualifications,
+    search_deal_embeddings,
+    search_raw_chunks,
+    search_similar,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# The old call sites and their thresholds / limits (legacy-behaviour.md).
+SITES: dict[str, dict[str, Any]] = {
+    "lead": {"threshold": 0.3, "limit": 5, "help": "lead retrieval: deal chunks of a qualification, > 0.3"},
+    "agent": {"threshold": 0.7, "limit": 5, "help": "agent retrieval: deal chunks of a pre-qualification, > 0.7"},
+    "raw": {"threshold": 0.2, "limit": 5, "help": "raw chunks of a pre-qualification, > 0.2"},
+    "deep-scan": {"threshold": 0.2, "limit": 10, "help": "deep-scan expert: qualification chunks, > 0.2, top-k"},
+    "similar": {"threshold": 0.5, "limit": 10, "help": "search action: lead + agent + raw merged, >= 0.5"},
+    "duplicates": {"threshold": None, "limit": None, "help": "duplicate check: all pre-qualifications, >= 85 %"},
+}
+
+# Where --like-chunk looks for an existing embedding, in this order.
+_LIKE_CHUNK_QUERIES = (
+    ("deal_embeddings", "SELECT embedding FROM deal_embeddings WHERE id = $1"),
+    ("raw_chunks", "SELECT embedding FROM raw_chunks WHERE id = $1"),
+    ("pre_qualifications", "SELECT description_embedding FROM pre_qualifications WHERE id = $1"),
+)
+
+
+class QueryError(Exception):
+    """The query embedding could not be obtained (message says why)."""
+
+
+def read_query_file(path: str) -> Any:
+    """Parse a JSON query file: an array of numbers or ``{"embedding": [...]}``."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise QueryError(f"cannot read query file {path}: {exc.strerror}") from None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise QueryError(f"query file {path} is not valid JSON: {exc}") from None
+    if isinstance(value, dict):
+        value = value.get("embedding")
+    if not isinstance(value, list):
+        raise QueryError(f"query file {path}: expected a JSON array of numbers or an object with 'embedding'")
+    return value
+
+
+async def embedding_like(pool: Pool, row_id: str) -> Any:
+    """The stored embedding of an existing row (deal chunk, raw chunk or pre-qualification)."""
+    for table, sql in _LIKE_CHUNK_QUERIES:
+        value = await pool.fetchval(sql, row_id)
+        if value is not None:
+            return value
+        if await pool.fetchval(f'SELECT 1 FROM "{table}" WHERE id = $1', row_id):  # noqa: S608 - constant
+            raise QueryError(f"{table} row {row_id} has no embedding")
+    raise QueryError(f"no deal chunk, raw chunk or pre-qualification with id {row_id}")
+
+
+async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace) -> Sequence[BaseModel]:
+    """Run call site *site* with the CLI options; return the typed hits."""
+    threshold = args.threshold if args.threshold is not None else SITES[site]["threshold"]
+    limit = args.limit if args.limit is not None else SITES[site]["limit"]
+    if site in ("lead", "agent", "deep-scan"):
+        return await search_deal_embeddings(
+            pool, query,
+            qualification_id=args.qualification_id, pre_qualification_id=args.pre_qualification_id,
+            threshold=threshold, limit=limit,
+            agent_names=args.agent_name or None, agent_name_contains=args.agent_name_contains,
+            chunk_categories=args.category or None, min_confidence=args.min_confidence,
+            only_validated=args.only_validated, tech_stack=args.tech_stack,
+            filter_fallback=args.filter_fallback, inclusive=args.inclusive,
+            fallback_to_top_k=args.top_k_fallback or site == "deep-scan",
+        )
+    if site == "raw":
+        if not args.pre_qualification_id:
+            raise ValueError("raw needs --pre-qualification-id")
+        return await search_raw_chunks(
+            pool, query, pre_qualification_id=args.pre_qualification_id, threshold=threshold, limit=limit
+        )
+    if site == "similar":
+        return await search_similar(
+            pool, query, qualification_id=args.qualification_id, pre_qualification_id=args.pre_qualification_id,
+            threshold=threshold, limit=limit, include_raw_chunks=not args.no_raw,
+        )
+    return await find_similar_pre_qualifications(
+        pool, query, exclude_id=args.exclude_id, min_similarity_percent=args.min_percent, limit=args.limit,
+        exact=args.exact,
+    )
+
+
+def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
+    """A rich table of *hits* (80 columns friendly)."""
+    table = Table(title=f"{site}: {len(hits)} hit(s)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("id", no_wrap=True, max_width=26)
+    table.add_column("sim", justify="right")
+    table.add_column("agent / source", max_width=20)
+    table.add_column("content", overflow="ellipsis", no_wrap=True, max_width=40)
+    for i, h in enumerate(hits, 1):
+        if isinstance(h, DealChunkHit):
+            cells = (h.chunk_id, h.similarity, h.agent_name, h.content)
+        elif isinstance(h, RawChunkHit):
+            cells = (h.chunk_id, h.similarity, f"raw #{h.chunk_index}", h.content)
+        elif isinstance(h, SimilarityHit):
+            cells = (h.id, h.similarity, h.source, h.content)
+        elif isinstance(h, PreQualificationMatch):
+            cells = (h.pre_qualification_id, h.similarity, f"{h.similarity_percent} %", "")
+        else:  # pragma: no cover - every search returns one of the above
+            cells = ("?", None, "", "")
+        sim = "-" if cells[1] is None else f"{cells[1]:.4f}"
+        table.add_row(str(i), str(cells[0]), sim, str(cells[2]), " ".join(str(cells[3]).split()))
+    return table
+
+
+async def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    err = Console(stderr=True)
+    from .cli import default_database_url
+
+    try:
+        async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
+            raw_query = read_query_file(args.query_file) if args.query_file else await embedding_like(
+                pool, args.like_chunk
+            )
+            query = as_embedding(raw_query, where="query embedding")
+            hits = await run_search(pool, args.site, query, args)
+    except (QueryError, InvalidEmbeddingError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return EXIT_FAILED
+    except ValueError as exc:  # the library's argument rules (owner, threshold, limit)
+        err.print(f"[bold red]error:[/] {exc}")
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(orjson.dumps([h.model_dump(mode="json") for h in hits]).decode() + "\n")
+    else:
+        console.print(hits_table(args.site, hits))
+    return EXIT_OK
+
+
+def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add ``search`` to the CLI."""
+    p = subparsers.add_parser(
+        "search",
+        help="ad-hoc search with any old call site's filters",
+        description="Run one of the old call sites with its threshold and filters:\n"
+        + "\n".join(f"  {name:<11} {site['help']}" for name, site in SITES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("site", choices=list(SITES), help="which call site (sets the default threshold and limit)")
+    add_database_url(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--query-file", metavar="FILE", help="JSON array of numbers (or {'embedding': [...]}); - = stdin"
+    )
+    source.add_argument("--like-chunk", metavar="ID", help="use the stored embedding of this row as the query")
+    p.add_argument("--qualification-id", help="owner: a qualification (lead, deep-scan, similar)")
+    p.add_argument("--pre-qualification-id", help="owner: a pre-qualification (agent, raw, similar)")
+    p.add_argument("--threshold", type=float, default=None, help="similarity threshold (default: the site's)")
+    p.add_argument("--limit", type=int, default=None, help="maximum hits (default: the site's)")
+    p.add_argument("--inclusive", action="store_true", help=">= threshold instead of >")
+    p.add_argument("--agent-name", action="append", help="exact agent name (repeatable)")
+    p.add_argument("--agent-name-contains", help="case-insensitive agent name substring")
+    p.add_argument("--category", action="append", help="chunk category (repeatable)")
+    p.add_argument("--min-confidence", type=int, default=None, help="minimum chunk confidence")
+    p.add_argument("--only-validated", action="store_true", help="only validated chunks")
+    p.add_argument("--tech-stack", help="substring of metadata.cms or metadata.framework")
+    p.add_argument("--filter-fallback", action="store_true",
+                   help="old behaviour: filters matching nothing -> unfiltered thresholded results")
+    p.add_argument("--top-k-fallback", action="store_true", help="nothing above threshold -> best k anyway")
+    p.add_argument("--no-raw", action="store_true", help="similar: leave raw chunks out")
+    p.add_argument("--exclude-id", help="duplicates: the pre-qualification being checked")
+    p.add_argument("--min-percent", type=int, default=85, help="duplicates: minimum percentage (default 85)")
+    p.add_argument("--exact", action="store_true", help="duplicates: exact scan instead of the HNSW index")
+    p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.set_defaults(handler=cmd_search)
