@@ -234,7 +234,11 @@ def query_rag_for_lead(
         else:
             results = [_lead_result(chunk, 0.75, _metadata_or_empty(chunk.get("metadata"))) for chunk in chunks]
         filtered = results
-        if agent_name_filter:
+        # JavaScript truthiness: a non-empty string or any array (even an empty one)
+        if (isinstance(agent_name_filter, str) and agent_name_filter) or (
+            agent_name_filter is not None and not isinstance(agent_name_filter, str)
+        ):
+            assert agent_name_filter is not None
             names = [agent_name_filter] if isinstance(agent_name_filter, str) else list(agent_name_filter)
             filtered = [r for r in results if r["agentName"] in names]
             if not filtered:
