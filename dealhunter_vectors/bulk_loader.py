@@ -684,14 +684,12 @@ def _unique_check_sql(plan: TablePlan) -> str | None:
 
 
 def _compare_sql(plan: TablePlan) -> str:
-    diffs = ", ".join(
-        f"CASE WHEN s.{quote_ident(c.name)} IS DISTINCT FROM t.{quote_ident(c.name)} THEN {k} END"
-        for k, c in enumerate(plan.columns)
-    )
+    # LIMIT 1 keeps the lateral lookup from being flattened into a hash join that would
+    # read the whole target table for every batch: one primary-key probe per staged row.
     return (
-        f"SELECT s.id, ROW(s.*) IS DISTINCT FROM ROW(t.*) AS differs, "  # noqa: S608 - quoted identifiers
-        f"array_remove(ARRAY[{diffs}], NULL) AS columns "
-        f"FROM {_stage(plan.name)} s JOIN {quote_ident(plan.name)} t ON t.id = s.id"
+        f"SELECT s.id, ROW(s.*) IS DISTINCT FROM ROW(t.*) AS differs "  # noqa: S608 - quoted identifiers
+        f"FROM {_stage(plan.name)} s CROSS JOIN LATERAL "
+        f"(SELECT * FROM {quote_ident(plan.name)} t WHERE t.id = s.id LIMIT 1) t"
     )
 
 
