@@ -90,7 +90,8 @@ SWEEP_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_custom_plan
 
 
 async def hnsw_sql(data: GlobalData, query: np.ndarray, ef_search: int) -> list[str]:
-    settings = {"hnsw.ef_search": ef_search, "hnsw.iterative_scan": "relaxed_order", **SWEEP_SETTINGS}
+    settings: dict[str, str | int] = {"hnsw.ef_search": ef_search, "hnsw.iterative_scan": "relaxed_order"}
+    settings.update(SWEEP_SETTINGS)
     async with transaction_settings(data.pool, settings) as conn:
         rows = await conn.fetch(HNSW_GLOBAL_SQL, query, K, ef_search)
     return [r["id"] for r in rows]

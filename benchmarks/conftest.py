@@ -73,7 +73,7 @@ class Runner:
         """Wrap an async function into a sync callable for ``benchmark(...)``."""
 
         def sync(*args: Any, **kwargs: Any) -> T:
-            return self.loop.run_until_complete(fn(*args, **kwargs))  # type: ignore[arg-type]
+            return self.loop.run_until_complete(fn(*args, **kwargs))
 
         return sync
 
@@ -129,8 +129,10 @@ def server_url(request: pytest.FixtureRequest, runner: Runner) -> Iterator[str]:
         yield env
         return
     PGDATA_DIR.mkdir(parents=True, exist_ok=True)
+    # another pytest session may be using the same server: then leave it running at the end
+    shared = (PGDATA_DIR / "postmaster.pid").exists()
     server = start_embedded(PGDATA_DIR)
-    if runner.run(_configure(server.url, request.config.getoption("--pg-conf"))):
+    if not shared and runner.run(_configure(server.url, request.config.getoption("--pg-conf"))):
         server.stop()
         from dealhunter_vectors.embedded import stop_embedded
 
@@ -139,10 +141,11 @@ def server_url(request: pytest.FixtureRequest, runner: Runner) -> Iterator[str]:
     try:
         yield server.url
     finally:
-        server.stop()
-        from dealhunter_vectors.embedded import stop_embedded
+        if not shared:
+            from dealhunter_vectors.embedded import stop_embedded
 
-        stop_embedded(PGDATA_DIR)
+            server.stop()
+            stop_embedded(PGDATA_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -175,7 +178,7 @@ async def _server_facts(url: str) -> dict[str, Any]:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     """Record the scale, CPU count and RAM with the benchmark JSON."""
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     machine_info["dhv_scale"] = config.getoption("--scale")
     machine_info["dhv_pg_conf"] = config.getoption("--pg-conf")

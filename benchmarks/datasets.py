@@ -40,7 +40,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,8 +169,8 @@ SCALES: dict[str, Scale] = {
 
 def fingerprint(*parts: object) -> str:
     """Short stable hash of the generation parameters (part of cache names)."""
-    text = json.dumps([DATA_VERSION, *[asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts]],
-                      sort_keys=True, default=str)
+    items = [asdict(p) if is_dataclass(p) and not isinstance(p, type) else p for p in parts]
+    text = json.dumps([DATA_VERSION, *items], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

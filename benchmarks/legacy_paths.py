@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from dealhunter_vectors.schema import legacy_schema, quote_ident
 
+_legacy_ref: Any
 try:  # the shared reference port of the old algorithms (issue 3), when present
     from dealhunter_vectors import legacy as _legacy_ref
 except ImportError:  # pragma: no cover - depends on what has landed
@@ -78,7 +79,8 @@ _OLD_LEAD_QUERY = (
 
 
 def old_lead_retrieval(
-    sqlite_path: Path | str, qualification_id: str, query: Sequence[float], *, threshold: float = 0.3, limit: int = 5
+    sqlite_path: Path | str, qualification_id: str, query: Sequence[float] | NDArray[np.float32], *,
+    threshold: float = 0.3, limit: int = 5,
 ) -> list[LegacyHit]:
     """Lead retrieval exactly as the old app ran it (Drizzle ``SELECT *``, JSON.parse, JS loop)."""
     q = [float(x) for x in query]
@@ -155,7 +157,8 @@ class NumpyBruteForce:
 
 
 def old_duplicate_check(
-    sqlite_path: Path | str, query: Sequence[float], *, exclude_id: str | None = None, min_percent: int = 85
+    sqlite_path: Path | str, query: Sequence[float] | NDArray[np.float32], *, exclude_id: str | None = None,
+    min_percent: int = 85,
 ) -> list[tuple[str, int]]:
     """The old semantic duplicate step: every pre-qualification loaded, JSON-parsed, JS-scored."""
     q = [float(x) for x in query]

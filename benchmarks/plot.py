@@ -44,7 +44,7 @@ def plot(json_path: Path, out: Path) -> None:
             continue
         xs = [p[0] for p in pts]
         ys = [p[1] for p in pts]
-        err = [[0 for _ in pts], [p[2] - p[1] for p in pts]]
+        err = [[0.0 for _ in pts], [p[2] - p[1] for p in pts]]
         ax.errorbar(xs, ys, yerr=err, label=label, color=color, marker=marker, capsize=3, linewidth=1.5)
     ax.set_xscale("log")
     ax.set_yscale("log")

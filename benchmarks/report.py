@@ -73,9 +73,9 @@ def owner_table(items: list[dict[str, Any]]) -> list[str]:
 
 def global_table(items: list[dict[str, Any]]) -> list[str]:
     by_rows: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for b in items:
-        e = b["extra_info"]
-        by_rows[int(e["rows"])][e["role"]] = b
+    for item in items:
+        e = item["extra_info"]
+        by_rows[int(e["rows"])][e["role"]] = item
     lines = [
         "| rows | path | p50 | p99 | recall@10 | vs numpy (p50) |",
         "|---:|---|---:|---:|---:|---:|",
@@ -91,9 +91,10 @@ def global_table(items: list[dict[str, Any]]) -> list[str]:
         roles = by_rows[rows]
         numpy = roles.get("numpy")
         for role in order:
-            b = roles.get(role)
-            if b is None:
+            found = roles.get(role)
+            if found is None:
                 continue
+            b = found
             e = b["extra_info"]
             name = names.get(role, f"HNSW ef_search={role.removeprefix('hnsw_ef')} (tuned planner)")
             rec = e.get("recall_at_10")
@@ -125,12 +126,14 @@ def migration_table(items: list[dict[str, Any]]) -> list[str]:
         "plan_script": "plan's script method (row-by-row INSERT, text vectors)",
         "raw_copy": "raw binary COPY of pre-parsed float32 (the limit)",
         "raw_copy_external": "raw binary COPY, vector columns STORAGE EXTERNAL",
+        "design_fast_path": "design experiment: numpy fast parse (2 procs) pipelined with direct COPY",
     }
     lines = [
         "| method | seconds | rows/s | vector rows/s | vs plan | % of raw COPY |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for role in ("ours", "ours_no_index", "ours_subprocess", "plan_script", "raw_copy", "raw_copy_external"):
+    for role in ("ours", "ours_no_index", "ours_subprocess", "design_fast_path", "plan_script", "raw_copy",
+                 "raw_copy_external"):
         b = roles.get(role)
         if b is None:
             continue
