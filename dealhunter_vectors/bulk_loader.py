@@ -67,6 +67,7 @@ import re
 import sqlite3
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -273,7 +274,7 @@ def open_source(path: str | Path) -> sqlite3.Connection:
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise MigrationError(f"source database {p} does not exist")
-    uri = "file:" + str(p).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+    uri = "file:" + urllib.parse.quote(str(p)) + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.text_factory = _decode_text
