@@ -36,6 +36,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 __all__ = [
@@ -597,7 +598,7 @@ def load_legacy_rows(
     allowed = LEGACY_OWNER_COLUMNS.get(table)
     if allowed is None or owner_column not in allowed:
         raise ValueError(f"unsupported legacy table/owner column: {table!r}/{owner_column!r}")
-    uri = f"file:{sqlite_path}?mode=ro"
+    uri = Path(sqlite_path).resolve().as_uri() + "?mode=ro"  # as_uri percent-encodes '?', '#', '%'
     conn = sqlite3.connect(uri, uri=True)
     try:
         conn.row_factory = sqlite3.Row

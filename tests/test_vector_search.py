@@ -599,3 +599,25 @@ async def test_search_many_returns_results_in_request_order(pool: dv.Pool) -> No
         assert await dv.search_many(conn, requests) == singles
     with pytest.raises(InvalidEmbeddingError):  # validation happens before anything runs
         await dv.search_many(pool, [requests[0], dv.RawChunkSearch(query_embedding=[1.0], pre_qualification_id=pq)])
+
+
+def test_load_legacy_rows_reads_the_owner_rows_as_stored(tmp_path: Any) -> None:
+    import sqlite3
+
+    folder = tmp_path / "odd #dir? 100%"
+    folder.mkdir()
+    path = folder / "legacy.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE deal_embeddings (id TEXT PRIMARY KEY, qualification_id TEXT, embedding TEXT,"
+                 " validated_at INTEGER)")
+    conn.executemany("INSERT INTO deal_embeddings VALUES (?, ?, ?, ?)",
+                     [("a", "q1", "[1,0]", 1735000000), ("b", "q2", None, None), ("c", "q1", "[0,1]", None)])
+    conn.commit()
+    conn.close()
+    rows = legacy.load_legacy_rows(path, "deal_embeddings", "qualification_id", "q1")
+    assert rows == [
+        {"id": "a", "qualification_id": "q1", "embedding": "[1,0]", "validated_at": 1735000000},
+        {"id": "c", "qualification_id": "q1", "embedding": "[0,1]", "validated_at": None},
+    ]
+    with pytest.raises(ValueError, match="unsupported"):
+        legacy.load_legacy_rows(path, "users", None, None)
