@@ -83,7 +83,14 @@ from .embeddings import parse_blob_embedding, parse_json_embedding
 from .errors import InvalidEmbeddingError, MigrationError, MigrationStoppedError
 from .migration_models import LIST_LIMIT, MigrationReport, ProblemReason, RowProblem, TableReport, ValueKind
 from .pool import Pool, close_pool, create_pool
-from .schema import VECTOR_INDEXES, apply_schema, drop_vector_indexes, legacy_schema, migrations, quote_ident
+from .schema import (
+    VECTOR_INDEXES,
+    apply_schema,
+    create_vector_indexes,
+    drop_vector_indexes,
+    legacy_schema,
+    quote_ident,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -724,9 +731,8 @@ def _command_count(status: str) -> int:
 
 async def rebuild_vector_indexes(conn: asyncpg.Connection, *, maintenance_work_mem: str = MAINTENANCE_WORK_MEM) -> None:
     """Create the HNSW indexes that are missing (migration 2's SQL) with a generous memory budget."""
-    sql = next(m.sql for m in migrations() if m.name == "vector_indexes")
     await conn.execute(_SET_MAINTENANCE_MEM, maintenance_work_mem)
-    await conn.execute(sql, timeout=LONG_TIMEOUT)
+    await create_vector_indexes(conn, timeout=LONG_TIMEOUT)
 
 
 # ------------------------------------------------------------------------------ progress

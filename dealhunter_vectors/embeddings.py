@@ -23,6 +23,7 @@ HALF_MAX: Final = 65504.0
 """Largest finite IEEE half-precision value; pgvector's halfvec rejects larger magnitudes."""
 
 Float32Array = npt.NDArray[np.float32]
+_NUMBER_TYPES: Final = frozenset({int, float})
 
 
 def as_embedding(
@@ -99,12 +100,14 @@ def parse_json_embedding(
         raise InvalidEmbeddingError(
             "type", f"expected a JSON array, got {type(parsed).__name__}", where=where
         )
-    for i, item in enumerate(parsed):
-        # bool is an int subclass: reject it explicitly
-        if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise InvalidEmbeddingError(
-                "type", f"element {i} is {type(item).__name__}, not a number", where=where
-            )
+    # Fast path: one C-level pass over the element types (bool is not int here, so
+    # true/false are caught too). Only when it fails, find the element to name.
+    if not set(map(type, parsed)) <= _NUMBER_TYPES:
+        for i, item in enumerate(parsed):
+            if type(item) not in _NUMBER_TYPES:
+                raise InvalidEmbeddingError(
+                    "type", f"element {i} is {type(item).__name__}, not a number", where=where
+                )
     if len(parsed) != dimensions:
         raise InvalidEmbeddingError(
             "dimensions", f"expected {dimensions} dimensions, got {len(parsed)}", where=where

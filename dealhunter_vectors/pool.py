@@ -59,6 +59,16 @@ DEFAULT_SERVER_SETTINGS: Mapping[str, str] = {
 }
 
 
+class _Default:
+    """Marks "use the settings" where ``None`` is a meaningful value of its own."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT = _Default()
+
+
 def _encode_vector(value: Any) -> bytes:
     return (value if isinstance(value, Vector) else Vector(_as_float32(value))).to_binary()
 
@@ -166,7 +176,7 @@ async def create_pool(
     max_inactive_connection_lifetime: float | None = None,
     connect_timeout: float | None = None,
     acquire_timeout: float | None = DEFAULT_ACQUIRE_TIMEOUT,
-    command_timeout: float | None = None,
+    command_timeout: float | _Default | None = _DEFAULT,
     pgbouncer: bool = False,
     statement_cache_size: int | None = None,
     create_extension: bool = True,
@@ -180,7 +190,8 @@ async def create_pool(
     and timeouts default to the :class:`~dealhunter_vectors.config.Settings`
     (max 20 connections, idle lifetime 30 s, connect timeout 2 s).
     ``pgbouncer=True`` turns the prepared-statement cache off for PgBouncer's
-    transaction pooling mode. Raises :class:`DatabaseUnavailableError` (URL masked)
+    transaction pooling mode. ``command_timeout=None`` disables the per-statement
+    timeout (default: the settings' 60 s). Raises :class:`DatabaseUnavailableError` (URL masked)
     when the server cannot be reached or refuses the login.
     """
     cfg = settings or get_settings()
@@ -209,7 +220,7 @@ async def create_pool(
             connection_class=asyncpg.Connection,
             record_class=asyncpg.Record,
             timeout=timeout,
-            command_timeout=cfg.command_timeout if command_timeout is None else command_timeout,
+            command_timeout=cfg.command_timeout if isinstance(command_timeout, _Default) else command_timeout,
             statement_cache_size=cache,
             server_settings=settings_map,
             ssl=ssl,

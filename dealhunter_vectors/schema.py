@@ -209,6 +209,14 @@ async def drop_vector_indexes(conn: asyncpg.Connection, tables: set[str] | None 
     return dropped
 
 
-async def create_vector_indexes(conn: asyncpg.Connection) -> None:
-    """(Re)create the HNSW indexes of migration 2 (``IF NOT EXISTS``: present ones stay)."""
-    await conn.execute(_vector_index_migration().sql)
+INDEX_BUILD_TIMEOUT = 6 * 3600.0
+"""Seconds an index build may take: far beyond the pool's per-statement command timeout."""
+
+
+async def create_vector_indexes(conn: asyncpg.Connection, *, timeout: float = INDEX_BUILD_TIMEOUT) -> None:
+    """(Re)create the HNSW indexes of migration 2 (``IF NOT EXISTS``: present ones stay).
+
+    An HNSW build of many 3072-d rows takes minutes, so this statement gets its own
+    *timeout* instead of the pool's command timeout.
+    """
+    await conn.execute(_vector_index_migration().sql, timeout=timeout)

@@ -222,3 +222,13 @@ async def test_unreachable_server_is_typed_and_masked() -> None:
         await dv.create_pool(url, connect_timeout=2)
     assert "TopSecret99" not in str(info.value)
     assert "someone:***@127.0.0.1:1" in str(info.value)
+
+
+async def test_command_timeout_from_settings_and_disabled_with_none(dhv_database_url: str) -> None:
+    strict = dv.Settings(database_url=dhv_database_url, command_timeout=0.3)
+    async with dv.open_pool(settings=strict, min_size=1, max_size=1) as pool:
+        with pytest.raises(TimeoutError):
+            await pool.fetchval("SELECT pg_sleep(1)")
+    # None means "no per-statement timeout", not "use the settings"
+    async with dv.open_pool(settings=strict, command_timeout=None, min_size=1, max_size=1) as pool:
+        assert await pool.fetchval("SELECT 7 FROM pg_sleep(0.6)") == 7
