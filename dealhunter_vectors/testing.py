@@ -13,6 +13,8 @@ Fixtures (pytest-asyncio, session event loop):
   cloned from the template (dropped at session end); for module-scoped data sets.
 * ``dhv_database_url`` (function): a fresh, isolated database for one test.
 * ``dhv_pool`` (function): a pool on that database.
+* ``dhv_module_pool`` (module): a pool on a fresh database shared by one test module, for
+  modules that build a data set once and keep their owners apart by id.
 
 Each test gets its own database (``CREATE DATABASE ... TEMPLATE``), so tests that write
 the same ids, commit, or use transactions of their own never see each other.
@@ -126,6 +128,16 @@ async def dhv_database_url(dhv_database_factory: DatabaseFactory) -> str:
 async def dhv_pool(dhv_database_url: str) -> AsyncIterator[Pool]:
     """A pool (max 10) on the test's private database."""
     pool = await create_pool(dhv_database_url, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await close_pool(pool, timeout=10)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dhv_module_pool(dhv_database_factory: DatabaseFactory) -> AsyncIterator[Pool]:
+    """A pool (max 4) on a fresh database shared by the tests of one module."""
+    pool = await create_pool(await dhv_database_factory(), min_size=1, max_size=4)
     try:
         yield pool
     finally:

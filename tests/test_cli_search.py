@@ -13,21 +13,18 @@ import pytest
 import dealhunter_vectors as dv
 from dealhunter_vectors.cli import main
 from dealhunter_vectors.models import DealChunk, RawChunk
+from dealhunter_vectors.synthetic import query_with_cosine
 from dealhunter_vectors.testing import seed_owners
 
 rng = np.random.default_rng(5)
 
 
 def unit() -> np.ndarray[Any, Any]:
-    v = rng.standard_normal(3072)
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    return query_with_cosine(rng.standard_normal(3072), 1.0, rng)
 
 
 def near(v: np.ndarray[Any, Any], cos: float) -> np.ndarray[Any, Any]:
-    n = rng.standard_normal(3072)
-    n -= n.dot(v) * v
-    n /= np.linalg.norm(n)
-    return (cos * v + np.sqrt(1 - cos * cos) * n).astype(np.float32)
+    return query_with_cosine(v, cos, rng)
 
 
 def cos64(a: Any, b: Any) -> float:

@@ -15,6 +15,7 @@ import pytest_asyncio
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.models import DealChunk, RawChunk
+from dealhunter_vectors.synthetic import query_with_cosine
 from dealhunter_vectors.testing import seed_owners
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app.py"
@@ -31,15 +32,11 @@ def _load_example() -> Any:
 
 
 def unit() -> np.ndarray[Any, Any]:
-    v = rng.standard_normal(3072)
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    return query_with_cosine(rng.standard_normal(3072), 1.0, rng)
 
 
 def near(v: np.ndarray[Any, Any], cos: float) -> np.ndarray[Any, Any]:
-    noise = rng.standard_normal(3072)
-    noise -= noise.dot(v) * v
-    noise /= np.linalg.norm(noise)
-    return (cos * v + np.sqrt(1 - cos * cos) * noise).astype(np.float32)
+    return query_with_cosine(v, cos, rng)
 
 
 def cos64(a: Any, b: Any) -> float:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytest
-import pytest_asyncio
 
 import dealhunter_vectors as dv
 from dealhunter_vectors import legacy
 from dealhunter_vectors.errors import InvalidEmbeddingError
+from dealhunter_vectors.testing import seed_owners
 from dealhunter_vectors.vector_search import similarity_percent
 
 DIMS = 3072
@@ -53,26 +53,9 @@ def cos64(a: Any, b: Any) -> float:
 async def make_owners(
     db: Any, *, pre_qualification_ids: Sequence[str] = (), qualification_ids: Sequence[str] = ()
 ) -> None:
-    """Insert the FK parents: a business unit, a user, pre-qualifications, qualifications."""
-    await db.execute(
-        "INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
-        " VALUES ('bu-test', 'BU', 'Lead', 'lead@example.com', '[]') ON CONFLICT DO NOTHING"
-    )
-    await db.execute(
-        "INSERT INTO users (id, email, password, name) VALUES ('user-test', 'u@example.com', 'x', 'U')"
-        " ON CONFLICT DO NOTHING"
-    )
-    pq_ids = [*pre_qualification_ids, "pq-base"]
-    await db.executemany(
-        "INSERT INTO pre_qualifications (id, user_id, source, stage, input_type, raw_input)"
-        " VALUES ($1, 'user-test', 'reactive', 'rfp', 'freetext', 'text') ON CONFLICT DO NOTHING",
-        [(i,) for i in pq_ids],
-    )
-    await db.executemany(
-        "INSERT INTO qualifications (id, pre_qualification_id, customer_name, business_unit_id)"
-        " VALUES ($1, 'pq-base', 'Customer', 'bu-test') ON CONFLICT DO NOTHING",
-        [(i,) for i in qualification_ids],
-    )
+    """Insert the FK parents (pre-qualifications without extracted requirements)."""
+    await seed_owners(db, pre_qualification_ids=list(pre_qualification_ids),
+                      qualification_ids=list(qualification_ids), extracted_requirements=None)
 
 
 async def insert_raw_deal_row(db: Any, row_id: str, *, qualification_id: str | None = None,
@@ -86,14 +69,9 @@ async def insert_raw_deal_row(db: Any, row_id: str, *, qualification_id: str | N
     )
 
 
-@pytest_asyncio.fixture(scope="module")
-async def pool(dhv_database_factory: Any) -> AsyncIterator[dv.Pool]:
-    url = await dhv_database_factory()
-    p = await dv.create_pool(url, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await dv.close_pool(p)
+@pytest.fixture(scope="module")
+def pool(dhv_module_pool: dv.Pool) -> dv.Pool:
+    return dhv_module_pool
 
 
 # --------------------------------------------------------------------------- exactness and order

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pytest_asyncio
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -128,14 +128,9 @@ async def make_parents(db: Any, pq_ids: Sequence[str], q_ids: Sequence[str]) -> 
     )
 
 
-@pytest_asyncio.fixture(scope="module")
-async def pool(dhv_database_factory: Any) -> AsyncIterator[dv.Pool]:
-    url = await dhv_database_factory()
-    p = await dv.create_pool(url, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await dv.close_pool(p)
+@pytest.fixture(scope="module")
+def pool(dhv_module_pool: dv.Pool) -> dv.Pool:
+    return dhv_module_pool
 
 
 def ranked(hits: Sequence[Any], key: str = "chunk_id") -> list[tuple[str, float]]:

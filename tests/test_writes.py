@@ -14,6 +14,7 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.errors import InvalidEmbeddingError, NotFoundError
+from dealhunter_vectors.testing import seed_owners
 from dealhunter_vectors.writes import new_id
 
 DIMS = 3072
@@ -25,24 +26,9 @@ def vec(seed: int) -> np.ndarray[Any, Any]:
 
 
 async def make_owners(db: Any, *, pq: tuple[str, ...] = (), q: tuple[str, ...] = ()) -> None:
-    await db.execute(
-        "INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
-        " VALUES ('bu-test', 'BU', 'Lead', 'lead@example.com', '[]') ON CONFLICT DO NOTHING"
-    )
-    await db.execute(
-        "INSERT INTO users (id, email, password, name) VALUES ('user-test', 'u@example.com', 'x', 'U')"
-        " ON CONFLICT DO NOTHING"
-    )
-    await db.executemany(
-        "INSERT INTO pre_qualifications (id, user_id, source, stage, input_type, raw_input, updated_at)"
-        " VALUES ($1, 'user-test', 'reactive', 'rfp', 'freetext', 'text', '2020-01-01') ON CONFLICT DO NOTHING",
-        [(i,) for i in (*pq, "pq-base")],
-    )
-    await db.executemany(
-        "INSERT INTO qualifications (id, pre_qualification_id, customer_name, business_unit_id)"
-        " VALUES ($1, 'pq-base', 'Customer', 'bu-test') ON CONFLICT DO NOTHING",
-        [(i,) for i in q],
-    )
+    """FK parents; pre-qualifications get an old updated_at so tests can see it stays untouched."""
+    await seed_owners(db, pre_qualification_ids=pq, qualification_ids=q, extracted_requirements=None)
+    await db.execute("UPDATE pre_qualifications SET updated_at = '2020-01-01'")
 
 
 def test_generated_ids_are_cuid2_shaped_and_distinct() -> None:
