@@ -238,13 +238,23 @@ def test_migration_raw_copy_external(benchmark: Any, migration_env: MigrationEnv
     _raw(benchmark, migration_env, scale, prepared, external=True, role="raw_copy_external")
 
 
+# Peak RSS = VmHWM of /proc/self/status: ru_maxrss would be wrong here, Linux carries it over
+# execve, so a child of the (large) pytest process would report the parent's peak.
 _RSS_SCRIPT = """
 import asyncio, json, resource, sys
 from dealhunter_vectors.bulk_loader import migrate_sqlite
+
+def hwm_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 report = asyncio.run(migrate_sqlite(sys.argv[1], sys.argv[2], rebuild_indexes=False))
 print(json.dumps({
     "status": report.status,
-    "self_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "self_kb": hwm_kb(),
     "children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
 }))
 """

@@ -51,7 +51,7 @@ def owner_table(items: list[dict[str, Any]]) -> list[str]:
     roles = {b["extra_info"]["role"]: b for b in items}
     ours = roles.get("ours")
     lines = [
-        "| path | p50 | p99 | rounds | ours is faster by (p50) |",
+        "| path | p50 | p99 | rounds | p50 of this path / p50 of ours |",
         "|---|---:|---:|---:|---:|",
     ]
     names = {
@@ -77,7 +77,7 @@ def global_table(items: list[dict[str, Any]]) -> list[str]:
         e = item["extra_info"]
         by_rows[int(e["rows"])][e["role"]] = item
     lines = [
-        "| rows | path | p50 | p99 | recall@10 | vs numpy (p50) |",
+        "| rows | path | p50 | p99 | recall@10 | speed-up vs numpy (p50) |",
         "|---:|---|---:|---:|---:|---:|",
     ]
     order = ["ours", "hnsw_ef40", "hnsw_ef100", "hnsw_ef200", "hnsw_ef400", "exact_sql", "numpy", "old_path"]
