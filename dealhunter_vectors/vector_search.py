@@ -37,7 +37,8 @@ How the searches run
   come from the halfvec HNSW index with ``hnsw.iterative_scan = relaxed_order`` (pgvector
   0.8; the iterative scan keeps going when the ``extracted_requirements``/``exclude_id``
   filters reject candidates), ``hnsw.ef_search`` = the candidate count (100..1000) and
-  ``hnsw.max_scan_tuples`` = 50 000, set with ``SET LOCAL`` through
+  ``hnsw.max_scan_tuples`` = 50 000 (plus ``enable_seqscan = off`` and
+  ``plan_cache_mode = force_custom_plan``: this path exists to use the index), set with ``SET LOCAL`` through
   :func:`~dealhunter_vectors.pool.transaction_settings`. The candidates are re-ranked by the
   exact ``vector`` distance in SQL, so returned similarities are the exact ones.
   ``exact=True`` forces an exact scan. **"All matches" (``limit=None``, the old behaviour
@@ -628,6 +629,12 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
         "hnsw.iterative_scan": "relaxed_order",
         "hnsw.ef_search": min(ANN_MAX_EF_SEARCH, candidates),
         "hnsw.max_scan_tuples": max(ANN_MAX_SCAN_TUPLES, candidates),
+        # This path exists to use the index: on small tables the planner prefers a seq scan
+        # that reads every 12 KB vector through TOAST (15.7 ms vs 4.0 ms at 1k rows), and
+        # after five executions a prepared statement may switch to a slower generic plan
+        # (6.6 ms vs 3.7 ms at 10k rows); both measured in benchmarks/bench_global.py.
+        "enable_seqscan": False,
+        "plan_cache_mode": "force_custom_plan",
     }
     async with transaction_settings(conn, settings) as tx:
         rows = await tx.fetch(
