@@ -78,7 +78,7 @@ def check_postgres_version(version: str) -> Check:
     return Check("postgresql", "ok", f"PostgreSQL {version}")
 
 
-def hnsw_build_memory_bytes(rows: int, dimensions: int = 3072, m: int = 16) -> int:
+def hnsw_build_memory_bytes(rows: int, dimensions: int = 3072, m: int = 32) -> int:
     """Rough memory an HNSW halfvec graph needs to be built in memory.
 
     Per element: the halfvec value (2 bytes a dimension + header) and the neighbour

@@ -32,10 +32,15 @@ __all__ = [
     "migrations",
     "quote_ident",
     "schema_status",
+    "vector_index_statements",
 ]
 
 MIGRATIONS_TABLE = "dealhunter_schema_migrations"
 _ADVISORY_LOCK_KEY = "dealhunter_vectors:schema"
+
+INDEX_BUILD_TIMEOUT = 6 * 3600.0
+"""Seconds an index build may take: far beyond the pool's per-statement command timeout."""
+
 
 _CREATE_MIGRATIONS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS "{MIGRATIONS_TABLE}" (
@@ -48,7 +53,7 @@ CREATE TABLE IF NOT EXISTS "{MIGRATIONS_TABLE}" (
 
 @dataclass(frozen=True)
 class VectorIndex:
-    """One HNSW halfvec index of migration 2."""
+    """One HNSW halfvec index (defined by migration 002, redefined by 003)."""
 
     name: str
     table: str
@@ -62,7 +67,7 @@ VECTOR_INDEXES: tuple[VectorIndex, ...] = (
         "pre_qualifications_description_embedding_hnsw_idx", "pre_qualifications", "description_embedding"
     ),
 )
-"""The vector indexes created by ``002_vector_indexes.sql`` (the bulk loader drops and rebuilds them)."""
+"""The HNSW halfvec indexes (migrations 002/003; the bulk loader drops and rebuilds them)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,8 @@ async def apply_schema(db: asyncpg.Pool | asyncpg.Connection, *, target: int | N
                 continue
             try:
                 async with conn.transaction():
-                    await conn.execute(mig.sql)
+                    # A migration may build indexes over existing rows: not the pool's command timeout.
+                    await conn.execute(mig.sql, timeout=INDEX_BUILD_TIMEOUT)
                     await conn.execute(
                         f'INSERT INTO "{MIGRATIONS_TABLE}" (version, name, checksum)'  # noqa: S608 - constant
                         " VALUES ($1, $2, $3)",
@@ -192,11 +198,18 @@ async def apply_schema(db: asyncpg.Pool | asyncpg.Connection, *, target: int | N
     return applied
 
 
-def _vector_index_migration() -> Migration:
-    for mig in migrations():
-        if mig.name == "vector_indexes":
-            return mig
-    raise SchemaError("the vector index migration is missing from the package")
+def vector_index_statements() -> list[str]:
+    """The ``CREATE INDEX`` statements of the newest migration that defines the vector indexes.
+
+    Later migrations may redefine the HNSW indexes (003: m = 32); rebuilding after a bulk
+    load must produce the current definition, not the first one.
+    """
+    defining = [m for m in migrations() if "USING hnsw" in m.sql]
+    if not defining:
+        raise SchemaError("no migration in the package defines the vector indexes")
+    lines = [line for line in defining[-1].sql.splitlines() if not line.lstrip().startswith("--")]
+    statements = [stmt.strip() for stmt in "\n".join(lines).split(";")]
+    return [stmt for stmt in statements if stmt.upper().startswith("CREATE INDEX")]
 
 
 async def drop_vector_indexes(conn: asyncpg.Connection, tables: set[str] | None = None) -> list[str]:
@@ -209,14 +222,11 @@ async def drop_vector_indexes(conn: asyncpg.Connection, tables: set[str] | None 
     return dropped
 
 
-INDEX_BUILD_TIMEOUT = 6 * 3600.0
-"""Seconds an index build may take: far beyond the pool's per-statement command timeout."""
-
-
 async def create_vector_indexes(conn: asyncpg.Connection, *, timeout: float = INDEX_BUILD_TIMEOUT) -> None:
-    """(Re)create the HNSW indexes of migration 2 (``IF NOT EXISTS``: present ones stay).
+    """(Re)create the HNSW indexes as the newest migration defines them (``IF NOT EXISTS``).
 
     An HNSW build of many 3072-d rows takes minutes, so this statement gets its own
     *timeout* instead of the pool's command timeout.
     """
-    await conn.execute(_vector_index_migration().sql, timeout=timeout)
+    for statement in vector_index_statements():
+        await conn.execute(statement, timeout=timeout)

@@ -207,6 +207,7 @@ async def test_vector_indexes_exist_and_are_used(dhv_pool: dv.Pool) -> None:
         table, definition = defs[idx.name]
         assert table == idx.table
         assert f"(({idx.column})::halfvec(3072)) halfvec_cosine_ops" in definition
+        assert "WITH (m='32', ef_construction='128')" in definition  # migration 003
     # a few rows so the plans are realistic; seqscan allowed: the planner must prefer the index
     rng = np.random.default_rng(0)
     await dhv_pool.execute("INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
@@ -243,3 +244,16 @@ async def test_vector_indexes_exist_and_are_used(dhv_pool: dv.Pool) -> None:
             )
         first_lines = plan.splitlines()[:2]
         assert any(f"Index Scan using {idx.name}" in line for line in first_lines), plan[:300]
+
+
+async def test_rebuilt_vector_indexes_have_the_newest_definition(dhv_pool: dv.Pool) -> None:
+    """After a bulk load drops and rebuilds them, the indexes are migration 003's, not 002's."""
+    from dealhunter_vectors.schema import create_vector_indexes, drop_vector_indexes
+
+    async with dhv_pool.acquire() as conn:
+        assert len(await drop_vector_indexes(conn)) == 3
+        assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'") == 0
+        await create_vector_indexes(conn)
+        defs = [r[0] for r in await conn.fetch("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")]
+    assert len(defs) == 3
+    assert all("WITH (m='32', ef_construction='128')" in d for d in defs), defs
