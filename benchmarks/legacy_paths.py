@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,13 +36,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from dealhunter_vectors import legacy
 from dealhunter_vectors.schema import legacy_schema, quote_ident
-
-_legacy_ref: Any
-try:  # the shared reference port of the old algorithms (issue 3), when present
-    from dealhunter_vectors import legacy as _legacy_ref
-except ImportError:  # pragma: no cover - depends on what has landed
-    _legacy_ref = None
 
 
 @dataclass(frozen=True)
@@ -54,57 +49,23 @@ class LegacyHit:
 
 
 # ---------------------------------------------------------------- (a) literal old path
+# The old app's algorithms live in dealhunter_vectors.legacy (the reference the tests and
+# the demo use too): Drizzle's SELECT * of the owner's rows, JSON.parse of every embedding,
+# the JavaScript cosineSimilarity loop in float64.
 
-
-def js_cosine_similarity(a: Sequence[float], b: Sequence[float]) -> float:
-    """The app's strict ``cosineSimilarity(a, b)``: float64 loop, 0 for a zero vector."""
-    if _legacy_ref is not None and hasattr(_legacy_ref, "cosine_similarity"):
-        return float(_legacy_ref.cosine_similarity(a, b))
-    if len(a) != len(b):
-        raise ValueError("Vectors must have the same length")
-    dot = 0.0
-    norm_a = 0.0
-    norm_b = 0.0
-    for x, y in zip(a, b, strict=True):
-        dot += x * y
-        norm_a += x * x
-        norm_b += y * y
-    magnitude = math.sqrt(norm_a) * math.sqrt(norm_b)
-    return 0.0 if magnitude == 0 else dot / magnitude
-
-
-_OLD_LEAD_QUERY = (
-    'SELECT * FROM "deal_embeddings" WHERE "qualification_id" = ? AND "embedding" IS NOT NULL'
-)
+js_cosine_similarity = legacy.cosine_similarity_strict
 
 
 def old_lead_retrieval(
     sqlite_path: Path | str, qualification_id: str, query: Sequence[float] | NDArray[np.float32], *,
     threshold: float = 0.3, limit: int = 5,
 ) -> list[LegacyHit]:
-    """Lead retrieval exactly as the old app ran it (Drizzle ``SELECT *``, JSON.parse, JS loop)."""
-    q = [float(x) for x in query]
-    conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(_OLD_LEAD_QUERY, (qualification_id,)).fetchall()
-    finally:
-        conn.close()
-    scored = []
-    for row in rows:
-        embedding = orjson_free_json_loads(row["embedding"])
-        similarity = js_cosine_similarity(q, embedding)
-        if similarity > threshold:
-            scored.append(LegacyHit(row["id"], similarity))
-    scored.sort(key=lambda h: -h.similarity)  # Array.prototype.sort is stable
-    return scored[:limit]
-
-
-def orjson_free_json_loads(text: str) -> Any:
-    """``JSON.parse`` as the old path did it: the standard library's json (not orjson)."""
-    import json
-
-    return json.loads(text)
+    """Lead retrieval exactly as the old app ran it (``queryRagForLead``: threshold 0.3)."""
+    if threshold != legacy.LEAD_THRESHOLD:
+        raise ValueError(f"the old lead retrieval's threshold is fixed at {legacy.LEAD_THRESHOLD}")
+    rows = legacy.load_legacy_rows(sqlite_path, "deal_embeddings", "qualification_id", qualification_id)
+    hits = legacy.query_rag_for_lead(rows, [float(x) for x in query], max_results=limit)
+    return [LegacyHit(h["chunkId"], h["similarity"]) for h in hits]
 
 
 # ------------------------------------------------------------- (b) best in-process path
@@ -161,27 +122,11 @@ def old_duplicate_check(
     min_percent: int = 85,
 ) -> list[tuple[str, int]]:
     """The old semantic duplicate step: every pre-qualification loaded, JSON-parsed, JS-scored."""
-    q = [float(x) for x in query]
-    conn = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(
-            'SELECT * FROM "pre_qualifications" WHERE "extracted_requirements" IS NOT NULL'
-        ).fetchall()
-    finally:
-        conn.close()
-    matches = []
-    for row in rows:
-        if row["id"] == exclude_id or row["description_embedding"] is None:
-            continue
-        embedding = orjson_free_json_loads(row["description_embedding"])
-        if not isinstance(embedding, list) or len(embedding) != len(q):
-            continue
-        cos = js_cosine_similarity(q, embedding)
-        percent = math.floor((cos + 1) / 2 * 100 + 0.5)  # Math.round
-        if percent >= min_percent:
-            matches.append((row["id"], percent))
-    return matches
+    rows = legacy.load_legacy_rows(sqlite_path, "pre_qualifications", None, None)
+    matches = legacy.duplicate_semantic_matches(
+        rows, [float(x) for x in query], exclude_id=exclude_id, min_percent=min_percent
+    )
+    return [(m["id"], m["similarity"]) for m in matches]
 
 
 # ------------------------------------------------------------ conversions (d) and (e)
@@ -216,7 +161,7 @@ def _converter(kind: str, embedding: Callable[[str], Any]) -> Callable[[Any], An
 
 def _plan_vector_text(text: str) -> str:
     # const arr = JSON.parse(row[col]); row[col] = `[${arr.join(',')}]`;
-    arr = orjson_free_json_loads(text)
+    arr = json.loads(text)  # JSON.parse, the standard library (not orjson) like the plan
     return "[" + ",".join(repr(float(x)) if isinstance(x, float) else str(x) for x in arr) + "]"
 
 
