@@ -98,3 +98,9 @@ def mask_url(url: str) -> str:
 def mask_text(text: str) -> str:
     """Mask every ``scheme://user:password@`` occurrence inside free text (error messages)."""
     return _PASSWORD_IN_TEXT.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def with_database(url: str, database: str) -> str:
+    """Return *url* pointing at *database* (path replaced; query such as ``host=`` kept)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

@@ -32,7 +32,7 @@ from rich.table import Table
 
 from . import legacy
 from .bulk_loader import MigrationProgress, migrate_sqlite
-from .config import mask_url
+from .config import mask_url, with_database
 from .embedded import resolve_database_url
 from .legacy_db import LegacyDatasetSpec, build_legacy_database
 from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
@@ -178,12 +178,6 @@ async def _prepare_database(admin_url: str, name: str, *, fresh: bool) -> None:
         await admin.close()
 
 
-def _with_database(url: str, database: str) -> str:
-    from .testing import with_database  # the URL helper; importing it does not start anything
-
-    return with_database(url, database)
-
-
 async def _pick(pool: Pool, sql: str) -> str:
     value = await pool.fetchval(sql)
     if value is None:
@@ -252,7 +246,7 @@ async def run_demo(
     server_url = resolve_database_url(database_url or "embedded")
     db_name = f"dealhunter_demo_{size}"
     await _prepare_database(server_url, db_name, fresh=fresh)
-    url = _with_database(server_url, db_name)
+    url = with_database(server_url, db_name)
     say(f"[bold]2. migrate[/] into {mask_url(url)}")
     async with open_pool(url, min_size=2, max_size=10) as pool:
         await apply_schema(pool)

@@ -28,23 +28,19 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
+from .config import with_database
 from .embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
 from .pool import Pool, close_pool, create_pool
 from .schema import apply_schema, quote_ident
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
-
-def with_database(url: str, database: str) -> str:
-    """Return *url* pointing at *database* (path replaced, query such as ``host=`` kept)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+__all__ = ["DatabaseFactory", "seed_owners", "with_database"]
 
 
 @pytest.fixture(scope="session")
