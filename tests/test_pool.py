@@ -232,3 +232,35 @@ async def test_command_timeout_from_settings_and_disabled_with_none(dhv_database
     # None means "no per-statement timeout", not "use the settings"
     async with dv.open_pool(settings=strict, command_timeout=None, min_size=1, max_size=1) as pool:
         assert await pool.fetchval("SELECT 7 FROM pg_sleep(0.6)") == 7
+
+
+SIGTERM_SCRIPT = """
+import asyncio, os, signal, sys
+import dealhunter_vectors as dv
+
+async def main(url):
+    async with dv.lifespan(url=url, handle_sigterm=True, min_size=1) as state:
+        pool = state["db"]
+        task = asyncio.create_task(pool.fetchval("SELECT 42 FROM pg_sleep(1)"))
+        await asyncio.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("query result", await task, flush=True)
+        await asyncio.sleep(20)
+        print("still running", flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_sigterm_closes_gracefully_then_terminates(dhv_database_url: str) -> None:
+    import signal
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SIGTERM_SCRIPT, dhv_database_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert b"query result 42" in out, err[-2000:]  # the in-flight query finished
+    assert b"still running" not in out
+    assert proc.returncode == -signal.SIGTERM  # then SIGTERM was re-delivered to the default handler
