@@ -3,7 +3,11 @@
 :func:`migrate_sqlite` reads the 29 legacy tables (order computed from the foreign keys of
 the packaged schema facts, :func:`load_order`), converts every value by its column kind,
 and loads each batch with a binary COPY into a ``TEMP`` staging table followed by
-``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, one transaction per batch.
+``INSERT ... SELECT ... ON CONFLICT (id) DO NOTHING``, one transaction per batch. A table
+that is empty when its load starts (a first migration) takes the direct path: each batch is
+COPYed straight into the target, and a batch the target's constraints refuse (an existing
+id, a missing parent, a used unique value) is rolled back and goes through staging, so the
+same rows are reported (see ``_load_batch_direct``).
 
 Conversions (``kind`` from ``schema.legacy_schema()``; the target column type is checked):
 
@@ -983,14 +987,6 @@ FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.
 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indimmediate AND i.indisvalid
   AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL
 """
-_SYNCHRONOUS_COMMIT_SQL: Final = "SELECT current_setting('synchronous_commit')"
-_SET_SYNCHRONOUS_COMMIT_SQL: Final = "SELECT set_config('synchronous_commit', $1, false)"
-_WAL_INSERT_LSN_SQL: Final = "SELECT pg_current_wal_insert_lsn()::text"
-_WAL_FLUSHED_SQL: Final = "SELECT pg_current_wal_flush_lsn() >= $1::text::pg_lsn"
-LOAD_SYNCHRONOUS_COMMIT: Final = "off"
-"""``synchronous_commit`` of the loader's batch transactions (restored afterwards; see
-:func:`_asynchronous_commits`)."""
-WAL_FLUSH_TIMEOUT: Final = 60.0
 
 
 async def _direct_load_possible(conn: asyncpg.Connection, plan: TablePlan) -> bool:
@@ -1037,40 +1033,6 @@ async def _load_batch_direct(conn: asyncpg.Connection, run: _Run, state: _TableS
     run.rejects.flush()
     return True
 
-
-async def _wait_wal_flushed(conn: asyncpg.Connection) -> None:
-    """Return once the server has flushed all WAL written so far (every batch durable)."""
-    lsn = await conn.fetchval(_WAL_INSERT_LSN_SQL)
-    deadline = time.monotonic() + WAL_FLUSH_TIMEOUT
-    while not await conn.fetchval(_WAL_FLUSHED_SQL, lsn):
-        if time.monotonic() > deadline:
-            raise MigrationError(f"the server did not flush its WAL up to {lsn} within {WAL_FLUSH_TIMEOUT:g} s")
-        await asyncio.sleep(0.01)
-
-
-async def _commit_asynchronously(conn: asyncpg.Connection) -> str:
-    """From now on, batch transactions on *conn* commit without waiting for their WAL flush.
-
-    Returns the previous ``synchronous_commit`` for :func:`_commit_synchronously`. A commit
-    then costs no fsync wait: the WAL writer flushes in the background while the next batch
-    is copied. Atomicity and consistency are unchanged; what a server *crash* (not a clean
-    restart) can lose are the batches committed in the last ~0.6 s before it, which a re-run
-    finds missing and loads like any other missing row. (If the run fails, the pool's
-    ``RESET ALL`` on release restores the setting.)
-    """
-    previous = str(await conn.fetchval(_SYNCHRONOUS_COMMIT_SQL))
-    await conn.execute(_SET_SYNCHRONOUS_COMMIT_SQL, LOAD_SYNCHRONOUS_COMMIT)
-    return previous
-
-
-async def _commit_synchronously(conn: asyncpg.Connection, previous: str) -> None:
-    """Restore ``synchronous_commit`` and wait until every committed batch is durable.
-
-    Runs before the loader reports (completed or stopped), so a report never counts a row
-    that a server crash could still take away.
-    """
-    await conn.execute(_SET_SYNCHRONOUS_COMMIT_SQL, previous)
-    await _wait_wal_flushed(conn)
 
 def _count_rows(source: sqlite3.Connection, table: str) -> int:
     row = source.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()  # noqa: S608 - quoted identifier
@@ -1154,7 +1116,6 @@ async def migrate_sqlite(
                     empty = await conn.fetchval(_IS_EMPTY_SQL.format(table=quote_ident(st.plan.name)))
                     if empty:
                         dropped.extend(await drop_vector_indexes(conn, {st.plan.name}))
-            synchronous_commit = await _commit_asynchronously(conn)
             try:
                 for st in states:
                     if not st.present:
@@ -1190,7 +1151,6 @@ async def migrate_sqlite(
                     run.emit(MigrationProgress("table_done", st.plan.name, st.source_rows, st.source_rows))
             except _Stopped as exc:
                 stopped = exc
-            await _commit_synchronously(conn, synchronous_commit)
             if rebuild_indexes and any(st.plan.vector_indexes for st in states):
                 run.emit(MigrationProgress("indexes", "", 0, 0))
                 await rebuild_vector_indexes(conn, maintenance_work_mem=maintenance_work_mem)
