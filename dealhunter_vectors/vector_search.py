@@ -25,14 +25,65 @@ How the searches run
   zero vector and PostgreSQL sorts NaN above every number, but ``NaN < x`` is false, so
   such a row can never pass. Rows with a NaN distance are also excluded explicitly where
   no threshold applies (top-k fallback, ``distance <> 'NaN'``). Results are ordered by
-  distance, then id; ``similarity = 1 - distance`` (float64; pgvector computes the cosine
-  of ``vector`` values in double precision).
-* **Owner-scoped searches are exact.** They order by ``embedding <=> q`` on the
-  full-precision ``vector`` column. The HNSW indexes are on the expression
-  ``embedding::halfvec(3072)``, so they cannot serve this ordering: the planner narrows by
-  the owner's btree index and computes every distance of that owner (recall 1.0; no
-  post-filtering of an approximate candidate list, so no under-return). Each distance is
-  computed once (materialised CTE / ``OFFSET 0`` subquery).
+  distance, then id; ``similarity = 1 - distance`` (pgvector sums the products and norms
+  of ``vector`` values in float32 and divides in double precision).
+* **Owner-scoped searches are exact, in two steps.** The result is always the one of the
+  single-step exact scan (every row of the owner ranked by the full-precision
+  ``embedding <=> q``): same rows, same order, same distances, same filters and fallbacks.
+  A ``vector(3072)`` is 12 KB and always TOASTed, so that scan spends most of its time
+  detoasting. Migration 004 stores ``embedding_half = l2_normalize(embedding)::halfvec``
+  inline (6 KB in the heap page). Step 1 scores every row of the owner by the half
+  distance ``hd = embedding_half <=> p`` with ``p = l2_normalize(q)::halfvec`` (computed
+  once per request). Step 2 computes the exact distance ``d`` only for the candidates that
+  the bound ``|hd - d| <= delta`` (below) cannot rule out; every later step (threshold,
+  post-filters, fallback flags, order by ``d`` then id, limit) runs on the exact ``d`` of
+  the candidates. A row is "surely above" when ``hd + delta < 1 - t`` and "maybe above"
+  when ``hd <= 1 - t + delta``. For each set the result can be drawn from (above and
+  matching; above; matching; any row - the last three only when ``filter_fallback`` /
+  ``fallback_to_top_k`` make them reachable), let ``K`` be the k-th smallest ``hd`` among
+  the rows surely in it (infinity when fewer than k). A row with ``hd > K + 2 delta`` has
+  ``d >= hd - delta > K + delta >=`` the exact distance of each of those k rows, so k
+  rows of the set beat it for certain and it cannot be in that set's top k. Candidates:
+  rows that may be in a set and have ``hd <= K + 2 delta`` for it, plus the rows that may
+  be above within ``delta`` of the threshold (they decide the fallback flags), plus every
+  row without a half copy. The flags computed on the candidates equal the flags on all
+  rows (each flag's witness, if any, is a candidate), and each set's top k is among the
+  candidates, hence the results are identical. Rows without a half copy (norm outside
+  [1e-12, 1e15], including zero vectors) and queries outside that range are always
+  re-ranked exactly (a query outside it makes every row a candidate).
+* **The bound** ``delta`` = :data:`HALF_DISTANCE_ERROR_BOUND` ~ 1.71e-3, for a row and a
+  query with half copies (n = 3072, u = 2^-11 the half unit roundoff, u32 = 2^-24):
+
+  1. *Half copy of a direction.* pgvector converts float32 -> half by rounding to nearest
+     (F16C ``_cvtss_sh(x, 0)``, ``_Float16`` or its own round-to-nearest code; checked
+     against IEEE in ``tests/test_inline_halfvec.py``): ``|h_i - y_i| <= u |y_i|`` for
+     normal values and ``<= 2^-25`` for ``|y_i| < 2^-14`` (subnormal spacing 2^-24). For
+     ``y = l2_normalize(x)`` (norm 1 up to float32 rounding of each component, relative
+     ``<= 2^-24``): ``||h - y|| <= u ||y|| + 2^-25 sqrt(n)``, so the angle between ``h``
+     and ``y`` is at most ``asin(u + 2^-25 sqrt(n) (1 + 2^-9))``, and between ``y`` and
+     ``x`` at most ``asin(2^-23)`` (componentwise relative rounding). Normalising first
+     makes this independent of the stored scale (a directly cast tiny vector would be
+     all subnormals). Sum: ``a = 4.90e-4`` rad for the row and the same for the query.
+  2. *True cosines.* The angle is a metric on the sphere and cos is 1-Lipschitz, so
+     ``|cos(h, p) - cos(x, q)| <= angle(h, x) + angle(p, q) <= 2a``.
+  3. *pgvector's arithmetic.* Both ``<=>`` kernels accumulate the dot product and both
+     squared norms in float32 (products of halves are exact in float32), in any order or
+     with FMA: each sum has error ``<= gamma * sum|terms|`` with
+     ``gamma = n u32 / (1 - n u32) = 1.83e-4``. With ``|dot error| <= gamma ||a|| ||b||``
+     and norms relative ``gamma``, the computed cosine differs from the true one by at most
+     ``(1 + |c|) gamma / (1 - gamma) <= 2 gamma / (1 - gamma) = 3.66e-4``; clamping to
+     [-1, 1] cannot increase it; the double-precision division and ``1 - s`` add < 1e-15.
+     This holds for the half kernel and for the exact ``vector`` kernel (whose result is
+     the reference, so its error counts once on each side). Norms in [1e-12, 1e15] keep
+     every float32 product and sum away from overflow, and underflow adds < 1e-17.
+  4. ``delta = 2a + 2 * 3.66e-4 + 1e-9 = 1.713e-3`` (the 1e-9 also covers the float8
+     additions in the SQL comparisons).
+* **Cost and gain.** +6 KB per row; the half distance of a row costs ~2-3 us (no TOAST
+  access), the exact distance of a candidate ~10 us (6-7 TOAST chunks). A 1,000-row owner
+  needs 5-6 candidates for clustered data at the lead defaults (t = 0.3, k = 5); the
+  adversarial test data (many near-ties inside the bound) needs ~70. The query's half copy is computed once per request in
+  a ``LATERAL (... OFFSET 0)`` subquery: a ``vector -> halfvec`` cast of a parameter inside
+  the row expression would be re-evaluated for every row under a generic plan.
 * **Global search** (duplicate step, :func:`find_similar_pre_qualifications`): candidates
   come from the halfvec HNSW index with ``hnsw.iterative_scan = relaxed_order`` (pgvector
   0.8; the iterative scan keeps going when the ``extracted_requirements``/``exclude_id``
