@@ -81,9 +81,10 @@ How the searches run
 * **Cost and gain.** +6 KB per row; the half distance of a row costs ~2-3 us (no TOAST
   access), the exact distance of a candidate ~10 us (6-7 TOAST chunks). A 1,000-row owner
   needs 5-6 candidates for clustered data at the lead defaults (t = 0.3, k = 5); the
-  adversarial test data (many near-ties inside the bound) needs ~70. The query's half copy is computed once per request in
-  a ``LATERAL (... OFFSET 0)`` subquery: a ``vector -> halfvec`` cast of a parameter inside
-  the row expression would be re-evaluated for every row under a generic plan.
+  adversarial test data (many near-ties inside the bound) needs ~70. The query's half
+  copy is computed once per request in a ``LATERAL (... OFFSET 0)`` subquery: a
+  ``vector -> halfvec`` cast of a parameter inside the row expression would be
+  re-evaluated for every row under a generic plan.
 * **Global search** (duplicate step, :func:`find_similar_pre_qualifications`): candidates
   come from the halfvec HNSW index with ``hnsw.iterative_scan = relaxed_order`` (pgvector
   0.8; the iterative scan keeps going when the ``extracted_requirements``/``exclude_id``
