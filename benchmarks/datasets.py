@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ from dealhunter_vectors.legacy_db import (
     embedding_to_json,
     js_json_dumps,
 )
-from dealhunter_vectors.schema import apply_schema, quote_ident
+from dealhunter_vectors.schema import apply_schema, migrations, quote_ident, vector_index_statements
 from dealhunter_vectors.synthetic import (
     EmbeddingSpace,
     TextGenerator,
@@ -77,8 +78,22 @@ INDEX_BUILD_SETTINGS: dict[str, str] = {
     "maintenance_work_mem": "2GB",
     "max_parallel_maintenance_workers": "1",  # + the leader = both cores
 }
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+def _library_hnsw_parameters() -> tuple[int, int]:
+    """m and ef_construction of the library's own index definition (the newest migration)."""
+    statement = vector_index_statements()[0]
+    m = re.search(r"\bm\s*=\s*(\d+)", statement)
+    ef = re.search(r"ef_construction\s*=\s*(\d+)", statement)
+    assert m and ef, statement
+    return int(m[1]), int(ef[1])
+
+
+HNSW_M, HNSW_EF_CONSTRUCTION = _library_hnsw_parameters()
+"""The library's HNSW parameters: the data sets are indexed exactly as the library indexes."""
+
+
+def library_index_sql(index_name: str) -> str:
+    """The library's CREATE INDEX statement for one of its vector indexes."""
+    return next(s for s in vector_index_statements() if f'"{index_name}"' in s)
 
 
 @dataclass(frozen=True)
@@ -170,7 +185,9 @@ SCALES: dict[str, Scale] = {
 def fingerprint(*parts: object) -> str:
     """Short stable hash of the generation parameters (part of cache names)."""
     items = [asdict(p) if is_dataclass(p) and not isinstance(p, type) else p for p in parts]
-    text = json.dumps([DATA_VERSION, *items], sort_keys=True, default=str)
+    # The schema's migrations are part of the key: a schema change rebuilds the cached databases.
+    schema = [m.checksum for m in migrations()]
+    text = json.dumps([DATA_VERSION, schema, *items], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
@@ -550,12 +567,7 @@ async def build_owner_database(conn: asyncpg.Connection, scale: Scale) -> dict[s
         )
         await conn.copy_records_to_table("deal_embeddings", records=list(_deal_records(chunks)), columns=_DEAL_COLUMNS)
     load_s = time.perf_counter() - t
-    build_s = await timed_create_index(
-        conn,
-        'CREATE INDEX "deal_embeddings_embedding_hnsw_idx" ON "deal_embeddings" USING hnsw'
-        ' (("embedding"::halfvec(3072)) halfvec_cosine_ops)'
-        f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
-    )
+    build_s = await timed_create_index(conn, library_index_sql("deal_embeddings_embedding_hnsw_idx"))
     await conn.execute("VACUUM (ANALYZE) deal_embeddings")
     return {"rows": scale.owner_rows, "load_seconds": load_s, "hnsw_build_seconds": build_s}
 
@@ -574,11 +586,6 @@ async def build_global_database(conn: asyncpg.Connection, vectors: NDArray[np.fl
             columns=_PQ_COLUMNS,
         )
     load_s = time.perf_counter() - t
-    build_s = await timed_create_index(
-        conn,
-        'CREATE INDEX "pre_qualifications_description_embedding_hnsw_idx" ON "pre_qualifications" USING hnsw'
-        ' (("description_embedding"::halfvec(3072)) halfvec_cosine_ops)'
-        f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
-    )
+    build_s = await timed_create_index(conn, library_index_sql("pre_qualifications_description_embedding_hnsw_idx"))
     await conn.execute("VACUUM (ANALYZE) pre_qualifications")
     return {"rows": int(vectors.shape[0]), "load_seconds": load_s, "hnsw_build_seconds": build_s}
