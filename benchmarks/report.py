@@ -181,7 +181,8 @@ def index_table(items: list[dict[str, Any]], global_items: list[dict[str, Any]])
         if e.get("hnsw_build_seconds") and e["rows"] not in seen:
             seen.add(e["rows"])
             lines.append(
-                f"| data-set build of the global table (m=16, ef_construction=64) | {e['rows']:,} | "
+                f"| data-set build of the global table (m={e.get('m', '?')}, "
+                f"ef_construction={e.get('ef_construction', '?')}) | {e['rows']:,} | "
                 f"{e['hnsw_build_seconds']:,.1f} | {e['hnsw_build_seconds'] * 10_000 / e['rows']:,.1f} | 2GB | 1 |"
             )
     return lines
