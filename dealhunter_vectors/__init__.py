@@ -1,8 +1,14 @@
 """dealhunter_vectors: the PostgreSQL + pgvector retrieval layer of dealhunter.
 
-* :func:`create_pool` / :func:`open_pool` / :func:`lifespan`: an asyncpg pool with pgvector codecs.
-* :func:`apply_schema`: the legacy 29-table schema plus halfvec HNSW indexes, versioned.
-* vector search, write paths and the SQLite bulk loader (see their modules).
+* Connect: :func:`create_pool` / :func:`open_pool` / :func:`lifespan` give an asyncpg pool
+  with pgvector codecs (numpy float32 in and out); ``DATABASE_URL=embedded`` runs an
+  embedded PostgreSQL 16 + pgvector 0.8.
+* Schema: :func:`apply_schema` (the legacy 29 tables, halfvec HNSW indexes, versioned).
+* Search, one function per call site of the old app: :func:`search_deal_embeddings`,
+  :func:`search_raw_chunks`, :func:`search_similar`, :func:`find_similar_pre_qualifications`,
+  :func:`list_deal_chunks`, :func:`search_many`.
+* Write: :func:`insert_deal_chunks`, :func:`replace_raw_chunks`, :func:`set_description_embedding`.
+* Migrate: :func:`migrate_sqlite` and :func:`verify_migration` move the old SQLite database.
 """
 
 from __future__ import annotations
@@ -64,73 +70,65 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "VECTOR_INDEXES",
+    "ChunkSource",
     "ConfigurationError",
     "DatabaseUnavailableError",
+    "DealChunk",
+    "DealChunkHit",
+    "DealChunkSearch",
     "DealhunterVectorsError",
     "EmbeddedServer",
     "EmbeddedServerError",
     "InvalidEmbeddingError",
+    "MigrationError",
+    "MigrationProgress",
+    "MigrationReport",
+    "MigrationStoppedError",
+    "NotFoundError",
     "Pool",
     "PoolExhaustedError",
-    "SchemaError",
-    "Settings",
-    "__version__",
-    "apply_schema",
-    "as_embedding",
-    "close_pool",
-    "create_pool",
-    "get_settings",
-    "lifespan",
-    "mask_url",
-    "open_pool",
-    "parse_blob_embedding",
-    "parse_json_embedding",
-    "resolve_database_url",
-    "schema_status",
-    "start_embedded",
-    "stop_embedded",
-    "transaction_settings",
-]
-
-# vector search, write paths and their models (issue 3)
-__all__ += [
-    "ChunkSource",
-    "DealChunk",
-    "DealChunkHit",
-    "DealChunkSearch",
-    "NotFoundError",
     "PreQualificationMatch",
     "PreQualificationSearch",
     "RawChunk",
     "RawChunkHit",
     "RawChunkSearch",
+    "RowProblem",
+    "SchemaError",
     "SearchRequest",
+    "Settings",
     "SimilarityHit",
     "SimilaritySearch",
+    "TableReport",
+    "TableVerification",
+    "VectorProblem",
+    "VerificationReport",
+    "__version__",
+    "apply_schema",
+    "as_embedding",
+    "close_pool",
+    "create_pool",
     "find_similar_pre_qualifications",
+    "get_settings",
     "insert_deal_chunks",
+    "lifespan",
     "list_deal_chunks",
+    "load_order",
+    "mask_url",
+    "migrate_sqlite",
+    "open_pool",
+    "parse_blob_embedding",
+    "parse_json_embedding",
     "replace_raw_chunks",
+    "resolve_database_url",
+    "schema_status",
     "search_deal_embeddings",
     "search_many",
     "search_raw_chunks",
     "search_similar",
     "section_confidence",
     "set_description_embedding",
-]
-
-# SQLite -> PostgreSQL migration and its verification (issue 4)
-__all__ += [
-    "MigrationError",
-    "MigrationProgress",
-    "MigrationReport",
-    "MigrationStoppedError",
-    "RowProblem",
-    "TableReport",
-    "TableVerification",
-    "VectorProblem",
-    "VerificationReport",
-    "load_order",
-    "migrate_sqlite",
+    "start_embedded",
+    "stop_embedded",
+    "transaction_settings",
     "verify_migration",
 ]
