@@ -155,9 +155,11 @@ def resolve_database_url(url: str | None = None) -> str:
     if url is None:
         url = get_settings().database_url
     if is_embedded_url(url):
+        # Plain "embedded" has no scheme once parsed (its "path" is the word itself): it
+        # means the default data directory, never a directory named after it in the cwd.
         parts = urlsplit(url)
-        directory = unquote(parts.path) if parts.path not in ("", "/") else None
-        return start_embedded(directory).url
+        has_dir = parts.scheme == EMBEDDED_SCHEME and parts.path not in ("", "/")
+        return start_embedded(unquote(parts.path) if has_dir else None).url
     scheme = urlsplit(url).scheme
     if scheme not in ("postgres", "postgresql"):
         raise ConfigurationError(

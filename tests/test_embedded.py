@@ -45,3 +45,16 @@ def test_embedded_url_with_directory_starts_there(tmp_path: Path) -> None:
         assert embedded.resolve_database_url(f"embedded://{tmp_path / 'pg'}") == url  # reused
     finally:
         embedded.stop_embedded(tmp_path / "pg")
+
+
+def test_plain_embedded_url_uses_the_default_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # "embedded" must not become a directory named "embedded" in the working directory
+    monkeypatch.setenv("DEALHUNTER_EMBEDDED_DATA_DIR", str(tmp_path / "default-pg"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        url = embedded.resolve_database_url("embedded")
+        assert (tmp_path / "default-pg" / "PG_VERSION").exists()
+        assert not (tmp_path / "embedded").exists()
+        assert str(tmp_path / "default-pg") in url
+    finally:
+        embedded.stop_embedded(tmp_path / "default-pg")
