@@ -114,6 +114,23 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
     )
 
 
+def hit_cells(hit: BaseModel) -> tuple[str, str, str, str]:
+    """How any search result is shown: id, similarity, agent or source, content (one line)."""
+    if isinstance(hit, DealChunkHit):
+        cells = (hit.chunk_id, hit.similarity, hit.agent_name, hit.content)
+    elif isinstance(hit, RawChunkHit):
+        cells = (hit.chunk_id, hit.similarity, f"raw #{hit.chunk_index}", hit.content)
+    elif isinstance(hit, SimilarityHit):
+        label = f"{hit.source}:{hit.agent_name}" if hit.agent_name else hit.source
+        cells = (hit.id, hit.similarity, label, hit.content)
+    elif isinstance(hit, PreQualificationMatch):
+        cells = (hit.pre_qualification_id, hit.similarity, f"{hit.similarity_percent} %", "")
+    else:  # pragma: no cover - every search returns one of the above
+        cells = ("?", None, "", "")
+    sim = "-" if cells[1] is None else f"{cells[1]:.4f}"
+    return str(cells[0]), sim, str(cells[2]), " ".join(str(cells[3]).split())
+
+
 def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
     """A rich table of *hits* (80 columns friendly)."""
     table = Table(title=f"{site}: {len(hits)} hit(s)", title_justify="left")
@@ -123,18 +140,7 @@ def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
     table.add_column("agent / source", max_width=20)
     table.add_column("content", overflow="ellipsis", no_wrap=True, max_width=40)
     for i, h in enumerate(hits, 1):
-        if isinstance(h, DealChunkHit):
-            cells = (h.chunk_id, h.similarity, h.agent_name, h.content)
-        elif isinstance(h, RawChunkHit):
-            cells = (h.chunk_id, h.similarity, f"raw #{h.chunk_index}", h.content)
-        elif isinstance(h, SimilarityHit):
-            cells = (h.id, h.similarity, h.source, h.content)
-        elif isinstance(h, PreQualificationMatch):
-            cells = (h.pre_qualification_id, h.similarity, f"{h.similarity_percent} %", "")
-        else:  # pragma: no cover - every search returns one of the above
-            cells = ("?", None, "", "")
-        sim = "-" if cells[1] is None else f"{cells[1]:.4f}"
-        table.add_row(str(i), str(cells[0]), sim, str(cells[2]), " ".join(str(cells[3]).split()))
+        table.add_row(str(i), *hit_cells(h))
     return table
 
 

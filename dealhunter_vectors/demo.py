@@ -32,6 +32,7 @@ from rich.table import Table
 
 from . import legacy
 from .bulk_loader import MigrationProgress, migrate_sqlite
+from .cli_search import hit_cells
 from .config import mask_url, with_database
 from .embedded import resolve_database_url
 from .legacy_db import LegacyDatasetSpec, build_legacy_database
@@ -443,16 +444,8 @@ def _print_results(console: Console, result: DemoResult, typed: dict[str, list[A
         table.add_column("agent / source")
         table.add_column("content", overflow="ellipsis", no_wrap=True)
         for i, hit in enumerate(typed.get(cs.name, []), 1):
-            if isinstance(hit, DealChunkHit):
-                row = (hit.chunk_id, hit.similarity, hit.agent_name, hit.content)
-            elif isinstance(hit, RawChunkHit):
-                row = (hit.chunk_id, hit.similarity, f"raw #{hit.chunk_index}", hit.content)
-            elif isinstance(hit, SimilarityHit):
-                row = (hit.id, hit.similarity, f"{hit.source}:{hit.agent_name or ''}", hit.content)
-            else:
-                row = (hit.pre_qualification_id, hit.similarity, f"{hit.similarity_percent} %", "")
-            sim = "-" if row[1] is None else f"{row[1]:.4f}"
-            table.add_row(str(i), str(row[0])[:12], sim, _snippet(str(row[2]), 22), _snippet(str(row[3])))
+            hit_id, sim, label, content = hit_cells(hit)
+            table.add_row(str(i), hit_id[:12], sim, _snippet(label, 22), _snippet(content))
         if not cs.ours:
             table.add_row("", "(no hits)", "", "", "")
         console.print(table)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import importlib.resources
 import json
 import math
 import random
@@ -44,6 +43,7 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
+from dealhunter_vectors.schema import legacy_schema
 from dealhunter_vectors.synthetic import (
     EmbeddingSpace,
     TextGenerator,
@@ -208,10 +208,7 @@ def _parse_column(c: Mapping[str, Any]) -> LegacyColumn:
 @functools.cache
 def load_legacy_schema() -> LegacySchema:
     """Load (once) the packaged ``dealhunter_vectors/data/sqlite_schema.json``."""
-    text = (
-        importlib.resources.files("dealhunter_vectors.data").joinpath("sqlite_schema.json").read_text(encoding="utf-8")
-    )
-    raw = json.loads(text)
+    raw = legacy_schema()  # the packaged facts, read once by the schema module
     parsed: dict[str, LegacyTable] = {}
     for t in raw["tables"]:
         quote_identifier(t["name"])
