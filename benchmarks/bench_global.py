@@ -28,7 +28,7 @@ import pytest
 from benchmarks import datasets as ds
 from benchmarks.conftest import Cycle, GlobalData, GlobalSets, Runner, record
 from benchmarks.legacy_paths import NumpyBruteForce, old_duplicate_check
-from dealhunter_vectors.pool import transaction_settings
+from dealhunter_vectors.db.pool import transaction_settings
 
 CASE = "global"
 K = 10

@@ -33,13 +33,13 @@ from typing import Any
 import asyncpg
 import pytest
 
-import dealhunter_vectors.schema
+import dealhunter_vectors.db.schema
 from benchmarks import datasets as ds
 from benchmarks.conftest import REPO_ROOT, Runner
 from benchmarks.legacy_paths import PreparedTable, plan_script_migrate, prepare_raw_copy, raw_copy_load
-from dealhunter_vectors.legacy_db import build_legacy_database
-from dealhunter_vectors.pool import register_vector_codecs
-from dealhunter_vectors.schema import VECTOR_INDEXES, apply_schema, drop_vector_indexes, quote_ident
+from dealhunter_vectors.legacy.database import build_legacy_database
+from dealhunter_vectors.db.pool import register_vector_codecs
+from dealhunter_vectors.db.schema import VECTOR_INDEXES, apply_schema, drop_vector_indexes, quote_ident
 from dealhunter_vectors.testing import with_database
 
 CASE = "migration"
@@ -120,7 +120,7 @@ def migration_env(
         build_legacy_database(tmp, spec, overwrite=True, keep_embeddings=False)
         tmp.rename(path)
     # named after the migration files: a template never holds an older text of a migration
-    sql = sorted((Path(dealhunter_vectors.schema.__file__).parent / "sql").glob("*.sql"))
+    sql = sorted((Path(dealhunter_vectors.db.schema.__file__).parent / "sql").glob("*.sql"))
     template = f"dhv_bench_mig_template_{ds.fingerprint('mig-template', *(p.read_text() for p in sql))}"
 
     async def ensure_template() -> None:
@@ -250,7 +250,7 @@ def test_migration_raw_copy_external(benchmark: Any, migration_env: MigrationEnv
 # execve, so a child of the (large) pytest process would report the parent's peak.
 _RSS_SCRIPT = """
 import asyncio, json, resource, sys
-from dealhunter_vectors.bulk_loader import migrate_sqlite
+from dealhunter_vectors.migrate.loader import migrate_sqlite
 
 def hwm_kb():
     with open("/proc/self/status") as f:

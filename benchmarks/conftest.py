@@ -31,8 +31,8 @@ import pytest
 from numpy.typing import NDArray
 
 from benchmarks import datasets as ds
-from dealhunter_vectors.embedded import is_embedded_url, start_embedded
-from dealhunter_vectors.pool import Pool, close_pool, create_pool
+from dealhunter_vectors.db.embedded import is_embedded_url, start_embedded
+from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def server_url(request: pytest.FixtureRequest, runner: Runner) -> Iterator[str]:
     server = start_embedded(PGDATA_DIR)
     if not shared and runner.run(_configure(server.url, request.config.getoption("--pg-conf"))):
         server.stop()
-        from dealhunter_vectors.embedded import stop_embedded
+        from dealhunter_vectors.db.embedded import stop_embedded
 
         stop_embedded(PGDATA_DIR)
         server = start_embedded(PGDATA_DIR)
@@ -142,7 +142,7 @@ def server_url(request: pytest.FixtureRequest, runner: Runner) -> Iterator[str]:
         yield server.url
     finally:
         if not shared:
-            from dealhunter_vectors.embedded import stop_embedded
+            from dealhunter_vectors.db.embedded import stop_embedded
 
             server.stop()
             stop_embedded(PGDATA_DIR)
@@ -205,7 +205,7 @@ async def _ensure_database(
         await ds.recreate_database(admin, name)
         conn = await asyncpg.connect(with_database(server_url, name))
         try:
-            from dealhunter_vectors.pool import register_vector_codecs
+            from dealhunter_vectors.db.pool import register_vector_codecs
 
             await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             await register_vector_codecs(conn)

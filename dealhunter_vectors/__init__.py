@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
-from .bulk_loader import MigrationProgress, load_order, migrate_sqlite
+from . import _compat
 from .config import DEFAULT_DATABASE_URL, Settings, get_settings, mask_url
-from .embedded import EmbeddedServer, resolve_database_url, start_embedded, stop_embedded
+from .db.embedded import EmbeddedServer, resolve_database_url, start_embedded, stop_embedded
+from .db.pool import Pool, close_pool, create_pool, lifespan, open_pool, transaction_settings
+from .db.schema import VECTOR_INDEXES, apply_schema, schema_status
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
 from .errors import (
     ConfigurationError,
@@ -29,7 +31,8 @@ from .errors import (
     PoolExhaustedError,
     SchemaError,
 )
-from .migration_models import (
+from .migrate.loader import MigrationProgress, migrate_sqlite
+from .migrate.reports import (
     MigrationReport,
     RowProblem,
     TableReport,
@@ -37,6 +40,8 @@ from .migration_models import (
     VectorProblem,
     VerificationReport,
 )
+from .migrate.source import load_order
+from .migrate.verify import verify_migration
 from .models import (
     ChunkSource,
     DealChunk,
@@ -52,9 +57,7 @@ from .models import (
     SimilaritySearch,
     section_confidence,
 )
-from .pool import Pool, close_pool, create_pool, lifespan, open_pool, transaction_settings
-from .schema import VECTOR_INDEXES, apply_schema, schema_status
-from .vector_search import (
+from .search import (
     find_similar_pre_qualifications,
     list_deal_chunks,
     search_deal_embeddings,
@@ -62,10 +65,11 @@ from .vector_search import (
     search_raw_chunks,
     search_similar,
 )
-from .verify import verify_migration
 from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
 __version__ = "0.1.0"
+
+_compat.install()  # 0.1 module paths (dealhunter_vectors.vector_search, ...) for one release
 
 __all__ = [
     "DEFAULT_DATABASE_URL",

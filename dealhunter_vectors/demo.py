@@ -30,23 +30,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from . import legacy
-from .bulk_loader import MigrationProgress, migrate_sqlite
-from .cli_search import hit_cells
+from .cli.search import hit_cells
 from .config import mask_url, with_database
-from .embedded import resolve_database_url
-from .legacy_db import LegacyDatasetSpec, build_legacy_database
+from .db.embedded import resolve_database_url
+from .db.pool import Pool, open_pool
+from .db.schema import apply_schema, quote_ident
+from .legacy import algorithms as legacy
+from .legacy.database import LegacyDatasetSpec, build_legacy_database
+from .legacy.synthetic import query_with_cosine
+from .migrate.loader import MigrationProgress, migrate_sqlite
+from .migrate.verify import verify_migration
 from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
-from .pool import Pool, open_pool
-from .schema import apply_schema, quote_ident
-from .synthetic import query_with_cosine
-from .vector_search import (
+from .search import (
     find_similar_pre_qualifications,
     search_deal_embeddings,
     search_raw_chunks,
     search_similar,
 )
-from .verify import verify_migration
 
 __all__ = ["DEMO_SIZES", "CallSiteResult", "DemoResult", "demo_spec", "run_demo"]
 
@@ -240,8 +240,10 @@ async def run_demo(
         say(f"[bold]1. legacy SQLite[/]: writing {sqlite_path} the way the old app did (Drizzle) ...")
         summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False)
         total = sum(summary.row_counts.values())
-        say(f"   {total:,} rows in 29 tables, {sqlite_path.stat().st_size / 2**20:.0f} MB, "
-            f"{summary.build_seconds:.1f} s")
+        say(
+            f"   {total:,} rows in 29 tables, {sqlite_path.stat().st_size / 2**20:.0f} MB, "
+            f"{summary.build_seconds:.1f} s"
+        )
 
     # 2. migrate + verify
     server_url = resolve_database_url(database_url or "embedded")
@@ -251,20 +253,25 @@ async def run_demo(
     say(f"[bold]2. migrate[/] into {mask_url(url)}")
     async with open_pool(url, min_size=2, max_size=10) as pool:
         await apply_schema(pool)
-        from .cli_migrate import _Reporter  # the CLI's rich progress bars / log lines
+        from .cli.migrate import _Reporter  # the CLI's rich progress bars / log lines
 
         with _Reporter(console, quiet=quiet) as reporter:
+
             def on_progress(ev: MigrationProgress) -> None:
                 reporter(ev)
 
             report = await migrate_sqlite(sqlite_path, pool, progress=on_progress)
         inserted = sum(t.inserted for t in report.tables)
         present = sum(t.already_present for t in report.tables)
-        say(f"   {inserted:,} rows inserted, {present:,} already present, "
-            f"{sum(t.rejected for t in report.tables)} rejected, {sum(t.conflicts for t in report.tables)} conflicts")
+        say(
+            f"   {inserted:,} rows inserted, {present:,} already present, "
+            f"{sum(t.rejected for t in report.tables)} rejected, {sum(t.conflicts for t in report.tables)} conflicts"
+        )
         verification = await verify_migration(sqlite_path, pool)
-        say(f"[bold]3. verify[/]: {'[green]every row matches[/]' if verification.ok else '[red]MISMATCH[/]'} "
-            f"({sum(t.source_rows for t in verification.tables):,} rows, checksums on both sides)")
+        say(
+            f"[bold]3. verify[/]: {'[green]every row matches[/]' if verification.ok else '[red]MISMATCH[/]'} "
+            f"({sum(t.source_rows for t in verification.tables):,} rows, checksums on both sides)"
+        )
 
         # 4. the call sites
         say("[bold]4. the old call sites[/], old in-process path vs PostgreSQL + pgvector")
@@ -282,8 +289,10 @@ async def run_demo(
     )
     if not quiet:
         _print_results(console, result, typed_hits)
-        console.print(f"demo finished in {time.perf_counter() - started:.1f} s: "
-                      + ("[green]all call sites agree with the old path[/]" if result.ok else "[red]DIFFERENCES[/]"))
+        console.print(
+            f"demo finished in {time.perf_counter() - started:.1f} s: "
+            + ("[green]all call sites agree with the old path[/]" if result.ok else "[red]DIFFERENCES[/]")
+        )
     return result
 
 
@@ -330,11 +339,19 @@ async def _run_call_sites(
         old_ms, old = _median_ms_sync(old_fn, max(1, min(repeat, 3)))
         ours_hits = [to_hit(h) for h in ours]
         old_hits = [old_to_hit(r) for r in old]
-        out.append(CallSiteResult(
-            name=name, description=description, arguments=arguments,
-            query_embedding=[float(x) for x in query], ours=ours_hits, legacy=old_hits,
-            agree=_hits_agree(ours_hits, old_hits), ours_ms=ours_ms, legacy_ms=old_ms,
-        ))
+        out.append(
+            CallSiteResult(
+                name=name,
+                description=description,
+                arguments=arguments,
+                query_embedding=[float(x) for x in query],
+                ours=ours_hits,
+                legacy=old_hits,
+                agree=_hits_agree(ours_hits, old_hits),
+                ours_ms=ours_ms,
+                legacy_ms=old_ms,
+            )
+        )
         typed[name] = list(ours)
 
     def deal_hit(h: DealChunkHit) -> Hit:
@@ -343,25 +360,41 @@ async def _run_call_sites(
     def old_hit(r: dict[str, Any]) -> Hit:
         return Hit(id=_legacy_id(r), similarity=r.get("similarity"))
 
-    args: dict[str, Any] = dict(qualification_id=qual, threshold=0.3, limit=5, agent_names=[lead_agent],
-                                filter_fallback=True)
-    await site(
-        "lead", "queryRagForLead: qualification chunks, > 0.3, agent filter after the threshold (fallback)",
-        lead_q, args,
-        lambda: search_deal_embeddings(pool, lead_q, **args),
-        lambda: legacy.query_rag_for_lead(rows("deal_embeddings", "qualification_id", qual), lead_q.tolist(),
-                                          agent_name_filter=[lead_agent], max_results=5),
-        deal_hit, old_hit,
+    args: dict[str, Any] = dict(
+        qualification_id=qual, threshold=0.3, limit=5, agent_names=[lead_agent], filter_fallback=True
     )
-    args_agent: dict[str, Any] = dict(pre_qualification_id=preq, threshold=0.7, limit=5, tech_stack=tech,
-                                      filter_fallback=True)
     await site(
-        "agent", "queryRAG: pre-qualification chunks, > 0.7, tech-stack filter (fallback)",
-        agent_q, args_agent,
+        "lead",
+        "queryRagForLead: qualification chunks, > 0.3, agent filter after the threshold (fallback)",
+        lead_q,
+        args,
+        lambda: search_deal_embeddings(pool, lead_q, **args),
+        lambda: legacy.query_rag_for_lead(
+            rows("deal_embeddings", "qualification_id", qual),
+            lead_q.tolist(),
+            agent_name_filter=[lead_agent],
+            max_results=5,
+        ),
+        deal_hit,
+        old_hit,
+    )
+    args_agent: dict[str, Any] = dict(
+        pre_qualification_id=preq, threshold=0.7, limit=5, tech_stack=tech, filter_fallback=True
+    )
+    await site(
+        "agent",
+        "queryRAG: pre-qualification chunks, > 0.7, tech-stack filter (fallback)",
+        agent_q,
+        args_agent,
         lambda: search_deal_embeddings(pool, agent_q, **args_agent),
-        lambda: legacy.query_rag(rows("deal_embeddings", "pre_qualification_id", preq), agent_q.tolist(),
-                                 tech_stack_filter=tech, max_results=5),
-        deal_hit, old_hit,
+        lambda: legacy.query_rag(
+            rows("deal_embeddings", "pre_qualification_id", preq),
+            agent_q.tolist(),
+            tech_stack_filter=tech,
+            max_results=5,
+        ),
+        deal_hit,
+        old_hit,
     )
     args_raw: dict[str, Any] = dict(pre_qualification_id=preq, threshold=0.2, limit=5)
 
@@ -369,23 +402,32 @@ async def _run_call_sites(
         return Hit(id=h.chunk_id, similarity=h.similarity)
 
     await site(
-        "raw", "queryRawChunks: raw chunks of a pre-qualification, > 0.2",
-        raw_q, args_raw,
+        "raw",
+        "queryRawChunks: raw chunks of a pre-qualification, > 0.2",
+        raw_q,
+        args_raw,
         lambda: search_raw_chunks(pool, raw_q, **args_raw),
-        lambda: legacy.query_raw_chunks(rows("raw_chunks", "pre_qualification_id", preq), raw_q.tolist(),
-                                        max_results=5),
-        raw_hit, old_hit,
+        lambda: legacy.query_raw_chunks(
+            rows("raw_chunks", "pre_qualification_id", preq), raw_q.tolist(), max_results=5
+        ),
+        raw_hit,
+        old_hit,
     )
     needle = expert_agent.split("-")[0]
-    args_expert: dict[str, Any] = dict(qualification_id=qual, threshold=0.2, limit=10, agent_name_contains=needle,
-                                       fallback_to_top_k=True)
+    args_expert: dict[str, Any] = dict(
+        qualification_id=qual, threshold=0.2, limit=10, agent_name_contains=needle, fallback_to_top_k=True
+    )
     await site(
-        "deep-scan", f"queryLeadRag: > 0.2, agent name contains {needle!r}, best k when nothing passes",
-        expert_q, args_expert,
+        "deep-scan",
+        f"queryLeadRag: > 0.2, agent name contains {needle!r}, best k when nothing passes",
+        expert_q,
+        args_expert,
         lambda: search_deal_embeddings(pool, expert_q, **args_expert),
-        lambda: legacy.query_lead_rag(rows("deal_embeddings", "qualification_id", qual), expert_q.tolist(),
-                                      agent_filter=needle, max_results=10),
-        deal_hit, old_hit,
+        lambda: legacy.query_lead_rag(
+            rows("deal_embeddings", "qualification_id", qual), expert_q.tolist(), agent_filter=needle, max_results=10
+        ),
+        deal_hit,
+        old_hit,
     )
     args_similar: dict[str, Any] = dict(qualification_id=qual, pre_qualification_id=preq, threshold=0.5, limit=10)
 
@@ -393,17 +435,21 @@ async def _run_call_sites(
         return Hit(id=h.id, similarity=h.similarity)
 
     await site(
-        "search", "searchSimilar: lead + agent + raw sources merged, >= 0.5",
-        lead_q, args_similar,
+        "search",
+        "searchSimilar: lead + agent + raw sources merged, >= 0.5",
+        lead_q,
+        args_similar,
         lambda: search_similar(pool, lead_q, **args_similar),
         lambda: legacy.search_similar(
             lead_q.tolist(),
             lead_rows=rows("deal_embeddings", "qualification_id", qual),
             agent_rows=rows("deal_embeddings", "pre_qualification_id", preq),
             raw_rows=rows("raw_chunks", "pre_qualification_id", preq),
-            threshold=0.5, max_results=10,
+            threshold=0.5,
+            max_results=10,
         ),
-        similar_hit, old_hit,
+        similar_hit,
+        old_hit,
     )
     # duplicate check: the first pre-qualification whose description has a near duplicate
     dup_id, dup_q = str(descriptions[0]["id"]), descriptions[0]["description_embedding"]
@@ -420,12 +466,16 @@ async def _run_call_sites(
         return Hit(id=str(r["id"]), similarity=r["cosine"])
 
     await site(
-        "duplicates", "checkForDuplicates (semantic step): round((cos+1)/2*100) >= 85 over all pre-qualifications",
-        np.asarray(dup_q, dtype=np.float32), args_dup,
+        "duplicates",
+        "checkForDuplicates (semantic step): round((cos+1)/2*100) >= 85 over all pre-qualifications",
+        np.asarray(dup_q, dtype=np.float32),
+        args_dup,
         lambda: find_similar_pre_qualifications(pool, dup_q, **args_dup),
-        lambda: legacy.duplicate_semantic_matches(rows("pre_qualifications", None, None), dup_q.tolist(),
-                                                  exclude_id=dup_id),
-        dup_hit, old_dup_hit,
+        lambda: legacy.duplicate_semantic_matches(
+            rows("pre_qualifications", None, None), dup_q.tolist(), exclude_id=dup_id
+        ),
+        dup_hit,
+        old_dup_hit,
     )
     return out, typed
 
@@ -457,7 +507,12 @@ def _print_results(console: Console, result: DemoResult, typed: dict[str, list[A
     timing.add_column("speed-up", justify="right")
     timing.add_column("same hits")
     for cs in result.call_sites:
-        timing.add_row(cs.name, str(len(cs.ours)), f"{cs.legacy_ms:.1f}", f"{cs.ours_ms:.2f}",
-                       f"{cs.legacy_ms / cs.ours_ms:.0f}x" if cs.ours_ms > 0 else "-",
-                       "[green]yes[/]" if cs.agree else "[red]NO[/]")
+        timing.add_row(
+            cs.name,
+            str(len(cs.ours)),
+            f"{cs.legacy_ms:.1f}",
+            f"{cs.ours_ms:.2f}",
+            f"{cs.legacy_ms / cs.ours_ms:.0f}x" if cs.ours_ms > 0 else "-",
+            "[green]yes[/]" if cs.agree else "[red]NO[/]",
+        )
     console.print(timing)

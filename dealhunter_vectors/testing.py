@@ -34,9 +34,9 @@ import pytest
 import pytest_asyncio
 
 from .config import with_database
-from .embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
-from .pool import Pool, close_pool, create_pool
-from .schema import apply_schema, quote_ident
+from .db.embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
+from .db.pool import Pool, close_pool, create_pool
+from .db.schema import apply_schema, quote_ident
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.config import mask_text
-from dealhunter_vectors.embedded import is_embedded_url, resolve_database_url
+from dealhunter_vectors.db.embedded import is_embedded_url, resolve_database_url
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

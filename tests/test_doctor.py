@@ -6,7 +6,7 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.cli import main
-from dealhunter_vectors.doctor import (
+from dealhunter_vectors.db.doctor import (
     check_pgvector_version,
     check_postgres_version,
     hnsw_build_memory_bytes,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dealhunter_vectors import embedded
+from dealhunter_vectors.db import embedded
 
 
 def test_private_runtime_dir_when_xdg_is_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.models import DealChunk, RawChunk
-from dealhunter_vectors.synthetic import query_with_cosine
+from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.testing import seed_owners
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app.py"

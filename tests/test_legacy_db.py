@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dealhunter_vectors.legacy_db import (
+from dealhunter_vectors.legacy.database import (
     LegacyDatabaseSummary,
     LegacyDatasetSpec,
     build_legacy_database,
@@ -38,7 +38,7 @@ from dealhunter_vectors.legacy_db import (
     to_sqlite_boolean,
     to_sqlite_timestamp,
 )
-from dealhunter_vectors.synthetic import (
+from dealhunter_vectors.legacy.synthetic import (
     TextGenerator,
     clustered_embeddings,
     clustered_embeddings_with_labels,

@@ -28,13 +28,13 @@ import asyncpg
 import numpy as np
 import pytest
 
-from dealhunter_vectors.bulk_loader import MigrationProgress, migrate_sqlite
-from dealhunter_vectors.embedded import start_embedded, stop_embedded
-from dealhunter_vectors.legacy_db import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.pool import create_pool
-from dealhunter_vectors.schema import quote_ident
+from dealhunter_vectors.migrate.loader import MigrationProgress, migrate_sqlite
+from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.db.pool import create_pool
+from dealhunter_vectors.db.schema import quote_ident
 from dealhunter_vectors.testing import with_database
-from dealhunter_vectors.verify import verify_migration
+from dealhunter_vectors.migrate.verify import verify_migration
 
 Factory = Callable[[], Awaitable[str]]
 

@@ -18,13 +18,11 @@ import pytest
 import pytest_asyncio
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.schema import create_vector_indexes, drop_vector_indexes
-from dealhunter_vectors.synthetic import clustered_embeddings
-from dealhunter_vectors.vector_search import (
-    DEAL_SEARCH_BY_QUALIFICATION_SQL,
-    PRE_QUALIFICATION_ANN_SQL,
-    PRE_QUALIFICATION_EXACT_SQL,
-)
+from pgvector import Vector
+from dealhunter_vectors.db.schema import create_vector_indexes, drop_vector_indexes
+from dealhunter_vectors.legacy.synthetic import clustered_embeddings
+from dealhunter_vectors.search.global_search import PRE_QUALIFICATION_ANN_SQL, PRE_QUALIFICATION_EXACT_SQL
+from dealhunter_vectors.search.owner import DEAL_SEARCH_BY_QUALIFICATION_SQL
 
 pytestmark = pytest.mark.slow
 
@@ -168,7 +166,7 @@ async def test_owner_scoped_plan_uses_no_hnsw_index(loaded: tuple[dv.Pool, Data]
     async with pool.acquire() as conn:
         plan = await explain(
             conn, DEAL_SEARCH_BY_QUALIFICATION_SQL,
-            [dv.vector_search.Vector(q)], [BIG], [0.7], [False], [None], [None], [False], [None], [None], [None],
+            [Vector(q)], [BIG], [0.7], [False], [None], [None], [False], [None], [None], [None],
             [False], [False], [5],
         )
     assert "hnsw" not in plan

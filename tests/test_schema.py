@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.schema import VECTOR_INDEXES, legacy_schema, migrations
+from dealhunter_vectors.db.schema import VECTOR_INDEXES, legacy_schema, migrations
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sqlite-schema.json"
 
@@ -287,7 +287,7 @@ async def test_vector_indexes_exist_and_are_used(dhv_pool: dv.Pool) -> None:
 
 async def test_rebuilt_vector_indexes_have_the_newest_definition(dhv_pool: dv.Pool) -> None:
     """After a bulk load drops and rebuilds them, the indexes are migration 003's, not 002's."""
-    from dealhunter_vectors.schema import create_vector_indexes, drop_vector_indexes
+    from dealhunter_vectors.db.schema import create_vector_indexes, drop_vector_indexes
 
     async with dhv_pool.acquire() as conn:
         assert len(await drop_vector_indexes(conn)) == 3

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors import legacy
+from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.errors import InvalidEmbeddingError
 from dealhunter_vectors.testing import seed_owners
-from dealhunter_vectors.vector_search import similarity_percent
+from dealhunter_vectors.search import similarity_percent
 
 DIMS = 3072
 
@@ -270,7 +270,7 @@ async def test_bad_metadata_is_flagged_and_logged_and_hides_nothing(
     for i, (row_id, meta) in enumerate(rows.items()):
         vectors[row_id] = with_cosine(q, 0.9 - 0.05 * i, rng)
         await insert_raw_deal_row(pool, row_id, qualification_id=qid, embedding=vectors[row_id], metadata=meta)
-    with caplog.at_level(logging.WARNING, logger="dealhunter_vectors.vector_search"):
+    with caplog.at_level(logging.WARNING, logger="dealhunter_vectors.search"):
         hits = await dv.search_deal_embeddings(pool, q, qualification_id=qid, limit=10)
     by_id = {h.chunk_id: h for h in hits}
     assert list(by_id) == list(rows)  # all six, best first

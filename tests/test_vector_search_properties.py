@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dealhunter_vectors as dv
-from dealhunter_vectors import legacy
-from dealhunter_vectors.legacy_db import embedding_to_json
+from dealhunter_vectors.legacy import algorithms as legacy
+from dealhunter_vectors.legacy.database import embedding_to_json
 
 DIMS = 3072
 TOL = 1e-5

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "dealhunter_vectors" / "data" / "sqlite_schema.json"
-OUT = ROOT / "dealhunter_vectors" / "sql" / "001_legacy_tables.sql"
+OUT = ROOT / "dealhunter_vectors" / "db" / "sql" / "001_legacy_tables.sql"
 
 PG_TYPE = {
     "text": "text",

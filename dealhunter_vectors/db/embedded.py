@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit
 
 import platformdirs
 
-from .config import EMBEDDED_SCHEME, get_settings
-from .errors import ConfigurationError, EmbeddedServerError
+from ..config import EMBEDDED_SCHEME, get_settings
+from ..errors import ConfigurationError, EmbeddedServerError
 
 __all__ = [
     "EmbeddedServer",
@@ -163,7 +163,6 @@ def resolve_database_url(url: str | None = None) -> str:
     scheme = urlsplit(url).scheme
     if scheme not in ("postgres", "postgresql"):
         raise ConfigurationError(
-            f"unsupported database URL scheme {scheme!r}: use postgresql://..., 'embedded' "
-            "or 'embedded:///data/dir'"
+            f"unsupported database URL scheme {scheme!r}: use postgresql://..., 'embedded' or 'embedded:///data/dir'"
         )
     return url

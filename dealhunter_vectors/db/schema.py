@@ -1,6 +1,6 @@
 """Versioned SQL migrations, applied under an advisory lock and recorded in a table.
 
-The migrations are the ``.sql`` files in ``dealhunter_vectors/sql`` named
+The migrations are the ``.sql`` files in ``dealhunter_vectors/db/sql`` named
 ``NNN_description.sql``; each runs in its own transaction. ``apply_schema`` is
 idempotent: a second run finds every version recorded and changes nothing. A recorded
 migration whose file changed since (checksum) is reported, never re-run silently.
@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from .errors import SchemaError
+from ..errors import SchemaError
 
 __all__ = [
     "MIGRATIONS_TABLE",
@@ -63,9 +63,7 @@ class VectorIndex:
 VECTOR_INDEXES: tuple[VectorIndex, ...] = (
     VectorIndex("deal_embeddings_embedding_hnsw_idx", "deal_embeddings", "embedding"),
     VectorIndex("raw_chunks_embedding_hnsw_idx", "raw_chunks", "embedding"),
-    VectorIndex(
-        "pre_qualifications_description_embedding_hnsw_idx", "pre_qualifications", "description_embedding"
-    ),
+    VectorIndex("pre_qualifications_description_embedding_hnsw_idx", "pre_qualifications", "description_embedding"),
 )
 """The HNSW halfvec indexes (migrations 002/003; the bulk loader drops and rebuilds them)."""
 
@@ -112,7 +110,7 @@ _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 def migrations() -> tuple[Migration, ...]:
     """All packaged migrations, in version order."""
     found = []
-    for entry in resources.files("dealhunter_vectors.sql").iterdir():
+    for entry in resources.files("dealhunter_vectors.db.sql").iterdir():
         m = _MIGRATION_FILE.match(entry.name)
         if m:
             found.append(Migration(int(m[1]), m[2], entry.read_text(encoding="utf-8")))
@@ -145,9 +143,7 @@ async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
     known = {m.version: m for m in migrations()}
     unknown = sorted(v for v in recorded if v not in known)
     if unknown:
-        raise SchemaError(
-            f"the database has schema version(s) {unknown} that this library does not know; upgrade it"
-        )
+        raise SchemaError(f"the database has schema version(s) {unknown} that this library does not know; upgrade it")
     return SchemaStatus(
         applied=tuple(sorted(recorded)),
         pending=tuple(v for v in known if v not in recorded),

@@ -31,9 +31,9 @@ import asyncpg
 import numpy as np
 from pgvector import HalfVector, Vector
 
-from .config import Settings, get_settings, mask_text, mask_url
+from ..config import Settings, get_settings, mask_text, mask_url
+from ..errors import DatabaseUnavailableError, PoolExhaustedError
 from .embedded import resolve_database_url
-from .errors import DatabaseUnavailableError, PoolExhaustedError
 
 __all__ = [
     "Pool",
@@ -101,17 +101,14 @@ async def register_vector_codecs(conn: asyncpg.Connection) -> None:
     ``pgvector.Vector``/``HalfVector`` are accepted as parameters.
     """
     schema = await conn.fetchval(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE e.extname = 'vector'"
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
     )
     if schema is None:
         raise DatabaseUnavailableError(
             "the pgvector extension is not installed in this database "
             "(CREATE EXTENSION vector needs a role allowed to create extensions)"
         )
-    await conn.set_type_codec(
-        "vector", schema=schema, encoder=_encode_vector, decoder=_decode_vector, format="binary"
-    )
+    await conn.set_type_codec("vector", schema=schema, encoder=_encode_vector, decoder=_decode_vector, format="binary")
     await conn.set_type_codec(
         "halfvec", schema=schema, encoder=_encode_halfvec, decoder=_decode_halfvec, format="binary"
     )

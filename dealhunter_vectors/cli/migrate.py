@@ -47,15 +47,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .bulk_loader import DEFAULT_BATCH_SIZE, MigrationProgress, migrate_sqlite
-from .errors import MigrationStoppedError
-from .migration_models import MigrationReport, VerificationReport
-from .pool import open_pool
-from .verify import verify_migration
+from ..db.pool import open_pool
+from ..errors import MigrationStoppedError
+from ..migrate.loader import DEFAULT_BATCH_SIZE, MigrationProgress, migrate_sqlite
+from ..migrate.reports import MigrationReport, VerificationReport
+from ..migrate.verify import verify_migration
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_STOPPED", "EXIT_USAGE", "register"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_STOPPED = 0, 1, 2, 3, 4
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS, EXIT_STOPPED, EXIT_USAGE, default_database_url
 
 
 class _RateColumn(ProgressColumn):
@@ -167,7 +167,6 @@ def _exit_code(report: MigrationReport) -> int:
 
 async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``migrate``."""
-    from .cli import default_database_url
 
     err = Console(stderr=True)
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
@@ -241,7 +240,6 @@ def _verification_summary(report: VerificationReport, console: Console) -> None:
 
 async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``verify``."""
-    from .cli import default_database_url
 
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
         report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
@@ -300,6 +298,6 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from .cli import main
+    from . import main
 
     sys.exit(main(["migrate", *sys.argv[1:]]))

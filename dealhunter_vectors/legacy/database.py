@@ -43,8 +43,8 @@ import numpy as np
 import orjson
 from numpy.typing import ArrayLike, NDArray
 
-from dealhunter_vectors.schema import legacy_schema
-from dealhunter_vectors.synthetic import (
+from ..db.schema import legacy_schema
+from .synthetic import (
     EmbeddingSpace,
     TextGenerator,
     Topic,

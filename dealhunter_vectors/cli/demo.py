@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from .demo import DEMO_SIZES, run_demo
+from ..demo import DEMO_SIZES, run_demo
 
 DESCRIPTION = """\
 Build a legacy dealhunter SQLite database the way the old app wrote it (all 29 tables,
@@ -51,12 +51,16 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
     )
     add_database_url(p)
     p.add_argument(
-        "--size", choices=DEMO_SIZES, default="default",
+        "--size",
+        choices=DEMO_SIZES,
+        default="default",
         help="data set: 'default' ~2,400 deal chunks + 1,440 raw chunks (~250 MB SQLite); "
         "'small' ~200 + 90 for a quick look (default: %(default)s)",
     )
     p.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir",
+        type=Path,
+        default=None,
         help="where the legacy SQLite file lives (default: the user data dir, demo-<size>)",
     )
     p.add_argument("--fresh", action="store_true", help="delete the data dir and the demo database first")

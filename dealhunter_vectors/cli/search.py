@@ -19,18 +19,17 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
-from .embeddings import as_embedding
-from .errors import InvalidEmbeddingError
-from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
-from .pool import Pool, open_pool
-from .vector_search import (
+from ..db.pool import Pool, open_pool
+from ..embeddings import as_embedding
+from ..errors import InvalidEmbeddingError
+from ..models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
+from ..search import (
     find_similar_pre_qualifications,
     search_deal_embeddings,
     search_raw_chunks,
     search_similar,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, default_database_url
 
 # The old call sites and their thresholds / limits (legacy-behaviour.md).
 SITES: dict[str, dict[str, Any]] = {
@@ -88,13 +87,20 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
     limit = args.limit if args.limit is not None else SITES[site]["limit"]
     if site in ("lead", "agent", "deep-scan"):
         return await search_deal_embeddings(
-            pool, query,
-            qualification_id=args.qualification_id, pre_qualification_id=args.pre_qualification_id,
-            threshold=threshold, limit=limit,
-            agent_names=args.agent_name or None, agent_name_contains=args.agent_name_contains,
-            chunk_categories=args.category or None, min_confidence=args.min_confidence,
-            only_validated=args.only_validated, tech_stack=args.tech_stack,
-            filter_fallback=args.filter_fallback, inclusive=args.inclusive,
+            pool,
+            query,
+            qualification_id=args.qualification_id,
+            pre_qualification_id=args.pre_qualification_id,
+            threshold=threshold,
+            limit=limit,
+            agent_names=args.agent_name or None,
+            agent_name_contains=args.agent_name_contains,
+            chunk_categories=args.category or None,
+            min_confidence=args.min_confidence,
+            only_validated=args.only_validated,
+            tech_stack=args.tech_stack,
+            filter_fallback=args.filter_fallback,
+            inclusive=args.inclusive,
             fallback_to_top_k=args.top_k_fallback or site == "deep-scan",
         )
     if site == "raw":
@@ -105,11 +111,20 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
         )
     if site == "similar":
         return await search_similar(
-            pool, query, qualification_id=args.qualification_id, pre_qualification_id=args.pre_qualification_id,
-            threshold=threshold, limit=limit, include_raw_chunks=not args.no_raw,
+            pool,
+            query,
+            qualification_id=args.qualification_id,
+            pre_qualification_id=args.pre_qualification_id,
+            threshold=threshold,
+            limit=limit,
+            include_raw_chunks=not args.no_raw,
         )
     return await find_similar_pre_qualifications(
-        pool, query, exclude_id=args.exclude_id, min_similarity_percent=args.min_percent, limit=args.limit,
+        pool,
+        query,
+        exclude_id=args.exclude_id,
+        min_similarity_percent=args.min_percent,
+        limit=args.limit,
         exact=args.exact,
     )
 
@@ -146,12 +161,11 @@ def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
 
 async def cmd_search(args: argparse.Namespace, console: Console) -> int:
     err = Console(stderr=True)
-    from .cli import default_database_url
 
     try:
         async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
-            raw_query = read_query_file(args.query_file) if args.query_file else await embedding_like(
-                pool, args.like_chunk
+            raw_query = (
+                read_query_file(args.query_file) if args.query_file else await embedding_like(pool, args.like_chunk)
             )
             query = as_embedding(raw_query, where="query embedding")
             hits = await run_search(pool, args.site, query, args)
@@ -195,8 +209,11 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
     p.add_argument("--min-confidence", type=int, default=None, help="minimum chunk confidence")
     p.add_argument("--only-validated", action="store_true", help="only validated chunks")
     p.add_argument("--tech-stack", help="substring of metadata.cms or metadata.framework")
-    p.add_argument("--filter-fallback", action="store_true",
-                   help="old behaviour: filters matching nothing -> unfiltered thresholded results")
+    p.add_argument(
+        "--filter-fallback",
+        action="store_true",
+        help="old behaviour: filters matching nothing -> unfiltered thresholded results",
+    )
     p.add_argument("--top-k-fallback", action="store_true", help="nothing above threshold -> best k anyway")
     p.add_argument("--no-raw", action="store_true", help="similar: leave raw chunks out")
     p.add_argument("--exclude-id", help="duplicates: the pre-qualification being checked")

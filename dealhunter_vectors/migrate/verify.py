@@ -29,20 +29,11 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from .bulk_loader import (
-    DEFAULT_BATCH_SIZE,
-    BatchReader,
-    TablePlan,
-    _check_source_table,
-    _masked,
-    load_order,
-    open_source,
-    process_pool,
-    table_plans,
-)
-from .migration_models import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
-from .pool import Pool, close_pool, create_pool
-from .schema import quote_ident
+from ..db.pool import Pool, close_pool, create_pool
+from ..db.schema import quote_ident
+from .loader import DEFAULT_BATCH_SIZE, _masked
+from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
+from .source import BatchReader, TablePlan, _check_source_table, load_order, open_source, process_pool, table_plans
 
 __all__ = ["canonical_row_digest", "verify_migration"]
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 import asyncpg
 
-from .errors import SchemaError
+from ..errors import SchemaError
 from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, schema_status
 
 Status = Literal["ok", "warn", "fail"]
@@ -57,16 +57,27 @@ def parse_version(text: str) -> tuple[int, ...]:
 def check_pgvector_version(version: str | None) -> Check:
     """pgvector must be >= 0.7 (halfvec indexes); < 0.8 works but without iterative scans."""
     if version is None:
-        return Check("pgvector", "fail", "the vector extension is not installed",
-                     "run `dealhunter-vectors schema apply` (CREATE EXTENSION vector needs a privileged role)")
+        return Check(
+            "pgvector",
+            "fail",
+            "the vector extension is not installed",
+            "run `dealhunter-vectors schema apply` (CREATE EXTENSION vector needs a privileged role)",
+        )
     v = parse_version(version)
     if v < PGVECTOR_HALFVEC_INDEX:
-        return Check("pgvector", "fail", f"pgvector {version} cannot index 3072-d vectors (halfvec needs 0.7)",
-                     "ALTER EXTENSION vector UPDATE after installing pgvector >= 0.8")
+        return Check(
+            "pgvector",
+            "fail",
+            f"pgvector {version} cannot index 3072-d vectors (halfvec needs 0.7)",
+            "ALTER EXTENSION vector UPDATE after installing pgvector >= 0.8",
+        )
     if v < PGVECTOR_ITERATIVE_SCAN:
-        return Check("pgvector", "warn",
-                     f"pgvector {version}: no iterative index scans (0.8), global filtered searches may under-return",
-                     "install pgvector >= 0.8 and run ALTER EXTENSION vector UPDATE")
+        return Check(
+            "pgvector",
+            "warn",
+            f"pgvector {version}: no iterative index scans (0.8), global filtered searches may under-return",
+            "install pgvector >= 0.8 and run ALTER EXTENSION vector UPDATE",
+        )
     return Check("pgvector", "ok", f"pgvector {version}")
 
 
@@ -94,9 +105,7 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
     report = DoctorReport()
     add = report.checks.append
     add(check_postgres_version(await conn.fetchval("SHOW server_version")))
-    add(check_pgvector_version(
-        await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-    ))
+    add(check_pgvector_version(await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")))
     try:
         status = await schema_status(conn)
     except SchemaError as exc:
@@ -105,9 +114,14 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
     if status.up_to_date:
         add(Check("schema", "ok", f"schema version {status.version} ({MIGRATIONS_TABLE})"))
     else:
-        add(Check("schema", "fail",
-                  f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}",
-                  "run `dealhunter-vectors schema apply`"))
+        add(
+            Check(
+                "schema",
+                "fail",
+                f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}",
+                "run `dealhunter-vectors schema apply`",
+            )
+        )
         if not status.applied:
             return report
     rows = await conn.fetch(
@@ -119,11 +133,23 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
     for idx in VECTOR_INDEXES:
         r = found.get(idx.name)
         if r is None:
-            add(Check(f"index {idx.name}", "fail", f"missing on {idx.table}.{idx.column}",
-                      "run `dealhunter-vectors schema indexes` (or `schema apply` on a new database)"))
+            add(
+                Check(
+                    f"index {idx.name}",
+                    "fail",
+                    f"missing on {idx.table}.{idx.column}",
+                    "run `dealhunter-vectors schema indexes` (or `schema apply` on a new database)",
+                )
+            )
         elif not (r["valid"] and r["ready"]):
-            add(Check(f"index {idx.name}", "fail", "present but INVALID (a failed or interrupted build)",
-                      f'DROP INDEX "{idx.name}"; then `dealhunter-vectors schema indexes`'))
+            add(
+                Check(
+                    f"index {idx.name}",
+                    "fail",
+                    "present but INVALID (a failed or interrupted build)",
+                    f'DROP INDEX "{idx.name}"; then `dealhunter-vectors schema indexes`',
+                )
+            )
         else:
             add(Check(f"index {idx.name}", "ok", "valid"))
     mwm = int(await conn.fetchval("SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"))
@@ -136,14 +162,25 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
         biggest = max(biggest, int(s["n_live_tup"]))
         live, dead = int(s["n_live_tup"]), int(s["n_dead_tup"])
         if dead > 1000 and dead > DEAD_TUPLE_RATIO_WARN * max(live, 1):
-            add(Check(f"dead tuples {s['relname']}", "warn", f"{dead} dead vs {live} live rows",
-                      f'VACUUM (ANALYZE) "{s["relname"]}"'))
+            add(
+                Check(
+                    f"dead tuples {s['relname']}",
+                    "warn",
+                    f"{dead} dead vs {live} live rows",
+                    f'VACUUM (ANALYZE) "{s["relname"]}"',
+                )
+            )
     need = hnsw_build_memory_bytes(biggest)
     if mwm < need:
-        add(Check("maintenance_work_mem", "warn",
-                  f"{mwm // 2**20} MB; an HNSW build of {biggest} rows wants ~{need // 2**20 + 1} MB "
-                  "(builds beyond it are much slower)",
-                  f"SET maintenance_work_mem = '{need // 2**20 + 1}MB' for index builds"))
+        add(
+            Check(
+                "maintenance_work_mem",
+                "warn",
+                f"{mwm // 2**20} MB; an HNSW build of {biggest} rows wants ~{need // 2**20 + 1} MB "
+                "(builds beyond it are much slower)",
+                f"SET maintenance_work_mem = '{need // 2**20 + 1}MB' for index builds",
+            )
+        )
     else:
         add(Check("maintenance_work_mem", "ok", f"{mwm // 2**20} MB for {biggest} rows"))
     return report

@@ -1,0 +1,22 @@
+-- HNSW (halfvec) candidates, re-ranked by the exact vector distance.
+-- $1 query vector, $2 excluded id, $3 max distance, $4 limit, $5 candidate count.
+-- $1 is cast to vector explicitly everywhere: otherwise PostgreSQL infers its type from the
+-- halfvec cast in the FROM clause (analysed first) and the "exact" re-rank silently becomes a
+-- halfvec distance (vector -> halfvec is an implicit cast).
+SELECT s.id, s.distance
+FROM (
+    SELECT c.id, c.description_embedding <=> $1::vector AS distance
+    FROM (
+        SELECT p.id, p.description_embedding
+        FROM "pre_qualifications" p
+        WHERE p.description_embedding IS NOT NULL
+          AND p.extracted_requirements IS NOT NULL
+          AND ($2::text IS NULL OR p.id <> $2::text)
+        ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
+        LIMIT $5
+    ) c
+    OFFSET 0
+) s
+WHERE s.distance <= $3
+ORDER BY s.distance, s.id
+LIMIT $4
