@@ -1074,9 +1074,21 @@ class _Builder:
         }
 
     def run(self) -> LegacyDatabaseSummary:
+        """Write every table in the app's insert order; the summary of what was written."""
+        t0 = time.perf_counter()
+        self._insert_organisation()
+        desc_vectors, desc_ids, desc_labels = self._insert_pre_qualifications()
+        self._insert_pre_qualification_children()
+        self._insert_qualifications()
+        deal = self.insert_chunks("deal_embeddings", self.deal_embedding_plan(), _STREAM_DEAL)
+        raw = self.insert_chunks("raw_chunks", self.raw_chunk_plan(), _STREAM_RAW)
+        self._insert_pitchdecks()
+        return self._summary(deal, raw, desc_vectors, desc_ids, desc_labels, t0)
+
+    def _insert_organisation(self) -> None:
+        """Business units, users and the catalogue tables (references, competencies, ...)."""
         spec = self.spec
         r = self.rng
-        t0 = time.perf_counter()
 
         def bu_rows() -> Iterator[dict[str, SqlValue]]:
             for i in range(spec.business_units):
@@ -1144,7 +1156,8 @@ class _Builder:
         )
         self.insert("accounts", ({"user_id": self.pick("users")} for _ in range(spec.accounts)))
 
-        # ---- pre-qualifications (with description embeddings)
+    def _insert_pre_qualifications(self) -> tuple[NDArray[np.float32], list[str], NDArray[np.int64]]:
+        """The pre-qualifications with their description embeddings (returned for the summary)."""
         desc_vectors, desc_ids, desc_labels = self.description_embeddings()
         desc_json = {pid: embedding_to_json(v) for pid, v in zip(desc_ids, desc_vectors, strict=True)}
 
@@ -1178,6 +1191,13 @@ class _Builder:
                 }
 
         self.insert("pre_qualifications", pq_rows())
+        return desc_vectors, desc_ids, desc_labels
+
+    def _insert_pre_qualification_children(self) -> None:
+        """Quick scans, deep migration analyses, documents, competitors, team assignments, jobs."""
+        spec = self.spec
+        r = self.rng
+        cat = spec.catalogue_rows
 
         def per_pq() -> Iterator[dict[str, SqlValue]]:
             for pid in self.pq_ids:
@@ -1244,6 +1264,20 @@ class _Builder:
         self.insert("subjective_assessments", ({**x, "user_id": self.pick("users")} for x in per_pq()))
         self.insert("background_jobs", ({**x, "user_id": self.pick("users")} for x in per_pq()))
 
+    def _per_qualification(self, n: int, **extra: Any) -> Iterator[dict[str, SqlValue]]:
+        """*n* rows per qualification (values of *extra* called per row when callable)."""
+        for qid in self.q_ids:
+            for _ in range(n):
+                yield {
+                    "qualification_id": qid,
+                    **{k: v() if callable(v) else v for k, v in extra.items()},
+                }
+
+    def _insert_qualifications(self) -> None:
+        """The qualifications and their per-qualification tables."""
+        spec = self.spec
+        r = self.rng
+
         def qualification_rows() -> Iterator[dict[str, SqlValue]]:
             for i, qid in enumerate(self.q_ids):
                 pid = self.pq_ids[i % spec.pre_qualifications]
@@ -1269,14 +1303,6 @@ class _Builder:
 
         self.insert("qualifications", qualification_rows())
 
-        def per_q(n: int, **extra: Any) -> Iterator[dict[str, SqlValue]]:
-            for qid in self.q_ids:
-                for _ in range(n):
-                    yield {
-                        "qualification_id": qid,
-                        **{k: v() if callable(v) else v for k, v in extra.items()},
-                    }
-
         self.insert(
             "qualification_section_data",
             (
@@ -1295,17 +1321,16 @@ class _Builder:
                 for s in r.sample(_SECTIONS, 3)
             ),
         )
-        self.insert("website_audits", per_q(1))
-        self.insert("cms_match_results", per_q(2, technology_id=lambda: self.pick("technologies")))
-        self.insert("baseline_comparisons", per_q(1, technology_id=lambda: self.pick("technologies")))
-        self.insert("pt_estimations", per_q(1))
-        self.insert("reference_matches", per_q(2, reference_id=lambda: self.pick("references")))
-        self.insert("competitor_matches", per_q(1, competitor_id=lambda: self.pick("competitors")))
+        self.insert("website_audits", self._per_qualification(1))
+        self.insert("cms_match_results", self._per_qualification(2, technology_id=lambda: self.pick("technologies")))
+        self.insert("baseline_comparisons", self._per_qualification(1, technology_id=lambda: self.pick("technologies")))
+        self.insert("pt_estimations", self._per_qualification(1))
+        self.insert("reference_matches", self._per_qualification(2, reference_id=lambda: self.pick("references")))
+        self.insert("competitor_matches", self._per_qualification(1, competitor_id=lambda: self.pick("competitors")))
 
-        deal = self.insert_chunks("deal_embeddings", self.deal_embedding_plan(), _STREAM_DEAL)
-        raw = self.insert_chunks("raw_chunks", self.raw_chunk_plan(), _STREAM_RAW)
-
-        self.insert("pitchdecks", per_q(1))
+    def _insert_pitchdecks(self) -> None:
+        """Pitchdecks (one per qualification), their deliverables and team members."""
+        self.insert("pitchdecks", self._per_qualification(1))
         pitchdecks = self.ids["pitchdecks"]
         self.insert("pitchdeck_deliverables", ({"pitchdeck_id": p} for p in pitchdecks for _ in range(2)))
         self.insert(
@@ -1313,6 +1338,15 @@ class _Builder:
             ({"pitchdeck_id": p, "employee_id": self.pick("employees")} for p in pitchdecks for _ in range(2)),
         )
 
+    def _summary(
+        self,
+        deal: EmbeddingColumnData,
+        raw: EmbeddingColumnData,
+        desc_vectors: NDArray[np.float32],
+        desc_ids: list[str],
+        desc_labels: NDArray[np.int64],
+        t0: float,
+    ) -> LegacyDatabaseSummary:
         desc_null = tuple(p for p in self.pq_ids if p not in set(desc_ids))
         description = EmbeddingColumnData(
             table="pre_qualifications",
@@ -1325,7 +1359,7 @@ class _Builder:
         )
         return LegacyDatabaseSummary(
             path=Path(),
-            spec=spec,
+            spec=self.spec,
             row_counts=MappingProxyType(dict(self.counts)),
             business_unit_ids=tuple(self.ids["business_units"]),
             user_ids=tuple(self.ids["users"]),
