@@ -399,13 +399,27 @@ async def part_owner(url: str, admin: asyncpg.Connection, rounds: int) -> dict[s
 
 
 def hard_set(n: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Clustered rows (16 clusters, members tight around each centre) and queries at the centres."""
-    space = make_embedding_space(dims=ds.DIMS, n_clusters=16, seed=41)
-    rng = ds._rng(41, 1)
-    labels = rng.integers(0, 16, size=n)
-    rows = space.sample(labels, seed=(41, 2))
-    queries = np.stack([query_with_cosine(space.centres[c], 0.97, rng) for c in rng.integers(0, 16, size=30)])
-    return np.ascontiguousarray(rows), queries
+    """A hard set for graph indexes: tight clusters, queries between two clusters.
+
+    ``n // 40`` isotropic cluster centres, members at cosine ~0.97 to their centre; each query
+    is the normalised mean of two centres plus a little noise, so its exact top 10 is split
+    between two clusters of near-equidistant rows that the graph links weakly.
+    """
+    rng = ds._rng(41, n)
+    k = max(2, n // 40)
+    centres = rng.standard_normal((k, ds.DIMS))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, k, size=n)
+    noise = rng.standard_normal((n, ds.DIMS))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    rows = 0.97 * centres[labels] + np.sqrt(1 - 0.97**2) * noise
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    qs = []
+    for _ in range(30):
+        a, b = rng.choice(k, size=2, replace=False)
+        q = centres[a] + centres[b] + 0.05 * rng.standard_normal(ds.DIMS) / np.sqrt(ds.DIMS)
+        qs.append(q / np.linalg.norm(q))
+    return np.ascontiguousarray(rows.astype(np.float32)), np.stack(qs).astype(np.float32)
 
 
 def bench_set(n: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -426,7 +440,7 @@ async def part_global(
     url: str, admin: asyncpg.Connection, rounds: int, sizes: list[int], efs: list[int]
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for set_name, make in (("bench", bench_set), ("hard", hard_set)):
+    for set_name, make in [(n, m) for n, m in (("bench", bench_set), ("hard2", hard_set)) if n in sets]:
         for n in sizes:
             vectors, queries = make(n)
             db_url, meta = await ensure_database(admin, url, f"dhv_perf_global_{set_name}_{n}", build_global(vectors))
@@ -619,6 +633,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--global-sizes", default="1000,10000")
     ap.add_argument("--efs", default="40,100,200,400")
+    ap.add_argument("--sets", default="bench,hard2")
     ap.add_argument("--write-batches", type=int, default=20)
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--concurrency-queries", type=int, default=300)
@@ -653,6 +668,7 @@ async def main() -> None:
                 args.rounds,
                 [int(x) for x in args.global_sizes.split(",")],
                 [int(x) for x in args.efs.split(",")],
+                tuple(args.sets.split(",")),
             )
             print("global", _fmt(report["global"]), flush=True)
         if "write" in parts:
