@@ -11,7 +11,7 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.embeddings import to_pgvector_text
-from dealhunter_vectors.vector_codec import (
+from dealhunter_vectors.db.codecs import (
     HalfVector,
     Vector,
     decode_halfvec,
