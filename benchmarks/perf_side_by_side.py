@@ -54,10 +54,10 @@ from numpy.typing import NDArray
 import dealhunter_vectors as dv
 from benchmarks import datasets as ds
 from benchmarks.baseline_sql import OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL
-from dealhunter_vectors.embedded import start_embedded
-from dealhunter_vectors.pool import register_vector_codecs
-from dealhunter_vectors.schema import apply_schema
-from dealhunter_vectors.synthetic import make_embedding_space, query_with_cosine
+from dealhunter_vectors.db.embedded import start_embedded
+from dealhunter_vectors.db.pool import register_vector_codecs
+from dealhunter_vectors.db.schema import apply_schema
+from dealhunter_vectors.legacy.synthetic import make_embedding_space, query_with_cosine
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -283,18 +283,16 @@ def same(a: list[tuple[str, float]], b: list[tuple[str, float]], what: str) -> N
 
 
 def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ...]]:
-    """The library's own statement and arguments for the lead defaults (whatever version is installed)."""
-    from dealhunter_vectors import vector_search as vs
+    """The library's own statement and arguments for one lead-default search (as it sends them)."""
+    from dealhunter_vectors.models import DealChunkSearch
+    from dealhunter_vectors.search import owner as lib
 
-    statement = getattr(vs, "library_statement", None)
-    if statement is not None:  # after issue 14: the library says what it sends
-        sql, args = statement(q, owner)
-        return sql, tuple(args)
-    return vs.DEAL_SEARCH_BY_QUALIFICATION_SQL, old_args(q, owner)
+    params = lib._DealParams(DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT))
+    return lib._DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL, params.params
 
 
 def old_args(q: NDArray[np.float32], owner: str) -> tuple[Any, ...]:
-    from dealhunter_vectors.vector_search import Vector
+    from dealhunter_vectors.db.codecs import Vector
 
     return (
         [Vector(q)],
@@ -688,7 +686,7 @@ async def main() -> None:
     finally:
         await admin.close()
         if server is not None:
-            from dealhunter_vectors.embedded import stop_embedded
+            from dealhunter_vectors.db.embedded import stop_embedded
 
             server.stop()
             stop_embedded(PGDATA)

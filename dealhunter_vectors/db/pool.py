@@ -278,6 +278,9 @@ async def lifespan(
             await close_pool(pool, timeout=close_timeout)
 
 
+_SET_LOCAL_SQL = "SELECT count(set_config(s.name, s.value, true)) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
+
+
 @contextlib.asynccontextmanager
 async def transaction_settings(
     db: asyncpg.Pool | asyncpg.Connection, settings: Mapping[str, str | int | float | bool]
@@ -286,16 +289,18 @@ async def transaction_settings(
 
     asyncpg resets session state when a connection returns to the pool, so planner
     settings must be transaction-local. Names and values are sent as parameters of
-    ``set_config(name, value, true)``, never spliced into SQL::
+    ``set_config(name, value, true)`` (one statement for all of them), never spliced into SQL::
 
         async with transaction_settings(pool, {"hnsw.ef_search": 100}) as conn:
             rows = await conn.fetch(query, ...)
     """
 
+    names = list(settings)
+    values = [("on" if v else "off") if isinstance(v, bool) else str(v) for v in settings.values()]
+
     async def _apply(conn: asyncpg.Connection) -> None:
-        for name, value in settings.items():
-            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
-            await conn.execute("SELECT set_config($1, $2, true)", name, text)
+        if names:  # one round trip for all of them
+            await conn.execute(_SET_LOCAL_SQL, names, values)
 
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
