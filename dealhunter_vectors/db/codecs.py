@@ -48,7 +48,7 @@ class Vector:
 
     def to_numpy(self) -> NDArray[np.float32]:
         """The values as a 1-D numpy ``float32`` array."""
-        return self._value  # type: ignore[return-value]
+        return self._value
 
     def __repr__(self) -> str:
         return f"Vector(dim={self._value.shape[0]})"
@@ -64,7 +64,7 @@ class HalfVector:
 
     def to_numpy(self) -> NDArray[np.float16]:
         """The values as a 1-D numpy ``float16`` array."""
-        return self._value  # type: ignore[return-value]
+        return self._value
 
     def __repr__(self) -> str:
         return f"HalfVector(dim={self._value.shape[0]})"
