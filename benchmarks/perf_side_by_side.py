@@ -32,10 +32,15 @@ Parts
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy single-threaded: no BLAS threads spinning on a shared box
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import asyncio
+import functools
 import json
-import os
 import platform
 import random
 import statistics
@@ -57,7 +62,7 @@ from benchmarks.baseline_sql import OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL
 from dealhunter_vectors.db.embedded import start_embedded
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.db.schema import apply_schema
-from dealhunter_vectors.legacy.synthetic import make_embedding_space, query_with_cosine
+from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +96,12 @@ WHERE s.distance < $4::float8
 ORDER BY s.distance, s.id
 LIMIT $5::int4
 """
+
+# The index migration 003 defined and 006 dropped (the "before" of the write path).
+DEAL_HNSW_SQL = (
+    'CREATE INDEX IF NOT EXISTS "deal_embeddings_embedding_hnsw_idx" ON "deal_embeddings"'
+    ' USING hnsw ((("embedding")::halfvec(3072)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 128)'
+)
 
 EXACT_OWNER_SQL = """
 SELECT "id", "content", "embedding" <=> $1::vector AS distance
@@ -258,10 +269,7 @@ def numpy_top(
 ) -> list[tuple[str, float]]:
     sims = (matrix @ q) / (norms * np.float32(np.linalg.norm(q)))
     above = np.flatnonzero(sims > THRESHOLD)
-    if above.size > LIMIT:
-        part = above[np.argpartition(-sims[above], LIMIT - 1)[:LIMIT]]
-    else:
-        part = above
+    part = above[np.argpartition(-sims[above], LIMIT - 1)[:LIMIT]] if above.size > LIMIT else above
     order = part[np.argsort(-sims[part], kind="stable")]
     return [(ids[i], float(sims[i])) for i in order]
 
@@ -287,7 +295,9 @@ def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ..
     from dealhunter_vectors.models import DealChunkSearch
     from dealhunter_vectors.search import owner as lib
 
-    params = lib._DealParams(DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT))
+    params = lib._DealParams(
+        DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
+    )
     return lib._DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL, params.params
 
 
@@ -434,62 +444,89 @@ def build_global(vectors: NDArray[np.float32]) -> Callable[[asyncpg.Connection],
     return build
 
 
+class _GlobalPaths:
+    """The global-search paths on one data set; ``hits`` keeps each path's last answer per query."""
+
+    def __init__(
+        self,
+        pool: Any,
+        conns: dict[int, asyncpg.Connection],
+        vectors: NDArray[np.float32],
+        queries: NDArray[np.float32],
+        ids: list[str],
+    ) -> None:
+        self.pool, self.conns, self.vectors, self.queries, self.ids = pool, conns, vectors, queries, ids
+        self.norms = np.linalg.norm(vectors, axis=1)
+
+    async def library(self, i: int) -> list[str]:
+        res = await dv.find_similar_pre_qualifications(self.pool, self.queries[i], min_similarity_percent=0, limit=10)
+        return [m.pre_qualification_id for m in res]
+
+    async def raw(self, ef: int, i: int) -> list[str]:
+        # one round trip: the connection's session already has hnsw.ef_search = ef
+        rows = await self.conns[ef].fetch(RAW_ANN_SQL, self.queries[i], ef)
+        return [r["id"] for r in rows]
+
+    async def numpy(self, i: int) -> list[str]:
+        sims = (self.vectors @ self.queries[i]) / self.norms
+        top = np.argpartition(-sims, 10)[:10]
+        return [self.ids[j] for j in top[np.argsort(-sims[top])]]
+
+
+async def _global_one(
+    db_url: str, vectors: NDArray[np.float32], queries: NDArray[np.float32], rounds: int, efs: list[int]
+) -> dict[str, Any]:
+    n = vectors.shape[0]
+    ids = [ds.pre_qualification_id(i) for i in range(n)]
+    truth = ds.exact_top_k(vectors, queries, 10)
+    truth_ids = [{ids[j] for j in row} for row in truth]
+    pool = await dv.create_pool(db_url, min_size=1, max_size=2)
+    conns: dict[int, asyncpg.Connection] = {}
+    for ef in efs:
+        conn = await asyncpg.connect(
+            db_url,
+            server_settings={
+                "jit": "off",
+                "enable_seqscan": "off",
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.ef_search": str(ef),
+            },
+        )
+        await register_vector_codecs(conn)
+        conns[ef] = conn
+    g = _GlobalPaths(pool, conns, vectors, queries, ids)
+    try:
+        paths: dict[str, Callable[[int], Awaitable[list[str]]]] = {"library": g.library, "numpy": g.numpy}
+        for ef in efs:
+            paths[f"raw_hnsw_ef{ef}"] = functools.partial(g.raw, ef)
+        recall = {}
+        for name, fn in paths.items():  # recall over every query first
+            got = [await fn(i) for i in range(len(queries))]
+            recall[name] = float(np.mean([len(set(h) & t) / 10 for h, t in zip(got, truth_ids, strict=True)]))
+        res = await interleave(paths, rounds, 3, len(queries))
+        for name in res:
+            res[name]["recall_at_10"] = recall[name]
+        return res
+    finally:
+        for conn in conns.values():
+            await conn.close()
+        await dv.close_pool(pool)
+
+
 async def part_global(
-    url: str, admin: asyncpg.Connection, rounds: int, sizes: list[int], efs: list[int]
+    url: str,
+    admin: asyncpg.Connection,
+    rounds: int,
+    sizes: list[int],
+    efs: list[int],
+    sets: tuple[str, ...] = ("bench", "hard2"),
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for set_name, make in [(n, m) for n, m in (("bench", bench_set), ("hard2", hard_set)) if n in sets]:
         for n in sizes:
             vectors, queries = make(n)
-            db_url, meta = await ensure_database(admin, url, f"dhv_perf_global_{set_name}_{n}", build_global(vectors))
-            truth = ds.exact_top_k(vectors, queries, 10)
-            ids = [ds.pre_qualification_id(i) for i in range(n)]
-            truth_ids = [[ids[j] for j in row] for row in truth]
-            pool = await dv.create_pool(db_url, min_size=1, max_size=2)
-            conn = await asyncpg.connect(db_url, server_settings={"jit": "off"})
-            await register_vector_codecs(conn)
-            await conn.execute("SET enable_seqscan = off")
-            await conn.execute("SET hnsw.iterative_scan = relaxed_order")
-            hits: dict[str, list[list[str]]] = {}
-            norms = np.linalg.norm(vectors, axis=1)
-
-            def recorder(name: str, fn: Callable[[int], Awaitable[list[str]]]) -> Callable[[int], Awaitable[None]]:
-                hits[name] = [[] for _ in range(len(queries))]
-
-                async def run(i: int) -> None:
-                    hits[name][i] = await fn(i)
-
-                return run
-
-            paths: dict[str, Callable[[int], Awaitable[None]]] = {}
-
-            async def lib(i: int) -> list[str]:
-                res = await dv.find_similar_pre_qualifications(pool, queries[i], min_similarity_percent=0, limit=10)
-                return [m.pre_qualification_id for m in res]
-
-            paths["library"] = recorder("library", lib)
-            for ef in efs:
-
-                async def raw(i: int, ef: int = ef) -> list[str]:
-                    await conn.execute(f"SET hnsw.ef_search = {int(ef)}")
-                    rows = await conn.fetch(RAW_ANN_SQL, queries[i], ef)
-                    return [r["id"] for r in rows]
-
-                paths[f"raw_hnsw_ef{ef}"] = recorder(f"raw_hnsw_ef{ef}", raw)
-
-            async def brute(i: int) -> list[str]:
-                sims = (vectors @ queries[i]) / norms
-                top = np.argpartition(-sims, 10)[:10]
-                return [ids[j] for j in top[np.argsort(-sims[top])]]
-
-            paths["numpy"] = recorder("numpy", brute)
-            res = await interleave(paths, rounds, 3, len(queries))
-            for name in res:
-                rec = [len(set(h) & set(t)) / 10 for h, t in zip(hits[name], truth_ids, strict=True)]
-                res[name]["recall_at_10"] = float(np.mean(rec))
-            out[f"{set_name}_{n}"] = res
-            await conn.close()
-            await dv.close_pool(pool)
+            db_url, _ = await ensure_database(admin, url, f"dhv_perf_global_{set_name}_{n}", build_global(vectors))
+            out[f"{set_name}_{n}"] = await _global_one(db_url, vectors, queries, rounds, efs)
     return out
 
 
@@ -512,9 +549,27 @@ async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[
             await conn.copy_records_to_table(
                 "pre_qualifications", records=[ds._pq_record("bp000000", ds._T0, None)], columns=ds._PQ_COLUMNS
             )
-            has = await conn.fetchval("SELECT to_regclass('deal_embeddings_embedding_hnsw_idx') IS NOT NULL")
+            seed = ds.owner_space().sample(ds._rng(14, 8).integers(0, ds.N_CLUSTERS, size=1000), seed=(14, 8))
+            await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
+            await dv.insert_deal_chunks(
+                conn,
+                [
+                    DealChunk(
+                        id=f"seed{k:04d}",
+                        pre_qualification_id="bp000000",
+                        agent_name="tech",
+                        chunk_type="text",
+                        chunk_index=k,
+                        content="x" * 800,
+                        metadata={"cms": "drupal"},
+                        embedding=seed[k],
+                    )
+                    for k in range(1000)
+                ],
+            )
+            has = False
             if variant == "with_hnsw" and not has:
-                await conn.execute(ds.library_index_sql("deal_embeddings_embedding_hnsw_idx"))
+                await conn.execute(DEAL_HNSW_SQL)
             if variant == "without_hnsw":
                 await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
         pools[variant] = pool
@@ -598,7 +653,7 @@ async def part_concurrency(
             ):
                 counter = iter(range(total))
 
-                async def worker(fn: Callable[[int], Awaitable[Any]] = fn) -> None:
+                async def worker(fn: Callable[[int], Awaitable[Any]] = fn, counter: Any = counter) -> None:
                     for k in counter:
                         await fn(k)
 
@@ -648,11 +703,11 @@ async def main() -> None:
     server_pid = None
     try:
         pid_file = PGDATA / "postmaster.pid"
-        if server is not None and pid_file.exists():
+        if pid_file.exists():
             server_pid = int(pid_file.read_text().split()[0])
         report: dict[str, Any] = {
             "run": datetime.now(UTC).isoformat(),
-            "machine": f"{os.cpu_count()} CPUs {platform.processor() or platform.machine()}, load avg {os.getloadavg()}",
+            "machine": f"{os.cpu_count()} CPUs {platform.machine()}, load avg {os.getloadavg()}",
             "python": platform.python_version(),
             "postgres": await admin.fetchval("SHOW server_version"),
         }
