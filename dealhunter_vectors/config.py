@@ -7,6 +7,7 @@ printed, logged or put in an exception with its password: use :func:`mask_url`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -55,17 +56,42 @@ class Settings(BaseSettings):
     embedded_data_dir: Path | None = None
 
     def __repr__(self) -> str:  # never leak the password through repr()
-        fields = ", ".join(
-            f"{k}={mask_url(v) if k == 'database_url' else v!r}" for k, v in self.__dict__.items()
-        )
+        fields = ", ".join(f"{k}={mask_url(v) if k == 'database_url' else v!r}" for k, v in self.__dict__.items())
         return f"Settings({fields})"
 
     __str__ = __repr__
 
 
+_ENV_NAMES: tuple[str, ...] = (
+    "DATABASE_URL",
+    *(f"DEALHUNTER_{name.upper()}" for name in Settings.model_fields),
+)
+_cached: tuple[tuple[object, ...], Settings] | None = None
+
+
+def _environment_key() -> tuple[object, ...]:
+    # The variables' upper-case names (a few dict lookups, ~2 us); the number of variables
+    # catches a variable added under another spelling (pydantic-settings ignores case).
+    environ = os.environ
+    return (len(environ), *(environ.get(name) for name in _ENV_NAMES))
+
+
 def get_settings() -> Settings:
-    """Read the settings from the environment now (not cached: tests change it)."""
-    return Settings()
+    """The settings of the current environment.
+
+    Re-read whenever a ``DEALHUNTER_*`` variable or ``DATABASE_URL`` changed (tests change
+    them), otherwise cached: building :class:`Settings` costs ~3 ms of pydantic-settings
+    work, more than a whole search used to spend in Python (every search reads the
+    configured embedding dimensions).
+    """
+    global _cached
+    snapshot = _environment_key()
+    cached = _cached
+    if cached is not None and cached[0] == snapshot:
+        return cached[1]
+    settings = Settings()
+    _cached = (snapshot, settings)
+    return settings
 
 
 _PASSWORD_IN_TEXT = re.compile(

@@ -64,19 +64,20 @@ async def test_healthy_database(dhv_pool: dv.Pool) -> None:
 
 
 async def test_dropped_vector_index_is_reported(dhv_pool: dv.Pool) -> None:
-    await dhv_pool.execute('DROP INDEX "raw_chunks_embedding_hnsw_idx"')
+    await dhv_pool.execute('DROP INDEX "pre_qualifications_description_embedding_hnsw_idx"')
     async with dhv_pool.acquire() as conn:
         report = await run_doctor(conn)
     assert not report.healthy
     failed = [c for c in report.checks if c.status == "fail"]
-    assert [c.name for c in failed] == ["index raw_chunks_embedding_hnsw_idx"]
+    assert [c.name for c in failed] == ["index pre_qualifications_description_embedding_hnsw_idx"]
     assert failed[0].fix and "schema indexes" in failed[0].fix
 
 
 async def test_invalid_vector_index_is_reported(dhv_pool: dv.Pool) -> None:
     # what an interrupted CREATE INDEX CONCURRENTLY leaves behind
     await dhv_pool.execute(
-        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'deal_embeddings_embedding_hnsw_idx'::regclass"
+        "UPDATE pg_index SET indisvalid = false"
+        " WHERE indexrelid = 'pre_qualifications_description_embedding_hnsw_idx'::regclass"
     )
     async with dhv_pool.acquire() as conn:
         report = await run_doctor(conn)
@@ -102,7 +103,7 @@ def test_cli_doctor_exit_codes(dhv_database_url: str, capsys: pytest.CaptureFixt
 async def test_cli_doctor_fails_on_dropped_index(dhv_pool: dv.Pool, dhv_database_url: str) -> None:
     import asyncio
 
-    await dhv_pool.execute('DROP INDEX "deal_embeddings_embedding_hnsw_idx"')
+    await dhv_pool.execute('DROP INDEX "pre_qualifications_description_embedding_hnsw_idx"')
     # the CLI runs its own event loop: call it from a worker thread
     code = await asyncio.to_thread(main, ["doctor", "--database-url", dhv_database_url])
     assert code == 1

@@ -19,10 +19,10 @@ import pytest
 import pytest_asyncio
 
 import dealhunter_vectors as dv
-from pgvector import Vector
-from dealhunter_vectors.testing import seed_owners
+from dealhunter_vectors.db.codecs import Vector
 from dealhunter_vectors.search.bound import HALF_DISTANCE_ERROR_BOUND
-from dealhunter_vectors.search.owner import DEAL_SEARCH_BY_QUALIFICATION_SQL, RAW_SEARCH_SQL
+from dealhunter_vectors.search.owner import DEAL_SEARCH_BY_QUALIFICATION_SQL, RAW_SEARCH_SQL, query_half
+from dealhunter_vectors.testing import seed_owners
 
 DIMS = 3072
 Q, Q_FLAGS, PQ = "q-adv", "q-flags", "pq-adv"
@@ -252,7 +252,7 @@ async def test_exact_distance_is_computed_for_few_candidates_only(data: Data, dh
         plan = json.loads(await conn.fetchval(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + DEAL_SEARCH_BY_QUALIFICATION_SQL,
             [Vector(data.query)], [Q], [m], [False], [None], [None], [False], [None], [None],
-            [None], [False], [False], [5],
+            [None], [False], [False], [5], [query_half(data.query)],
         ))
     nodes = _plan_nodes(plan[0]["Plan"])
     rows = {n.get("Subplan Name"): n["Actual Rows"] for n in nodes if n.get("Subplan Name", "").startswith("CTE")}
@@ -267,7 +267,7 @@ async def test_exact_distance_is_computed_for_few_candidates_only(data: Data, dh
     async with dhv_module_pool.acquire() as conn:
         raw_plan = json.loads(await conn.fetchval(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + RAW_SEARCH_SQL,
-            [Vector(data.query)], [PQ], [1.0 - 0.7], [False], [4],
+            [Vector(data.query)], [PQ], [1.0 - 0.7], [False], [4], [query_half(data.query)],
         ))
     raw_rows = {n.get("Subplan Name"): n["Actual Rows"] for n in _plan_nodes(raw_plan[0]["Plan"])
                 if n.get("Subplan Name", "").startswith("CTE")}

@@ -18,11 +18,11 @@ import pytest
 import pytest_asyncio
 
 import dealhunter_vectors as dv
-from pgvector import Vector
+from dealhunter_vectors.db.codecs import Vector
 from dealhunter_vectors.db.schema import create_vector_indexes, drop_vector_indexes
 from dealhunter_vectors.legacy.synthetic import clustered_embeddings
 from dealhunter_vectors.search.global_search import PRE_QUALIFICATION_ANN_SQL, PRE_QUALIFICATION_EXACT_SQL
-from dealhunter_vectors.search.owner import DEAL_SEARCH_BY_QUALIFICATION_SQL
+from dealhunter_vectors.search.owner import DEAL_SEARCH_BY_QUALIFICATION_SQL, query_half
 
 pytestmark = pytest.mark.slow
 
@@ -167,7 +167,7 @@ async def test_owner_scoped_plan_uses_no_hnsw_index(loaded: tuple[dv.Pool, Data]
         plan = await explain(
             conn, DEAL_SEARCH_BY_QUALIFICATION_SQL,
             [Vector(q)], [BIG], [0.7], [False], [None], [None], [False], [None], [None], [None],
-            [False], [False], [5],
+            [False], [False], [5], [query_half(q)],
         )
     assert "hnsw" not in plan
     assert "deal_embeddings_qualification" in plan  # narrowed by the owner's btree index

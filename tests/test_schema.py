@@ -290,9 +290,22 @@ async def test_rebuilt_vector_indexes_have_the_newest_definition(dhv_pool: dv.Po
     from dealhunter_vectors.db.schema import create_vector_indexes, drop_vector_indexes
 
     async with dhv_pool.acquire() as conn:
-        assert len(await drop_vector_indexes(conn)) == 3
+        assert len(await drop_vector_indexes(conn)) == len(VECTOR_INDEXES) == 1
         assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'") == 0
         await create_vector_indexes(conn)
         defs = [r[0] for r in await conn.fetch("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'")]
-    assert len(defs) == 3
+    assert len(defs) == 1
     assert all("WITH (m='32', ef_construction='128')" in d for d in defs), defs
+
+
+async def test_chunk_tables_carry_no_hnsw_index(dhv_pool: dv.Pool) -> None:
+    """Migration 006: deal_embeddings and raw_chunks lose the graphs no search reads (write cost only)."""
+    rows = await dhv_pool.fetch(
+        "SELECT tablename, indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%' ORDER BY 1"
+    )
+    assert [(r["tablename"], r["indexname"]) for r in rows] == [
+        ("pre_qualifications", "pre_qualifications_description_embedding_hnsw_idx")
+    ]
+    rows = await dhv_pool.fetch("SELECT version, name FROM dealhunter_schema_migrations")
+    applied = {r["version"]: r["name"] for r in rows}
+    assert applied[6] == "drop_unsearched_hnsw"

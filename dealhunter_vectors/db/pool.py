@@ -3,9 +3,10 @@
 * ``CREATE EXTENSION IF NOT EXISTS vector`` runs once, on a bootstrap connection,
   *before* any pool connection registers codecs (a type codec can only be set for a type
   that exists).
-* Every pool connection gets binary codecs for ``vector`` and ``halfvec`` built on
-  pgvector-python's wire format: numpy arrays, lists or ``pgvector.Vector`` in, numpy
-  ``float32`` arrays out (``halfvec`` values widened exactly).
+* Every pool connection gets binary codecs for ``vector`` and ``halfvec``
+  (:mod:`~dealhunter_vectors.db.codecs`, pgvector's wire format, no ``pgvector`` Python
+  package needed): numpy arrays, lists or :class:`~dealhunter_vectors.db.codecs.Vector`
+  in, numpy ``float32`` arrays out (``halfvec`` values widened exactly).
 * ``acquire()`` beyond ``max_size`` waits at most the acquire timeout and then raises
   :class:`~dealhunter_vectors.errors.PoolExhaustedError` instead of hanging.
 * Closing waits for in-flight queries (up to a grace period), then terminates.
@@ -28,11 +29,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import asyncpg
-import numpy as np
-from pgvector import HalfVector, Vector
 
 from ..config import Settings, get_settings, mask_text, mask_url
 from ..errors import DatabaseUnavailableError, PoolExhaustedError
+from .codecs import decode_halfvec, decode_vector, encode_halfvec, encode_vector
 from .embedded import resolve_database_url
 
 __all__ = [
@@ -69,36 +69,12 @@ class _Default:
 _DEFAULT = _Default()
 
 
-def _encode_vector(value: Any) -> bytes:
-    return (value if isinstance(value, Vector) else Vector(_as_float32(value))).to_binary()
-
-
-def _encode_halfvec(value: Any) -> bytes:
-    return (value if isinstance(value, HalfVector) else HalfVector(_as_float32(value))).to_binary()
-
-
-def _as_float32(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value
-    return np.asarray(value, dtype=np.float32)
-
-
-def _decode_vector(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
-    # Header: uint16 dimensions, uint16 unused; then big-endian float32 values.
-    dim = int.from_bytes(data[:2], "big")
-    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32)
-
-
-def _decode_halfvec(data: bytes) -> np.ndarray[Any, np.dtype[np.float32]]:
-    dim = int.from_bytes(data[:2], "big")
-    return np.frombuffer(data, dtype=">f2", count=dim, offset=4).astype(np.float32)
-
-
 async def register_vector_codecs(conn: asyncpg.Connection) -> None:
     """Register binary ``vector``/``halfvec`` codecs (numpy float32 out) on *conn*.
 
     The ``vector`` extension must exist. Lists, tuples, numpy arrays and
-    ``pgvector.Vector``/``HalfVector`` are accepted as parameters.
+    :class:`~dealhunter_vectors.db.codecs.Vector`/``HalfVector`` (also the ``pgvector``
+    package's classes, when installed) are accepted as parameters.
     """
     schema = await conn.fetchval(
         "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"
@@ -108,10 +84,8 @@ async def register_vector_codecs(conn: asyncpg.Connection) -> None:
             "the pgvector extension is not installed in this database "
             "(CREATE EXTENSION vector needs a role allowed to create extensions)"
         )
-    await conn.set_type_codec("vector", schema=schema, encoder=_encode_vector, decoder=_decode_vector, format="binary")
-    await conn.set_type_codec(
-        "halfvec", schema=schema, encoder=_encode_halfvec, decoder=_decode_halfvec, format="binary"
-    )
+    await conn.set_type_codec("vector", schema=schema, encoder=encode_vector, decoder=decode_vector, format="binary")
+    await conn.set_type_codec("halfvec", schema=schema, encoder=encode_halfvec, decoder=decode_halfvec, format="binary")
     # Load pgvector's library in this backend now, so its settings (hnsw.ef_search,
     # hnsw.iterative_scan, ...) exist for SHOW / SET LOCAL before the first vector query.
     await conn.execute("SELECT '[1]'::vector")
@@ -304,6 +278,9 @@ async def lifespan(
             await close_pool(pool, timeout=close_timeout)
 
 
+_SET_LOCAL_SQL = "SELECT count(set_config(s.name, s.value, true)) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
+
+
 @contextlib.asynccontextmanager
 async def transaction_settings(
     db: asyncpg.Pool | asyncpg.Connection, settings: Mapping[str, str | int | float | bool]
@@ -312,16 +289,18 @@ async def transaction_settings(
 
     asyncpg resets session state when a connection returns to the pool, so planner
     settings must be transaction-local. Names and values are sent as parameters of
-    ``set_config(name, value, true)``, never spliced into SQL::
+    ``set_config(name, value, true)`` (one statement for all of them), never spliced into SQL::
 
         async with transaction_settings(pool, {"hnsw.ef_search": 100}) as conn:
             rows = await conn.fetch(query, ...)
     """
 
+    names = list(settings)
+    values = [("on" if v else "off") if isinstance(v, bool) else str(v) for v in settings.values()]
+
     async def _apply(conn: asyncpg.Connection) -> None:
-        for name, value in settings.items():
-            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
-            await conn.execute("SELECT set_config($1, $2, true)", name, text)
+        if names:  # one round trip for all of them
+            await conn.execute(_SET_LOCAL_SQL, names, values)
 
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():

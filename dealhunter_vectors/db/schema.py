@@ -61,11 +61,11 @@ class VectorIndex:
 
 
 VECTOR_INDEXES: tuple[VectorIndex, ...] = (
-    VectorIndex("deal_embeddings_embedding_hnsw_idx", "deal_embeddings", "embedding"),
-    VectorIndex("raw_chunks_embedding_hnsw_idx", "raw_chunks", "embedding"),
     VectorIndex("pre_qualifications_description_embedding_hnsw_idx", "pre_qualifications", "description_embedding"),
 )
-"""The HNSW halfvec indexes (migrations 002/003; the bulk loader drops and rebuilds them)."""
+"""The HNSW halfvec indexes the schema ends with (migration 003's definition; the bulk loader
+drops and rebuilds them). Migration 006 dropped those of ``deal_embeddings`` and ``raw_chunks``:
+their searches are owner-scoped and exact and never read a graph."""
 
 
 @dataclass(frozen=True)
@@ -198,14 +198,20 @@ def vector_index_statements() -> list[str]:
     """The ``CREATE INDEX`` statements of the newest migration that defines the vector indexes.
 
     Later migrations may redefine the HNSW indexes (003: m = 32); rebuilding after a bulk
-    load must produce the current definition, not the first one.
+    load must produce the current definition, not the first one. Only the indexes the schema
+    still has (:data:`VECTOR_INDEXES`; 006 dropped two) are returned.
     """
     defining = [m for m in migrations() if "USING hnsw" in m.sql]
     if not defining:
         raise SchemaError("no migration in the package defines the vector indexes")
     lines = [line for line in defining[-1].sql.splitlines() if not line.lstrip().startswith("--")]
     statements = [stmt.strip() for stmt in "\n".join(lines).split(";")]
-    return [stmt for stmt in statements if stmt.upper().startswith("CREATE INDEX")]
+    wanted = {quote_ident(idx.name) for idx in VECTOR_INDEXES}
+    return [
+        stmt
+        for stmt in statements
+        if stmt.upper().startswith("CREATE INDEX") and any(f" {name} " in stmt for name in wanted)
+    ]
 
 
 async def drop_vector_indexes(conn: asyncpg.Connection, tables: set[str] | None = None) -> list[str]:

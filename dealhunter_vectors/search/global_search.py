@@ -7,12 +7,12 @@ is an exact scan. Design: docs/design.md, "Global search".
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
 
-from ..db.pool import transaction_settings
 from ..models import PreQualificationMatch, PreQualificationSearch
 from . import _sql
 from ._args import check_id, check_limit, query_vector
@@ -29,13 +29,18 @@ __all__ = [
 ANN_MIN_CANDIDATES: Final = 100
 ANN_MAX_EF_SEARCH: Final = 1000
 ANN_MAX_SCAN_TUPLES: Final = 50_000
+ANN_WIDEN_FACTOR: Final = 4
+"""The candidate count grows by this factor while the result is crowded (:func:`_crowded`)."""
+ANN_FRONTIER_MARGIN: Final = 0.02
+"""Distance margin between the scan's frontier and the result's boundary below which the search widens."""
 _PERCENT_SLACK: Final = 1e-9
 """Distance slack of the SQL prefilter of the percent rule; the exact rule is applied in Python."""
 
 PRE_QUALIFICATION_EXACT_SQL: Final = _sql.load("pre_qualification_exact")
 """Exact scan of every pre-qualification with a description embedding and requirements."""
 PRE_QUALIFICATION_ANN_SQL: Final = _sql.load("pre_qualification_ann")
-"""HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance."""
+"""HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier)."""
+_ANN_SETTINGS_SQL: Final = _sql.load("pre_qualification_ann_settings")
 
 
 class _PreQualPlan:
@@ -75,23 +80,41 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
         rows = await conn.fetch(PRE_QUALIFICATION_EXACT_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
     assert sql_limit is not None
-    candidates = max(ANN_MIN_CANDIDATES, 4 * sql_limit)
-    settings: dict[str, str | int | float | bool] = {
-        "hnsw.iterative_scan": "relaxed_order",
-        "hnsw.ef_search": min(ANN_MAX_EF_SEARCH, candidates),
-        "hnsw.max_scan_tuples": max(ANN_MAX_SCAN_TUPLES, candidates),
-        # This path exists to use the index: on small tables the planner prefers a seq scan
-        # that reads every 12 KB vector through TOAST (15.7 ms vs 4.0 ms at 1k rows), and
-        # after five executions a prepared statement may switch to a slower generic plan
-        # (6.6 ms vs 3.7 ms at 10k rows); both measured in benchmarks/bench_global.py.
-        "enable_seqscan": False,
-        "plan_cache_mode": "force_custom_plan",
-    }
-    async with transaction_settings(conn, settings) as tx:
-        rows = await tx.fetch(
-            PRE_QUALIFICATION_ANN_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit, candidates
-        )
-    return plan.matches(rows)
+    base = max(ANN_MIN_CANDIDATES, 4 * sql_limit)
+    tx: contextlib.AbstractAsyncContextManager[Any] = (
+        contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction()
+    )
+    async with tx:
+        candidates = await conn.fetchval(_ANN_SETTINGS_SQL, base, ANN_MAX_EF_SEARCH, ANN_MAX_SCAN_TUPLES)
+        while True:
+            rows = await conn.fetch(
+                PRE_QUALIFICATION_ANN_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit, candidates
+            )
+            found = [row for row in rows if row["id"] is not None]
+            if candidates >= ANN_MAX_EF_SEARCH or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
+                break
+            candidates = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
+            await conn.fetchval(_ANN_SETTINGS_SQL, candidates, candidates, ANN_MAX_SCAN_TUPLES)
+    return plan.matches(found)
+
+
+def _crowded(
+    rows: Sequence[asyncpg.Record], found: Sequence[asyncpg.Record], limit: int, candidates: int, max_distance: float
+) -> bool:
+    """True when the index scan stopped inside a dense shell around the result's boundary.
+
+    The boundary is the k-th exact distance (or the threshold when fewer than k rows
+    passed). When all ``candidates`` were used and the farthest of them (the scan's
+    frontier) lies within :data:`ANN_FRONTIER_MARGIN` of that boundary, many rows sit at
+    nearly the boundary's distance and the graph search can have missed some of them: on
+    clustered data whose top 10 is split between two tight clusters, ef_search 40 stops
+    with a frontier 0.003-0.006 beyond the 10th distance at recall 0.78, while a complete
+    candidate set leaves a gap >= 0.02 (benchmarks/perf_side_by_side.py, docs/benchmarks.md).
+    """
+    if not rows or rows[0]["candidates"] < candidates or rows[0]["frontier"] is None:
+        return False  # the scan ran out of rows: every candidate was seen, the result is exact
+    boundary = found[limit - 1]["distance"] if len(found) >= limit else max_distance
+    return bool(rows[0]["frontier"] < boundary + ANN_FRONTIER_MARGIN)
 
 
 async def find_similar_pre_qualifications(

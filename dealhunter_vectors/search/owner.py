@@ -4,7 +4,9 @@ Every search here reads the rows of one owner (a qualification or a pre-qualific
 and returns exactly what the single-step exact scan would: the half-precision prefilter
 only decides which rows get their exact distance computed (docs/design.md, "Owner-scoped
 search"; the bound in :mod:`.bound`). Deal and raw searches are batched statements over
-``unnest(...)`` arrays; a single search is the batch of one (:mod:`.batching` sends many).
+``unnest(...)`` arrays (:mod:`.batching` sends many); a single search runs the same
+statement's one-request form (scalar parameters). The query's half copy is computed here,
+once per request (:func:`query_half`), and sent as a parameter.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
-from pgvector import Vector
+import numpy as np
 
+from ..db.codecs import HalfVector, Vector
 from ..embeddings import Float32Array
 from ..models import DealChunkHit, DealChunkSearch, RawChunkHit, RawChunkSearch, SimilarityHit, SimilaritySearch
 from . import _sql
@@ -30,6 +33,7 @@ from ._args import (
 )
 from ._db import Db, connection, snapshot
 from ._sql import OwnerColumn
+from .bound import HALF_NORM_RANGE
 from .results import deal_hit, parse_metadata, raw_hit, similarity
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "MAX_SIMILAR_LIMIT",
     "RAW_SEARCH_SQL",
     "list_deal_chunks",
+    "query_half",
     "search_deal_embeddings",
     "search_raw_chunks",
     "search_similar",
@@ -55,6 +60,9 @@ DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL: Final = _sql.owner_variant(_DEAL_SEARCH, "
 """Batched exact deal-chunk search of rows owned by a pre-qualification (half-precision prefilter + exact re-rank)."""
 RAW_SEARCH_SQL: Final = _sql.load("raw_search")
 """Batched exact raw-chunk search (half-precision prefilter + exact re-rank of the candidates)."""
+_DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL: Final = _sql.single_request(DEAL_SEARCH_BY_QUALIFICATION_SQL)
+_DEAL_SEARCH_ONE_BY_PRE_QUALIFICATION_SQL: Final = _sql.single_request(DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL)
+_RAW_SEARCH_ONE_SQL: Final = _sql.single_request(RAW_SEARCH_SQL)
 _LIST: Final = _sql.load("list_deal_chunks")
 LIST_BY_QUALIFICATION_SQL: Final = _sql.owner_variant(_LIST, "qualification_id")
 """Unranked listing of a qualification's chunks (with or without embedding)."""
@@ -63,6 +71,25 @@ LIST_BY_PRE_QUALIFICATION_SQL: Final = _sql.owner_variant(_LIST, "pre_qualificat
 
 
 # --------------------------------------------------------------------------- validated requests
+
+
+def query_half(query: Float32Array) -> HalfVector | None:
+    """The query's half copy ``l2_normalize(q)::halfvec``, as migration 004 computes a row's.
+
+    Normalised in float64 and rounded once to float32 (componentwise relative error <= 2^-24,
+    as the bound assumes), then to half precision by IEEE round-to-nearest-even (numpy), as
+    pgvector rounds (``tests/test_inline_halfvec.py``). ``None`` (every row re-ranked
+    exactly) when the norm lies outside :data:`~.bound.HALF_NORM_RANGE`. A parameter is a
+    constant of any plan, generic or custom; computed in SQL (a ``LATERAL`` subquery) it
+    reached the per-row distance as a nested-loop parameter, and the half scan took twice as
+    long (measured in ``benchmarks/perf_side_by_side.py``).
+    """
+    q64 = np.asarray(query, dtype=np.float64)
+    norm = float(np.sqrt(np.dot(q64, q64)))
+    lo, hi = HALF_NORM_RANGE
+    if not lo <= norm <= hi:
+        return None
+    return HalfVector((q64 / norm).astype(np.float32))
 
 
 class _DealParams:
@@ -94,6 +121,7 @@ class _DealParams:
             bool(req.filter_fallback),
             bool(req.fallback_to_top_k),
             limit,
+            query_half(vector),
         )
 
 
@@ -101,7 +129,14 @@ class _RawParams:
     __slots__ = ("params",)
 
     def __init__(self, query: Float32Array, owner_id: str, threshold: float, inclusive: bool, limit: int) -> None:
-        self.params: tuple[Any, ...] = (Vector(query), owner_id, max_distance(threshold), inclusive, limit)
+        self.params: tuple[Any, ...] = (
+            Vector(query),
+            owner_id,
+            max_distance(threshold),
+            inclusive,
+            limit,
+            query_half(query),
+        )
 
 
 def _prepare_raw(req: RawChunkSearch) -> _RawParams:
@@ -208,9 +243,12 @@ async def _run_deal_batch(
     out: list[list[asyncpg.Record]] = [[] for _ in batch]
     if not batch:
         return out
-    sql = (
-        DEAL_SEARCH_BY_QUALIFICATION_SQL if owner_column == "qualification_id" else DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL
-    )
+    by_qualification = owner_column == "qualification_id"
+    if len(batch) == 1:
+        one = _DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL if by_qualification else _DEAL_SEARCH_ONE_BY_PRE_QUALIFICATION_SQL
+        out[0] = await conn.fetch(one, *batch[0].params)
+        return out
+    sql = DEAL_SEARCH_BY_QUALIFICATION_SQL if by_qualification else DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL
     rows = await conn.fetch(sql, *_transpose([p.params for p in batch]))
     for row in rows:
         out[row["ord"] - 1].append(row)
@@ -220,6 +258,9 @@ async def _run_deal_batch(
 async def _run_raw_batch(conn: asyncpg.Connection, batch: Sequence[_RawParams]) -> list[list[asyncpg.Record]]:
     out: list[list[asyncpg.Record]] = [[] for _ in batch]
     if not batch:
+        return out
+    if len(batch) == 1:
+        out[0] = await conn.fetch(_RAW_SEARCH_ONE_SQL, *batch[0].params)
         return out
     rows = await conn.fetch(RAW_SEARCH_SQL, *_transpose([p.params for p in batch]))
     for row in rows:

@@ -1,19 +1,24 @@
 -- Batched exact deal-chunk search over one owner's rows: half-precision prefilter, exact re-rank.
 -- Written for rows owned by a qualification; the pre-qualification variant replaces the one
--- owner predicate (search/_sql.py). Design and the error bound 0.0017...: docs/design.md, "Owner-scoped search".
+-- owner predicate, the single-request variant replaces the unnest head by scalar parameters
+-- (search/_sql.py). Design and the error bound 0.0017128022290748934: docs/design.md, "Owner-scoped search".
+-- Parameters (arrays, one element per request): $1 query vector[], $2 owner id text[],
+-- $3 max distance float8[], $4 inclusive bool[], $5 chunk categories jsonb[] (array of strings or
+-- NULL), $6 min confidence int4[] (NULL = off), $7 only validated bool[], $8 agent name substring
+-- text[] (NULL = off), $9 agent names jsonb[] (NULL = off), $10 tech stack text[] (NULL = off),
+-- $11 filter fallback bool[], $12 top-k fallback bool[], $13 limit int4[], $14 the query's half
+-- copy halfvec[] (l2_normalize(q)::halfvec computed by the client; NULL = re-rank every row exactly).
+-- Only ids, distances and filter results flow through the steps; the display columns are read
+-- for the <= limit result rows. The OFFSET 0 fences keep the subqueries from being pulled up:
+-- otherwise every reference to hd (and to the parsed metadata) re-evaluates it per row.
 SELECT r.ord, h.*
 FROM unnest($1::vector[], $2::text[], $3::float8[], $4::bool[], $5::jsonb[], $6::int4[], $7::bool[],
-            $8::text[], $9::jsonb[], $10::text[], $11::bool[], $12::bool[], $13::int4[])
+            $8::text[], $9::jsonb[], $10::text[], $11::bool[], $12::bool[], $13::int4[], $14::halfvec[])
      WITH ORDINALITY AS r(q, owner_id, max_distance, inclusive, categories, min_confidence, only_validated,
-                          agent_contains, agent_names, tech_stack, filter_fallback, top_k_fallback, row_limit, ord)
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN vector_norm(r.q) BETWEEN '1e-12'::float8 AND '1e15'::float8
-                THEN (l2_normalize(r.q))::halfvec(3072) END AS p
-    OFFSET 0
-) qh
+                          agent_contains, agent_names, tech_stack, filter_fallback, top_k_fallback, row_limit, p, ord)
 CROSS JOIN LATERAL (
     WITH half AS MATERIALIZED (
-        SELECT s.*,
+        SELECT s.id, s.embedding, s.hd,
                (s.hd IS NULL OR s.hd = 'NaN'::float8) AS unsure,
                (s.hd + 0.0017128022290748934 < r.max_distance) AS sure_above,
                (s.hd <= r.max_distance + 0.0017128022290748934) AS may_above,
@@ -25,9 +30,8 @@ CROSS JOIN LATERAL (
                                  AND strpos(lower(s.meta ->> 'framework'), lower(r.tech_stack)) > 0, false)
                 )) AS matches
         FROM (
-            SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
-                   d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.embedding,
-                   d.embedding_half <=> qh.p AS hd,
+            SELECT d.id, d.agent_name, d.embedding,
+                   d.embedding_half <=> r.p AS hd,
                    CASE WHEN r.tech_stack IS NOT NULL AND pg_input_is_valid(d.metadata, 'jsonb')
                         THEN d.metadata::jsonb END AS meta
             FROM "deal_embeddings" d
@@ -37,6 +41,7 @@ CROSS JOIN LATERAL (
               AND (r.min_confidence IS NULL OR d.confidence >= r.min_confidence)
               AND (NOT r.only_validated OR d.validated_at IS NOT NULL)
               AND (r.agent_contains IS NULL OR strpos(lower(d.agent_name), lower(r.agent_contains)) > 0)
+            OFFSET 0
         ) s
     ),
     kth AS (
@@ -59,9 +64,7 @@ CROSS JOIN LATERAL (
         SELECT e.*,
                (e.distance < r.max_distance OR (r.inclusive AND e.distance = r.max_distance)) AS above
         FROM (
-            SELECT c.id, c.pre_qualification_id, c.qualification_id, c.agent_name, c.chunk_type, c.chunk_index,
-                   c.content, c.metadata, c.chunk_category, c.confidence, c.is_validated, c.matches,
-                   c.embedding <=> r.q AS distance
+            SELECT c.id, c.matches, c.embedding <=> r.q AS distance
             FROM half c CROSS JOIN kth k
             WHERE c.unsure
                OR (c.may_above AND c.matches AND c.hd <= k.above_match + 2 * 0.0017128022290748934)
@@ -78,16 +81,21 @@ CROSS JOIN LATERAL (
                coalesce(bool_or(above), false) AS any_above,
                coalesce(bool_or(matches AND distance <> 'NaN'::float8), false) AS any_match
         FROM scored
+    ),
+    top AS (
+        SELECT s.id, s.distance
+        FROM scored s CROSS JOIN flags f
+        WHERE s.distance <> 'NaN'::float8
+          AND CASE WHEN f.any_above_match OR (r.filter_fallback AND f.any_above) OR NOT r.top_k_fallback
+                   THEN s.above AND (s.matches OR (r.filter_fallback AND NOT f.any_above_match))
+                   ELSE s.matches OR (r.filter_fallback AND NOT f.any_match)
+              END
+        ORDER BY s.distance, s.id
+        LIMIT r.row_limit
     )
-    SELECT s.id, s.pre_qualification_id, s.qualification_id, s.agent_name, s.chunk_type, s.chunk_index,
-           s.content, s.metadata, s.chunk_category, s.confidence, s.is_validated, s.distance
-    FROM scored s CROSS JOIN flags f
-    WHERE s.distance <> 'NaN'::float8
-      AND CASE WHEN f.any_above_match OR (r.filter_fallback AND f.any_above) OR NOT r.top_k_fallback
-               THEN s.above AND (s.matches OR (r.filter_fallback AND NOT f.any_above_match))
-               ELSE s.matches OR (r.filter_fallback AND NOT f.any_match)
-          END
-    ORDER BY s.distance, s.id
-    LIMIT r.row_limit
+    SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
+           d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated,
+           t.distance
+    FROM top t JOIN "deal_embeddings" d ON d.id = t.id
 ) h
 ORDER BY r.ord, h.distance, h.id

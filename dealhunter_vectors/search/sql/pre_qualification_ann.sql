@@ -3,8 +3,10 @@
 -- $1 is cast to vector explicitly everywhere: otherwise PostgreSQL infers its type from the
 -- halfvec cast in the FROM clause (analysed first) and the "exact" re-rank silently becomes a
 -- halfvec distance (vector -> halfvec is an implicit cast).
-SELECT s.id, s.distance
-FROM (
+-- Every row also carries the candidates' count and the largest exact distance among them
+-- (the frontier of the scan); with no match one row of NULLs carries them. The search widens
+-- the candidate count when the frontier lies close to the result's boundary (global_search.py).
+WITH cand AS MATERIALIZED (
     SELECT c.id, c.description_embedding <=> $1::vector AS distance
     FROM (
         SELECT p.id, p.description_embedding
@@ -15,8 +17,13 @@ FROM (
         ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
         LIMIT $5
     ) c
-    OFFSET 0
-) s
-WHERE s.distance <= $3
+)
+SELECT s.id, s.distance, f.frontier, f.candidates
+FROM (SELECT max(distance) FILTER (WHERE distance <> 'NaN'::float8) AS frontier, count(*) AS candidates FROM cand) f
+LEFT JOIN LATERAL (
+    SELECT id, distance FROM cand
+    WHERE distance <= $3
+    ORDER BY distance, id
+    LIMIT $4
+) s ON true
 ORDER BY s.distance, s.id
-LIMIT $4

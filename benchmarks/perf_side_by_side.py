@@ -1,0 +1,751 @@
+"""Issue 14: the library against its own SQL, the bare statement, numpy and the old path, side by side.
+
+Run (2 cores are enough; data is built once and cached in ``dhv_perf_*`` databases)::
+
+    python -m benchmarks.perf_side_by_side --parts owner,global,write,concurrency --rounds 60
+
+Every part measures its paths **interleaved in one loop** (round r runs each path once, in a
+shuffled order, on the same query), so a noisy (shared) machine slows every path alike and
+the ratios of the medians stay meaningful. Output: a markdown summary on stdout and
+``.benchmarks/runs/perf_side_by_side.json``.
+
+Parts
+-----
+* ``owner``: one qualification's 1,000 ``deal_embeddings`` (5 qualifications loaded, lead
+  defaults threshold 0.3 / limit 5). Paths: ``search_deal_embeddings``; the library's own
+  statement called directly (prepared, asyncpg cache); the frozen pre-issue-14 statement;
+  the cheapest bare statement returning the same exact result (half scan + exact re-rank,
+  query half copy computed by the client); the plain exact scan; numpy exact scoring of the
+  owner's float32 vectors in memory. Every path's hits are checked against numpy float64
+  before timing. Python CPU per call = ``time.process_time`` of this process.
+* ``global``: ``pre_qualifications`` at 1k / 10k rows, on the benchmark's data set
+  (near-duplicate queries) and on a *hard* clustered set (queries at cluster centres: hundreds
+  of rows at nearly the same distance). Paths: ``find_similar_pre_qualifications(limit=10)``,
+  the raw HNSW statement with exact re-rank at several ``hnsw.ef_search`` values, numpy brute
+  force. Recall@10 against numpy float64 exact.
+* ``write``: ``insert_deal_chunks`` of 50-chunk batches into a table with and without the
+  ``deal_embeddings`` HNSW index (two databases, batches alternate).
+* ``concurrency``: 1 / 8 / 32 concurrent owner-scoped searches through one pool (max 20),
+  library vs the bare statement through raw asyncpg; throughput, Python CPU and server CPU
+  (sum over the server's processes, psutil) per query.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy single-threaded: no BLAS threads spinning on a shared box
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import asyncio
+import functools
+import json
+import platform
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+import psutil
+from numpy.typing import NDArray
+
+import dealhunter_vectors as dv
+from benchmarks import datasets as ds
+from benchmarks.baseline_sql import OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL
+from dealhunter_vectors.db.embedded import start_embedded
+from dealhunter_vectors.db.pool import register_vector_codecs
+from dealhunter_vectors.db.schema import apply_schema
+from dealhunter_vectors.legacy.synthetic import query_with_cosine
+from dealhunter_vectors.testing import with_database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OUT = REPO_ROOT / ".benchmarks" / "runs" / "perf_side_by_side.json"
+PGDATA = REPO_ROOT / ".benchmarks" / "pgdata_perf"
+THRESHOLD = 0.3
+LIMIT = 5
+OWNERS = 5
+DELTA = 1.7131e-3  # >= HALF_DISTANCE_ERROR_BOUND (vector_search)
+
+# The cheapest statement returning the owner-scoped exact result at the lead defaults (no
+# filters, no fallbacks): half distances of the owner's rows, the k-th best sure row, exact
+# re-rank of the candidates. $1 query vector, $2 query half copy (client side), $3 owner,
+# $4 max distance, $5 limit, $6 bound.
+BARE_OWNER_SQL = """
+WITH half AS MATERIALIZED (
+    SELECT d.id, d.content, d.embedding, d.embedding_half <=> $2::halfvec AS hd
+    FROM "deal_embeddings" d
+    WHERE d.qualification_id = $3 AND d.embedding IS NOT NULL
+), kth AS (
+    SELECT coalesce((SELECT hd FROM half WHERE hd + $6::float8 < $4::float8
+                     ORDER BY hd LIMIT 1 OFFSET $5::int4 - 1), 'Infinity'::float8) AS hd
+)
+SELECT s.id, s.content, s.distance FROM (
+    SELECT c.id, c.content, c.embedding <=> $1::vector AS distance
+    FROM half c, kth k
+    WHERE c.hd <= $4::float8 + $6::float8 AND c.hd <= k.hd + 2 * $6::float8
+    OFFSET 0
+) s
+WHERE s.distance < $4::float8
+ORDER BY s.distance, s.id
+LIMIT $5::int4
+"""
+
+# The index migration 003 defined and 006 dropped (the "before" of the write path).
+DEAL_HNSW_SQL = (
+    'CREATE INDEX IF NOT EXISTS "deal_embeddings_embedding_hnsw_idx" ON "deal_embeddings"'
+    ' USING hnsw ((("embedding")::halfvec(3072)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 128)'
+)
+
+EXACT_OWNER_SQL = """
+SELECT "id", "content", "embedding" <=> $1::vector AS distance
+FROM "deal_embeddings"
+WHERE "qualification_id" = $2 AND "embedding" IS NOT NULL AND ("embedding" <=> $1::vector) < $3
+ORDER BY "embedding" <=> $1::vector, "id"
+LIMIT $4
+"""
+
+# Raw HNSW statement with the exact re-rank (session settings: ef_search given per call).
+RAW_ANN_SQL = """
+SELECT s.id, s.distance FROM (
+    SELECT c.id, c.description_embedding <=> $1::vector AS distance
+    FROM (
+        SELECT p.id, p.description_embedding FROM "pre_qualifications" p
+        WHERE p.description_embedding IS NOT NULL AND p.extracted_requirements IS NOT NULL
+        ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
+        LIMIT $2
+    ) c OFFSET 0
+) s ORDER BY s.distance, s.id LIMIT 10
+"""
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def half_copy(q: NDArray[np.float32]) -> NDArray[np.float16] | None:
+    q64 = q.astype(np.float64)
+    norm = float(np.linalg.norm(q64))
+    if not (1e-12 <= norm <= 1e15):
+        return None
+    return (q64 / norm).astype(np.float32).astype(np.float16)
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {
+        "p50_ms": statistics.median(s) * 1e3,
+        "p90_ms": s[int(0.9 * (len(s) - 1))] * 1e3,
+        "p99_ms": s[int(0.99 * (len(s) - 1))] * 1e3,
+        "n": len(s),
+    }
+
+
+@dataclass
+class Timed:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        out = stats(self.wall)
+        out["python_cpu_ms"] = statistics.median(self.cpu) * 1e3
+        return out
+
+
+async def interleave(
+    paths: dict[str, Callable[[int], Awaitable[Any]]], rounds: int, warmup: int, n_queries: int
+) -> dict[str, dict[str, float]]:
+    """Run each path once per round on query ``r % n_queries`` in a shuffled order; per-path stats."""
+    timed = {name: Timed() for name in paths}
+    rng = random.Random(14)
+    names = list(paths)
+    for r in range(warmup + rounds):
+        rng.shuffle(names)
+        for name in names:
+            c0, t0 = time.process_time(), time.perf_counter()
+            await paths[name](r % n_queries)
+            t1, c1 = time.perf_counter(), time.process_time()
+            if r >= warmup:
+                timed[name].wall.append(t1 - t0)
+                timed[name].cpu.append(c1 - c0)
+    return {name: t.summary() for name, t in timed.items()}
+
+
+async def ensure_database(
+    admin: asyncpg.Connection, url: str, name: str, build: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
+) -> tuple[str, dict[str, Any]]:
+    db_url = with_database(url, name)
+    if await ds.database_ready(admin, url, name):
+        conn = await asyncpg.connect(db_url)
+        try:
+            return db_url, await ds.get_meta(conn)
+        finally:
+            await conn.close()
+    await ds.recreate_database(admin, name)
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await register_vector_codecs(conn)
+        meta = await build(conn)
+        for key, value in meta.items():
+            await ds.set_meta(conn, key, value)
+        await ds.set_meta(conn, "complete", True)
+        return db_url, meta
+    finally:
+        await conn.close()
+
+
+# ------------------------------------------------------------------ owner-scoped
+
+
+@dataclass
+class OwnerSet:
+    ids: list[str]
+    matrix: NDArray[np.float32]
+    queries: list[NDArray[np.float32]]
+
+
+def owner_set() -> OwnerSet:
+    chunks = ds.owner_chunks(0)
+    keep = chunks.has_embedding
+    ids = [row["id"] for row, k in zip(chunks.rows, keep, strict=True) if k]
+    space = ds.owner_space()
+    rng = ds._rng(14, 1)
+    queries = [query_with_cosine(space.centres[chunks.primary_cluster], 0.8, rng) for _ in range(20)]
+    return OwnerSet(ids, np.ascontiguousarray(chunks.vectors[keep]), queries)
+
+
+async def build_owner(conn: asyncpg.Connection) -> dict[str, Any]:
+    await apply_schema(conn)
+    await ds._parents(conn)
+    space = ds.owner_space()
+    for i in range(OWNERS):
+        chunks = ds.owner_chunks(i, space)
+        pq = ds.pre_qualification_id(i)
+        await conn.copy_records_to_table(
+            "pre_qualifications", records=[ds._pq_record(pq, ds._T0, None)], columns=ds._PQ_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "qualifications",
+            records=[
+                (
+                    chunks.qualification_id,
+                    pq,
+                    "routed",
+                    f"Kunde {i}",
+                    "bbu0",
+                    False,
+                    "pending",
+                    ds._ts(ds._T0),
+                    ds._ts(ds._T0),
+                )
+            ],
+            columns=[
+                "id",
+                "pre_qualification_id",
+                "status",
+                "customer_name",
+                "business_unit_id",
+                "more_info_requested",
+                "deep_scan_status",
+                "created_at",
+                "updated_at",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "deal_embeddings", records=list(ds._deal_records(chunks)), columns=ds._DEAL_COLUMNS
+        )
+    await conn.execute("VACUUM (ANALYZE) deal_embeddings")
+    return {"rows": OWNERS * ds.ROWS_PER_QUALIFICATION}
+
+
+def numpy_top(
+    matrix: NDArray[np.float32], norms: NDArray[np.float32], q: NDArray[np.float32], ids: list[str]
+) -> list[tuple[str, float]]:
+    sims = (matrix @ q) / (norms * np.float32(np.linalg.norm(q)))
+    above = np.flatnonzero(sims > THRESHOLD)
+    part = above[np.argpartition(-sims[above], LIMIT - 1)[:LIMIT]] if above.size > LIMIT else above
+    order = part[np.argsort(-sims[part], kind="stable")]
+    return [(ids[i], float(sims[i])) for i in order]
+
+
+def exact64(matrix: NDArray[np.float32], q: NDArray[np.float32], ids: list[str]) -> list[tuple[str, float]]:
+    m = matrix.astype(np.float64)
+    q64 = q.astype(np.float64)
+    sims = (m @ q64) / (np.linalg.norm(m, axis=1) * np.linalg.norm(q64))
+    order = sorted((i for i in range(len(ids)) if sims[i] > THRESHOLD), key=lambda i: (-sims[i], ids[i]))
+    return [(ids[i], float(sims[i])) for i in order[:LIMIT]]
+
+
+def same(a: list[tuple[str, float]], b: list[tuple[str, float]], what: str) -> None:
+    assert len(a) == len(b), f"{what}: {len(a)} vs {len(b)}"
+    for (ia, sa), (ib, sb) in zip(a, b, strict=True):
+        assert abs(sa - sb) < 1e-5, f"{what}: {ia} {sa} vs {ib} {sb}"
+        if ia != ib:
+            assert abs(sa - sb) < 2e-6, f"{what}: order {a} vs {b}"
+
+
+def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ...]]:
+    """The library's own statement and arguments for one lead-default search (as it sends them)."""
+    from dealhunter_vectors.models import DealChunkSearch
+    from dealhunter_vectors.search import owner as lib
+
+    params = lib._DealParams(
+        DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
+    )
+    return lib._DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL, params.params
+
+
+def old_args(q: NDArray[np.float32], owner: str) -> tuple[Any, ...]:
+    from dealhunter_vectors.db.codecs import Vector
+
+    return (
+        [Vector(q)],
+        [owner],
+        [1.0 - THRESHOLD],
+        [False],
+        [None],
+        [None],
+        [False],
+        [None],
+        [None],
+        [None],
+        [False],
+        [False],
+        [LIMIT],
+    )
+
+
+async def part_owner(url: str, admin: asyncpg.Connection, rounds: int) -> dict[str, Any]:
+    db_url, meta = await ensure_database(admin, url, "dhv_perf_owner", build_owner)
+    data = owner_set()
+    owner = ds.qualification_id(0)
+    norms = np.linalg.norm(data.matrix, axis=1).astype(np.float32)
+    pool = await dv.create_pool(db_url, min_size=2, max_size=4)
+    try:
+        # correctness first: every path against numpy float64
+        for q in data.queries:
+            ref = exact64(data.matrix, q, data.ids)
+            hits = await dv.search_deal_embeddings(pool, q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
+            same(ref, [(h.chunk_id, float(h.similarity or 0)) for h in hits], "library")
+            sql, args = library_args(q, owner)
+            same(ref, [(r["id"], 1 - r["distance"]) for r in await pool.fetch(sql, *args)], "library sql")
+            rows = await pool.fetch(OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL, *old_args(q, owner))
+            same(ref, [(r["id"], 1 - r["distance"]) for r in rows], "old sql")
+            rows = await pool.fetch(BARE_OWNER_SQL, q, half_copy(q), owner, 1 - THRESHOLD, LIMIT, DELTA)
+            same(ref, [(r["id"], 1 - r["distance"]) for r in rows], "bare")
+            same(ref, numpy_top(data.matrix, norms, q, data.ids), "numpy")
+
+        queries = data.queries
+
+        async def lib(i: int) -> Any:
+            return await dv.search_deal_embeddings(
+                pool, queries[i], qualification_id=owner, threshold=THRESHOLD, limit=LIMIT
+            )
+
+        async def lib_sql(i: int) -> Any:
+            sql, args = library_args(queries[i], owner)
+            return await pool.fetch(sql, *args)
+
+        async def old_sql(i: int) -> Any:
+            return await pool.fetch(OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL, *old_args(queries[i], owner))
+
+        async def bare(i: int) -> Any:
+            q = queries[i]
+            return await pool.fetch(BARE_OWNER_SQL, q, half_copy(q), owner, 1 - THRESHOLD, LIMIT, DELTA)
+
+        async def exact(i: int) -> Any:
+            return await pool.fetch(EXACT_OWNER_SQL, queries[i], owner, 1 - THRESHOLD, LIMIT)
+
+        async def numpy_path(i: int) -> Any:
+            return numpy_top(data.matrix, norms, queries[i], data.ids)
+
+        async def roundtrip(i: int) -> Any:
+            return await pool.fetchval("SELECT 1")
+
+        res = await interleave(
+            {
+                "library": lib,
+                "library_sql": lib_sql,
+                "old_library_sql": old_sql,
+                "bare_half": bare,
+                "bare_exact_scan": exact,
+                "numpy": numpy_path,
+                "select_1": roundtrip,
+            },
+            rounds,
+            5,
+            len(queries),
+        )
+        # server time of the statements (EXPLAIN ANALYZE, median over the queries)
+        server: dict[str, float] = {}
+        async with pool.acquire() as conn:
+            for name, make in (
+                ("library_sql", lambda q: library_args(q, owner)),
+                ("old_library_sql", lambda q: (OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL, old_args(q, owner))),
+                ("bare_half", lambda q: (BARE_OWNER_SQL, (q, half_copy(q), owner, 1 - THRESHOLD, LIMIT, DELTA))),
+            ):
+                ms = []
+                for q in queries * 2:
+                    sql, args = make(q)
+                    plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON, TIMING OFF) " + sql, *args)
+                    ms.append(json.loads(plan)[0]["Execution Time"])
+                server[name] = statistics.median(ms)
+        for name, ms in server.items():
+            res[name]["server_ms"] = ms
+        return {"paths": res, "rows_in_table": meta.get("rows"), "owner_rows": len(data.ids)}
+    finally:
+        await dv.close_pool(pool)
+
+
+# ------------------------------------------------------------------ global
+
+
+def hard_set(n: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """A hard set for graph indexes: tight clusters, queries between two clusters.
+
+    ``n // 40`` isotropic cluster centres, members at cosine ~0.97 to their centre; each query
+    is the normalised mean of two centres plus a little noise, so its exact top 10 is split
+    between two clusters of near-equidistant rows that the graph links weakly.
+    """
+    rng = ds._rng(41, n)
+    k = max(2, n // 40)
+    centres = rng.standard_normal((k, ds.DIMS))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, k, size=n)
+    noise = rng.standard_normal((n, ds.DIMS))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    rows = 0.97 * centres[labels] + np.sqrt(1 - 0.97**2) * noise
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    qs = []
+    for _ in range(30):
+        a, b = rng.choice(k, size=2, replace=False)
+        q = centres[a] + centres[b] + 0.05 * rng.standard_normal(ds.DIMS) / np.sqrt(ds.DIMS)
+        qs.append(q / np.linalg.norm(q))
+    return np.ascontiguousarray(rows.astype(np.float32)), np.stack(qs).astype(np.float32)
+
+
+def bench_set(n: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    cache = REPO_ROOT / ".benchmarks" / "data"
+    cache.mkdir(parents=True, exist_ok=True)
+    vectors = np.ascontiguousarray(ds.global_vectors(max(n, 10_000), cache)[:n])
+    return vectors, ds.global_queries(vectors, 30)
+
+
+def build_global(vectors: NDArray[np.float32]) -> Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]:
+    async def build(conn: asyncpg.Connection) -> dict[str, Any]:
+        return await ds.build_global_database(conn, vectors)
+
+    return build
+
+
+class _GlobalPaths:
+    """The global-search paths on one data set; ``hits`` keeps each path's last answer per query."""
+
+    def __init__(
+        self,
+        pool: Any,
+        conns: dict[int, asyncpg.Connection],
+        vectors: NDArray[np.float32],
+        queries: NDArray[np.float32],
+        ids: list[str],
+    ) -> None:
+        self.pool, self.conns, self.vectors, self.queries, self.ids = pool, conns, vectors, queries, ids
+        self.norms = np.linalg.norm(vectors, axis=1)
+
+    async def library(self, i: int) -> list[str]:
+        res = await dv.find_similar_pre_qualifications(self.pool, self.queries[i], min_similarity_percent=0, limit=10)
+        return [m.pre_qualification_id for m in res]
+
+    async def raw(self, ef: int, i: int) -> list[str]:
+        # one round trip: the connection's session already has hnsw.ef_search = ef
+        rows = await self.conns[ef].fetch(RAW_ANN_SQL, self.queries[i], ef)
+        return [r["id"] for r in rows]
+
+    async def numpy(self, i: int) -> list[str]:
+        sims = (self.vectors @ self.queries[i]) / self.norms
+        top = np.argpartition(-sims, 10)[:10]
+        return [self.ids[j] for j in top[np.argsort(-sims[top])]]
+
+
+async def _global_one(
+    db_url: str, vectors: NDArray[np.float32], queries: NDArray[np.float32], rounds: int, efs: list[int]
+) -> dict[str, Any]:
+    n = vectors.shape[0]
+    ids = [ds.pre_qualification_id(i) for i in range(n)]
+    truth = ds.exact_top_k(vectors, queries, 10)
+    truth_ids = [{ids[j] for j in row} for row in truth]
+    pool = await dv.create_pool(db_url, min_size=1, max_size=2)
+    conns: dict[int, asyncpg.Connection] = {}
+    for ef in efs:
+        conn = await asyncpg.connect(
+            db_url,
+            server_settings={
+                "jit": "off",
+                "enable_seqscan": "off",
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.ef_search": str(ef),
+            },
+        )
+        await register_vector_codecs(conn)
+        conns[ef] = conn
+    g = _GlobalPaths(pool, conns, vectors, queries, ids)
+    try:
+        paths: dict[str, Callable[[int], Awaitable[list[str]]]] = {"library": g.library, "numpy": g.numpy}
+        for ef in efs:
+            paths[f"raw_hnsw_ef{ef}"] = functools.partial(g.raw, ef)
+        recall = {}
+        for name, fn in paths.items():  # recall over every query first
+            got = [await fn(i) for i in range(len(queries))]
+            recall[name] = float(np.mean([len(set(h) & t) / 10 for h, t in zip(got, truth_ids, strict=True)]))
+        res = await interleave(paths, rounds, 3, len(queries))
+        for name in res:
+            res[name]["recall_at_10"] = recall[name]
+        return res
+    finally:
+        for conn in conns.values():
+            await conn.close()
+        await dv.close_pool(pool)
+
+
+async def part_global(
+    url: str,
+    admin: asyncpg.Connection,
+    rounds: int,
+    sizes: list[int],
+    efs: list[int],
+    sets: tuple[str, ...] = ("bench", "hard2"),
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for set_name, make in [(n, m) for n, m in (("bench", bench_set), ("hard2", hard_set)) if n in sets]:
+        for n in sizes:
+            vectors, queries = make(n)
+            db_url, _ = await ensure_database(admin, url, f"dhv_perf_global_{set_name}_{n}", build_global(vectors))
+            out[f"{set_name}_{n}"] = await _global_one(db_url, vectors, queries, rounds, efs)
+    return out
+
+
+# ------------------------------------------------------------------ writes
+
+
+async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[str, Any]:
+    from dealhunter_vectors.models import DealChunk
+
+    results: dict[str, Any] = {}
+    pools = {}
+    for variant in ("with_hnsw", "without_hnsw"):
+        name = f"dhv_perf_write_{variant}"
+        await ds.recreate_database(admin, name)
+        db_url = with_database(url, name)
+        pool = await dv.create_pool(db_url, min_size=1, max_size=2)
+        await apply_schema(pool)
+        async with pool.acquire() as conn:
+            await ds._parents(conn)
+            await conn.copy_records_to_table(
+                "pre_qualifications", records=[ds._pq_record("bp000000", ds._T0, None)], columns=ds._PQ_COLUMNS
+            )
+            seed = ds.owner_space().sample(ds._rng(14, 8).integers(0, ds.N_CLUSTERS, size=1000), seed=(14, 8))
+            await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
+            await dv.insert_deal_chunks(
+                conn,
+                [
+                    DealChunk(
+                        id=f"seed{k:04d}",
+                        pre_qualification_id="bp000000",
+                        agent_name="tech",
+                        chunk_type="text",
+                        chunk_index=k,
+                        content="x" * 800,
+                        metadata={"cms": "drupal"},
+                        embedding=seed[k],
+                    )
+                    for k in range(1000)
+                ],
+            )
+            has = False
+            if variant == "with_hnsw" and not has:
+                await conn.execute(DEAL_HNSW_SQL)
+            if variant == "without_hnsw":
+                await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
+        pools[variant] = pool
+    space = ds.owner_space()
+    rng = ds._rng(14, 2)
+    timed: dict[str, list[float]] = {v: [] for v in pools}
+    for b in range(batches):
+        labels = rng.integers(0, ds.N_CLUSTERS, size=50)
+        vecs = space.sample(labels, seed=(14, 3, b))
+        for variant in list(pools) if b % 2 == 0 else list(pools)[::-1]:
+            chunks = [
+                DealChunk(
+                    id=f"w{b:04d}_{k:02d}",
+                    pre_qualification_id="bp000000",
+                    agent_name="tech",
+                    chunk_type="text",
+                    chunk_index=k,
+                    content="x" * 800,
+                    metadata={"cms": "drupal"},
+                    embedding=vecs[k],
+                )
+                for k in range(50)
+            ]
+            t0 = time.perf_counter()
+            await dv.insert_deal_chunks(pools[variant], chunks)
+            timed[variant].append(time.perf_counter() - t0)
+    for variant, samples in timed.items():
+        st = stats(samples)
+        st["rows_per_s_median_batch"] = 50 / (st["p50_ms"] / 1e3)
+        st["rows_per_s_total"] = 50 * len(samples) / sum(samples)
+        results[variant] = st
+    for pool in pools.values():
+        await dv.close_pool(pool)
+    return results
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def server_cpu(server_pid: int) -> float:
+    total = 0.0
+    try:
+        main = psutil.Process(server_pid)
+        for p in [main, *main.children(recursive=True)]:
+            with_children = p.cpu_times()
+            total += with_children.user + with_children.system
+    except psutil.Error:
+        pass
+    return total
+
+
+async def part_concurrency(
+    url: str, admin: asyncpg.Connection, server_pid: int | None, total: int, levels: list[int]
+) -> dict[str, Any]:
+    db_url, _ = await ensure_database(admin, url, "dhv_perf_owner", build_owner)
+    space = ds.owner_space()
+    rng = ds._rng(14, 4)
+    work = []
+    for _ in range(64):
+        i = int(rng.integers(0, OWNERS))
+        primary = int(ds._rng(7, 100, i).integers(0, ds.N_CLUSTERS))
+        work.append((ds.qualification_id(i), query_with_cosine(space.centres[primary], 0.8, rng)))
+    pool = await dv.create_pool(db_url, min_size=20, max_size=20)
+    raw = await asyncpg.create_pool(
+        db_url, min_size=20, max_size=20, init=register_vector_codecs, server_settings={"jit": "off"}
+    )
+    out: dict[str, Any] = {}
+    try:
+
+        async def lib(k: int) -> Any:
+            q_id, q = work[k % len(work)]
+            return await dv.search_deal_embeddings(pool, q, qualification_id=q_id, threshold=THRESHOLD, limit=LIMIT)
+
+        async def bare(k: int) -> Any:
+            q_id, q = work[k % len(work)]
+            return await raw.fetch(BARE_OWNER_SQL, q, half_copy(q), q_id, 1 - THRESHOLD, LIMIT, DELTA)
+
+        for level in levels:
+            for name, fn in (
+                (("library", lib), ("bare_asyncpg", bare)) if level % 2 else (("bare_asyncpg", bare), ("library", lib))
+            ):
+                counter = iter(range(total))
+
+                async def worker(fn: Callable[[int], Awaitable[Any]] = fn, counter: Any = counter) -> None:
+                    for k in counter:
+                        await fn(k)
+
+                s0 = server_cpu(server_pid) if server_pid else 0.0
+                c0, t0 = time.process_time(), time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(level)))
+                t1, c1 = time.perf_counter(), time.process_time()
+                s1 = server_cpu(server_pid) if server_pid else 0.0
+                out[f"{name}_c{level}"] = {
+                    "throughput_qps": total / (t1 - t0),
+                    "python_cpu_ms_per_query": (c1 - c0) / total * 1e3,
+                    "server_cpu_ms_per_query": (s1 - s0) / total * 1e3 if server_pid else None,
+                }
+    finally:
+        await dv.close_pool(pool)
+        await raw.close()
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def _fmt(res: dict[str, Any]) -> str:
+    return json.dumps(res, indent=1, default=float)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--parts", default="owner,global,write,concurrency")
+    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--global-sizes", default="1000,10000")
+    ap.add_argument("--efs", default="40,100,200,400")
+    ap.add_argument("--sets", default="bench,hard2")
+    ap.add_argument("--write-batches", type=int, default=20)
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--concurrency-queries", type=int, default=300)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    url = os.environ.get("PERF_DATABASE_URL")
+    server = None
+    if not url:
+        PGDATA.mkdir(parents=True, exist_ok=True)
+        server = start_embedded(PGDATA)
+        url = server.url
+    admin = await asyncpg.connect(url)
+    server_pid = None
+    try:
+        pid_file = PGDATA / "postmaster.pid"
+        if pid_file.exists():
+            server_pid = int(pid_file.read_text().split()[0])
+        report: dict[str, Any] = {
+            "run": datetime.now(UTC).isoformat(),
+            "machine": f"{os.cpu_count()} CPUs {platform.machine()}, load avg {os.getloadavg()}",
+            "python": platform.python_version(),
+            "postgres": await admin.fetchval("SHOW server_version"),
+        }
+        if "owner" in parts:
+            report["owner"] = await part_owner(url, admin, args.rounds)
+            print("owner", _fmt(report["owner"]), flush=True)
+        if "global" in parts:
+            report["global"] = await part_global(
+                url,
+                admin,
+                args.rounds,
+                [int(x) for x in args.global_sizes.split(",")],
+                [int(x) for x in args.efs.split(",")],
+                tuple(args.sets.split(",")),
+            )
+            print("global", _fmt(report["global"]), flush=True)
+        if "write" in parts:
+            report["write"] = await part_write(url, admin, args.write_batches)
+            print("write", _fmt(report["write"]), flush=True)
+        if "concurrency" in parts:
+            report["concurrency"] = await part_concurrency(
+                url, admin, server_pid, args.concurrency_queries, [int(x) for x in args.concurrency.split(",")]
+            )
+            print("concurrency", _fmt(report["concurrency"]), flush=True)
+        report["load_avg_end"] = os.getloadavg()
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        previous = json.loads(out.read_text()) if out.exists() else {}
+        previous.update({k: v for k, v in report.items()})
+        out.write_text(json.dumps(previous, indent=1, default=float))
+    finally:
+        await admin.close()
+        if server is not None:
+            from dealhunter_vectors.db.embedded import stop_embedded
+
+            server.stop()
+            stop_embedded(PGDATA)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

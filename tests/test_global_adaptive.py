@@ -1,0 +1,74 @@
+"""The global search widens its HNSW candidate count when the scan stops inside a dense shell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import dealhunter_vectors as dv
+from dealhunter_vectors.search import global_search as gs
+
+
+def _rows(distances: list[float], frontier: float, candidates: int) -> list[dict[str, Any]]:
+    if not distances:
+        return [{"id": None, "distance": None, "frontier": frontier, "candidates": candidates}]
+    return [
+        {"id": f"p{i}", "distance": d, "frontier": frontier, "candidates": candidates} for i, d in enumerate(distances)
+    ]
+
+
+def test_crowded_rule() -> None:
+    ten = [0.30 + 0.0005 * i for i in range(10)]
+    # frontier 0.004 beyond the 10th distance, every candidate used: widen
+    rows = _rows(ten, ten[-1] + 0.004, 100)
+    assert gs._crowded(rows, rows, 10, 100, 2.0)
+    # a clear gap: keep
+    rows = _rows(ten, ten[-1] + 0.3, 100)
+    assert not gs._crowded(rows, rows, 10, 100, 2.0)
+    # the scan ran out of rows (fewer candidates than asked): the result is exact
+    rows = _rows(ten, ten[-1] + 0.001, 60)
+    assert not gs._crowded(rows, rows, 10, 100, 2.0)
+    # fewer than k matches: the boundary is the threshold
+    rows = _rows(ten[:3], 0.305, 100)
+    assert gs._crowded(rows, rows, 10, 100, 0.31)
+    assert not gs._crowded(rows, rows, 10, 100, 0.2)
+    empty = _rows([], 0.5, 100)
+    assert gs._crowded(empty, [], 10, 100, 0.49) and not gs._crowded(empty, [], 10, 100, 0.4)
+
+
+async def test_candidate_count_follows_the_table_size(dhv_pool: dv.Pool) -> None:
+    settings = gs._ANN_SETTINGS_SQL
+    async with dhv_pool.acquire() as conn, conn.transaction():
+        assert await conn.fetchval(settings, 100, 1000, 50_000) == 100  # empty table
+        await conn.execute("SELECT set_config('hnsw.ef_search', '40', true)")
+        for rows, expected in ((10_000, 100), (100_000, 399), (1_000_000, 1000)):
+            await conn.execute(
+                "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
+            )
+            assert await conn.fetchval(settings, 100, 1000, 50_000) == expected
+            assert await conn.fetchval("SHOW hnsw.ef_search") == str(expected)
+            assert await conn.fetchval("SHOW enable_seqscan") == "off"
+    # transaction-local: gone after the transaction
+    assert await dhv_pool.fetchval("SHOW enable_seqscan") == "on"
+
+
+async def test_widening_keeps_results_exact_on_a_tight_cluster(dhv_pool: dv.Pool) -> None:
+    """Rows at near-equal distance: the (widened) ANN result equals the exact scan's."""
+    rng = np.random.default_rng(5)
+    centre = rng.standard_normal(3072)
+    centre /= np.linalg.norm(centre)
+    noise = rng.standard_normal((400, 3072))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    rows = (0.97 * centre + np.sqrt(1 - 0.97**2) * noise).astype(np.float32)
+    await dhv_pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@x', 'p', 'U')")
+    await dhv_pool.executemany(
+        "INSERT INTO pre_qualifications (id, user_id, raw_input, source, stage, input_type, extracted_requirements,"
+        " description_embedding) VALUES ($1, 'u', 'x', 'reactive', 'pre-qualification', 'freetext', '{}', $2)",
+        [(f"pq{i:04d}", v) for i, v in enumerate(rows)],
+    )
+    await dhv_pool.execute("ANALYZE pre_qualifications")
+    q = centre.astype(np.float32)
+    ann = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=False)
+    exact = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=True)
+    assert [m.pre_qualification_id for m in ann] == [m.pre_qualification_id for m in exact]
