@@ -27,12 +27,12 @@ DIMENSIONS = 3072
 TOPICS: dict[str, list[str]] = {
     "relaunch": ["Relaunch", "Webseite", "Gestaltung", "Barrierefreiheit", "Navigation", "Startseite", "Designsystem"],
     "betrieb": ["Rechenzentrum", "Betrieb", "Verfügbarkeit", "Wartung", "Sicherheitsupdates", "Überwachung", "Störung"],
-    "vergabe": ["Vergabe", "Angebot", "Angebotsfrist", "Zuschlag", "Leistungsverzeichnis", "Eignungskriterien", "Bieter"],
+    "vergabe": ["Vergabe", "Angebot", "Angebotsfrist", "Zuschlag", "Leistungsverzeichnis", "Eignung", "Bieter"],
     "schulung": ["Schulung", "Redakteure", "Workshop", "Handbuch", "Einarbeitung", "Lernplattform", "Trainer"],
-    "migration": ["Datenübernahme", "Migration", "Altsystem", "Schnittstelle", "Inhaltstypen", "Weiterleitungen", "Größe"],
+    "migration": ["Datenübernahme", "Migration", "Altsystem", "Schnittstelle", "Inhaltstypen", "Umleitungen", "Größe"],
     "commerce": ["Onlineshop", "Warenkorb", "Zahlungsarten", "Produktkatalog", "Bestellung", "Versand", "Kundenkonto"],
     "analyse": ["Auswertung", "Kennzahlen", "Nutzerverhalten", "Suchmaschine", "Sichtbarkeit", "Bericht", "Straße"],
-    "personal": ["Projektleitung", "Entwickler", "Beratung", "Stundensatz", "Teamgröße", "Verfügbarkeit", "Ansprechpartner"],
+    "personal": ["Projektleitung", "Entwickler", "Beratung", "Stundensatz", "Teamgröße", "Verfügbarkeit", "Kontakt"],
 }
 
 TERMS = [
@@ -120,8 +120,12 @@ def build_corpus(n_docs: int = 200, n_queries: int = 10, seed: int = 13, prefix:
         query = Query(term=term, topic=topic, embedding=topic_vector(topic, 0.8))
         for _ in range(2):  # needles: the exact term, everything else off-topic
             other = names[(names.index(topic) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
-            doc = Doc(new_id(), other, f"{topic_text(other, 1)} Eingesetzt wird {term}. {topic_text(other, 1)}",
-                      topic_vector(other, 0.8))
+            doc = Doc(
+                new_id(),
+                other,
+                f"{topic_text(other, 1)} Eingesetzt wird {term}. {topic_text(other, 1)}",
+                topic_vector(other, 0.8),
+            )
             docs.append(doc)
             query.needles.append(doc.id)
         for _ in range(3):  # paraphrases: close to the query embedding, without the term

@@ -9,12 +9,22 @@ separate query, and reciprocal rank fusion written out in Python.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 from hybrid_corpus import build_corpus, recall_at
+from hybrid_reference import (
+    PQ_TIES,
+    Q_TIES,
+    QUERY,
+    assert_same,
+    expected_hybrid,
+    insert_tie_data,
+    int_vector,
+    observed,
+    tie_rows,
+)
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.db.fulltext import set_text_search_config, text_search_config
@@ -27,84 +37,15 @@ from dealhunter_vectors.search.hybrid import (
 )
 from dealhunter_vectors.testing import seed_owners
 
-DIMS = 3072
-Q_TIES = "q-ties"
-PQ_TIES = "pq-ties"
 Q_CORPUS = "q-corpus"
 Q_GERMAN = "q-german"
-
-# Texts repeat (equal ts_rank_cd -> ties by id); vectors repeat (equal cosines -> ties by id).
-TEXTS = [
-    "Angebot für den Relaunch mit TYPO3.",
-    "TYPO3 TYPO3 Angebot: Relaunch der Webseite mit TYPO3 und Drupal.",
-    "Relaunch der Webseite, Barrierefreiheit und Navigation.",
-    "Angebote für Wartung und Betrieb im Rechenzentrum.",
-    "Wir bieten Drupal und TYPO3 an; das Angebot gilt bis Ende Mai.",
-    "Schulung der Redakteure in TYPO3.",
-    "Straßenbau ist nicht unser Thema.",
-    "Sonstiges ohne Suchbegriffe.",
-]
-PATTERNS = [
-    [3, 1, 0, 0, 2, 0],
-    [3, 1, 0, 0, 2, 0],  # duplicate pattern
-    [1, 2, 3, 0, 0, 1],
-    [0, 0, 1, 3, 1, 0],
-    [2, 2, 2, 2, 2, 2],
-    [-1, 3, 0, 1, 0, 0],
-    [1, 0, 0, 0, 0, 0],
-    [0, 1, 1, 1, 0, 3],
-]
-AGENTS = ["tech", "legal", "commercial"]
-CATEGORIES = ["elaboration", "fact", "recommendation"]
-
-
-def int_vector(pattern: Sequence[int]) -> np.ndarray[Any, Any]:
-    v = np.zeros(DIMS, dtype=np.float32)
-    v[: len(pattern)] = pattern
-    v[100 + len(pattern)] = 1  # never a zero vector
-    return v
-
-
-QUERY = int_vector([2, 1, 1, 0, 1, 0])
-
-
-def tie_rows() -> list[dict[str, Any]]:
-    rows = []
-    for i in range(48):
-        rows.append(
-            {
-                "id": f"t{(i * 7) % 48:03d}",  # insertion order differs from id order
-                "content": TEXTS[i % len(TEXTS)],
-                "embedding": None if i % 11 == 10 else int_vector(PATTERNS[(i // 2) % len(PATTERNS)]),
-                "agent_name": AGENTS[i % 3],
-                "chunk_category": CATEGORIES[(i // 3) % 3],
-                "confidence": 10 * (i % 10),
-            }
-        )
-    return rows
 
 
 @pytest.fixture(scope="module")
 async def pool(dhv_module_pool: dv.Pool) -> dv.Pool:
     db = dhv_module_pool
     await seed_owners(db, pre_qualification_ids=[PQ_TIES], qualification_ids=[Q_TIES, Q_CORPUS, Q_GERMAN])
-    await db.executemany(
-        "INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding,"
-        " chunk_category, confidence) VALUES ($1, $2, $3, 'text', $4, $5, $6, $7)",
-        [
-            (r["id"], Q_TIES, r["agent_name"], r["content"], r["embedding"], r["chunk_category"], r["confidence"])
-            for r in tie_rows()
-        ],
-    )
-    await db.executemany(
-        "INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
-        " VALUES ($1, $2, $3, $4, 10, $5)",
-        [
-            (r["id"].replace("t", "r"), PQ_TIES, i, r["content"], r["embedding"] if r["embedding"] is not None
-             else int_vector([0, 0, 0, 0, 0, 1]))
-            for i, r in enumerate(tie_rows())
-        ],
-    )
+    await insert_tie_data(db)
     corpus = build_corpus(n_docs=120, n_queries=10, prefix="c")
     await db.executemany(
         "INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
@@ -112,102 +53,6 @@ async def pool(dhv_module_pool: dv.Pool) -> dv.Pool:
         [(d.id, Q_CORPUS, d.content, d.embedding) for d in corpus.docs],
     )
     return db
-
-
-# --------------------------------------------------------------------------- the independent computation
-
-
-async def expected_hybrid(
-    db: dv.Pool,
-    table: str,
-    owner_column: str,
-    owner: str,
-    text: str | None,
-    query: np.ndarray[Any, Any] | None,
-    *,
-    limit: int = 5,
-    threshold: float | None = None,
-    rrf_k: float = 60,
-    text_weight: float = 1.0,
-    vector_weight: float = 1.0,
-    candidates: int = 50,
-    keep: Callable[[dict[str, Any]], bool] = lambda row: True,
-) -> list[dict[str, Any]]:
-    extra = ", agent_name, chunk_category, confidence" if table == "deal_embeddings" else ""
-    records = await db.fetch(
-        f"SELECT id, embedding, to_tsvector('german', content) @@ websearch_to_tsquery('german', $2) AS match,"
-        f" ts_rank_cd(to_tsvector('german', content), websearch_to_tsquery('german', $2)) AS score{extra}"
-        f" FROM {table} WHERE {owner_column} = $1",
-        owner,
-        text or "",
-    )
-    rows = [dict(r) for r in records if keep(dict(r))]
-    q64 = None if query is None else np.asarray(query, np.float64)
-    cosine: dict[str, float] = {}
-    for r in rows:
-        if q64 is not None and r["embedding"] is not None:
-            e = np.asarray(r["embedding"], np.float64)
-            cosine[r["id"]] = float(e @ q64 / math.sqrt(float(e @ e) * float(q64 @ q64)))
-    vector_leg: list[str] = []
-    if q64 is not None and vector_weight > 0:
-        ranked = [r["id"] for r in rows if r["id"] in cosine]
-        if threshold is not None:
-            ranked = [i for i in ranked if 1 - cosine[i] < 1 - threshold]
-        vector_leg = sorted(ranked, key=lambda i: (1 - cosine[i], i))[:candidates]
-    text_leg: list[str] = []
-    if text and text.strip() and text_weight > 0:
-        text_leg = [r["id"] for r in sorted((r for r in rows if r["match"]), key=lambda r: (-r["score"], r["id"]))]
-        text_leg = text_leg[:candidates]
-    vrank = {i: k + 1 for k, i in enumerate(vector_leg)}
-    trank = {i: k + 1 for k, i in enumerate(text_leg)}
-    fused = {}
-    for i in set(vrank) | set(trank):
-        terms = []
-        if i in vrank:
-            terms.append(vector_weight / (rrf_k + vrank[i]))
-        if i in trank:
-            terms.append(text_weight / (rrf_k + trank[i]))
-        fused[i] = sum(terms)
-    by_id = {r["id"]: r for r in rows}
-    out = []
-    for i in sorted(fused, key=lambda i: (-fused[i], i))[:limit]:
-        out.append(
-            {
-                "id": i,
-                "vector_rank": vrank.get(i),
-                "text_rank": trank.get(i),
-                "fused_score": fused[i],
-                "similarity": cosine.get(i),
-                "text_score": by_id[i]["score"] if by_id[i]["match"] and text_weight > 0 and text else None,
-            }
-        )
-    return out
-
-
-def observed(hits: Sequence[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": h.chunk_id,
-            "vector_rank": h.vector_rank,
-            "text_rank": h.text_rank,
-            "fused_score": h.fused_score,
-            "similarity": h.similarity,
-            "text_score": h.text_score,
-        }
-        for h in hits
-    ]
-
-
-def assert_same(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
-    assert [g["id"] for g in got] == [w["id"] for w in want]
-    for g, w in zip(got, want, strict=True):
-        assert (g["vector_rank"], g["text_rank"]) == (w["vector_rank"], w["text_rank"]), g["id"]
-        assert g["fused_score"] == w["fused_score"], g["id"]  # same float8 arithmetic: bit-equal
-        assert g["text_score"] == w["text_score"], g["id"]
-        if w["similarity"] is None:
-            assert g["similarity"] is None
-        else:
-            assert g["similarity"] == pytest.approx(w["similarity"], abs=1e-12)
 
 
 # --------------------------------------------------------------------------- fusion and ranks
@@ -289,10 +134,12 @@ FILTERS = [
 async def test_filters_apply_to_both_legs(
     pool: dv.Pool, options: dict[str, Any], keep: Callable[[dict[str, Any]], bool]
 ) -> None:
-    got = await hybrid_search_deal_embeddings(pool, "TYPO3 or Relaunch", QUERY, qualification_id=Q_TIES, limit=40,
-                                              **options)
-    want = await expected_hybrid(pool, "deal_embeddings", "qualification_id", Q_TIES, "TYPO3 or Relaunch", QUERY,
-                                 limit=40, keep=keep)
+    got = await hybrid_search_deal_embeddings(
+        pool, "TYPO3 or Relaunch", QUERY, qualification_id=Q_TIES, limit=40, **options
+    )
+    want = await expected_hybrid(
+        pool, "deal_embeddings", "qualification_id", Q_TIES, "TYPO3 or Relaunch", QUERY, limit=40, keep=keep
+    )
     assert_same(observed(got), want)
 
 
@@ -305,16 +152,16 @@ async def test_text_only_and_vector_only(pool: dv.Pool) -> None:
     everything = await hybrid_search_deal_embeddings(pool, "TYPO3", None, qualification_id=Q_TIES, limit=48)
     assert null_embedding and null_embedding <= {h.chunk_id for h in everything}
 
-    vector_only = await hybrid_search_deal_embeddings(pool, None, QUERY, qualification_id=Q_TIES, limit=10,
-                                                      threshold=0.3)
+    vector_only = await hybrid_search_deal_embeddings(
+        pool, None, QUERY, qualification_id=Q_TIES, limit=10, threshold=0.3
+    )
     plain = await dv.search_deal_embeddings(pool, QUERY, qualification_id=Q_TIES, limit=10, threshold=0.3)
     assert [h.chunk_id for h in vector_only] == [h.chunk_id for h in plain]
     assert [h.similarity for h in vector_only] == [h.similarity for h in plain]
     assert all(h.text_rank is None and h.text_score is None for h in vector_only)
     # text without any word is no text leg: the vector-only result
     for blank in ["", "   ", "der die das", "&|!():*"]:
-        got = await hybrid_search_deal_embeddings(pool, blank, QUERY, qualification_id=Q_TIES, limit=10,
-                                                  threshold=0.3)
+        got = await hybrid_search_deal_embeddings(pool, blank, QUERY, qualification_id=Q_TIES, limit=10, threshold=0.3)
         assert [h.chunk_id for h in got] == [h.chunk_id for h in plain], blank
 
 
@@ -395,8 +242,9 @@ async def test_nul_is_a_space(pool: dv.Pool) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["x" * (MAX_QUERY_TEXT_CHARS + 1), "TYPO3 " * 20_000, "\ud800", "TYPO3 \udfff"], ids=["4097", "100KB",
-                                                                                              "surrogate", "low"]
+    "text",
+    ["x" * (MAX_QUERY_TEXT_CHARS + 1), "TYPO3 " * 20_000, "\ud800", "TYPO3 \udfff"],
+    ids=["4097", "100KB", "surrogate", "low"],
 )
 async def test_unusable_query_text_is_a_typed_error(pool: dv.Pool, text: str) -> None:
     with pytest.raises(InvalidQueryTextError, match="query_text") as info:
@@ -466,8 +314,9 @@ async def test_hybrid_finds_exact_terms_that_vector_search_misses(pool: dv.Pool)
         vector = await dv.search_deal_embeddings(pool, query.embedding, qualification_id=Q_CORPUS, threshold=-1.0)
         text = await hybrid_search_deal_embeddings(pool, query.term, None, qualification_id=Q_CORPUS)
         hybrid = await hybrid_search_deal_embeddings(pool, query.term, query.embedding, qualification_id=Q_CORPUS)
-        ids = {name: [h.chunk_id for h in hits] for name, hits in
-               (("vector", vector), ("text", text), ("hybrid", hybrid))}
+        ids = {
+            name: [h.chunk_id for h in hits] for name, hits in (("vector", vector), ("text", text), ("hybrid", hybrid))
+        }
         assert set(query.needles) <= set(ids["hybrid"]), query.term  # found by hybrid
         assert not set(query.needles) & set(ids["vector"]), query.term  # missed by vector-only
         assert set(query.needles) <= set(ids["text"]), query.term
@@ -485,8 +334,11 @@ async def test_write_paths_fill_the_generated_column(dhv_pool: dv.Pool) -> None:
     vec = int_vector([1, 2, 3])
     [chunk_id] = await dv.insert_deal_chunks(
         dhv_pool,
-        [dv.DealChunk(qualification_id="q-w", agent_name="a", chunk_type="t", content="Angebote für TYPO3",
-                      embedding=vec)],
+        [
+            dv.DealChunk(
+                qualification_id="q-w", agent_name="a", chunk_type="t", content="Angebote für TYPO3", embedding=vec
+            )
+        ],
     )
     await dv.replace_raw_chunks(
         dhv_pool, "pq-w", [dv.RawChunk(chunk_index=0, content="Straßenbau mit Drupal", token_count=3, embedding=vec)]
@@ -502,9 +354,9 @@ async def test_write_paths_fill_the_generated_column(dhv_pool: dv.Pool) -> None:
     # only the first 250,000 characters are indexed: a huge chunk never fails the write
     huge = " ".join(f"w{i:07d}" for i in range(120_000))
     await dhv_pool.execute("UPDATE deal_embeddings SET content = $2 WHERE id = $1", chunk_id, huge)
-    assert await dhv_pool.fetchval(
-        "SELECT length(content_tsv) FROM deal_embeddings WHERE id = $1", chunk_id
-    ) == len(huge[:250_000].split())
+    assert await dhv_pool.fetchval("SELECT length(content_tsv) FROM deal_embeddings WHERE id = $1", chunk_id) == len(
+        huge[:250_000].split()
+    )
 
 
 async def test_text_search_config_is_a_setting(dhv_pool: dv.Pool) -> None:
