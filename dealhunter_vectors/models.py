@@ -271,8 +271,8 @@ class DealChunkSearch(_FrozenArbitrary):
     filter_fallback: bool = False
     inclusive: bool = False
     fallback_to_top_k: bool = False
-    mmr_lambda: float | None = None
-    mmr_candidates: int | None = None
+    mmr_lambda: float | None = Field(default=None, strict=True)
+    mmr_candidates: int | None = Field(default=None, strict=True)
 
 
 class RawChunkSearch(_FrozenArbitrary):
@@ -283,8 +283,8 @@ class RawChunkSearch(_FrozenArbitrary):
     pre_qualification_id: str
     threshold: float = 0.2
     limit: int = 5
-    mmr_lambda: float | None = None
-    mmr_candidates: int | None = None
+    mmr_lambda: float | None = Field(default=None, strict=True)
+    mmr_candidates: int | None = Field(default=None, strict=True)
 
 
 class SimilaritySearch(_FrozenArbitrary):

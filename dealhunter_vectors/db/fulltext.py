@@ -60,7 +60,7 @@ def _rebuild_statements(config: str) -> list[str]:
     statements = []
     for table in FULLTEXT_TABLES:
         statements.append(
-            f"ALTER TABLE {quote_ident(table)} DROP COLUMN \"content_tsv\", "
+            f'ALTER TABLE {quote_ident(table)} DROP COLUMN "content_tsv", '
             f'ADD COLUMN "content_tsv" tsvector GENERATED ALWAYS AS ({content_tsv_expression(config)}) STORED'
         )
         statements.append(

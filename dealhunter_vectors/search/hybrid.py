@@ -55,7 +55,7 @@ import asyncpg
 from pgvector import Vector
 
 from ..errors import InvalidQueryTextError, SchemaError
-from ..models import HybridDealChunkHit, HybridRawChunkHit
+from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
 from ..vector_search import (
     HALF_DISTANCE_ERROR_BOUND,
     Db,
@@ -69,7 +69,6 @@ from ..vector_search import (
     _string_list,
     _substring,
 )
-from ..models import RAW_CHUNK_DEFAULT_METADATA
 from . import mmr
 
 __all__ = [
@@ -133,8 +132,18 @@ def _non_negative(value: Any, name: str) -> float:
 class _Common:
     """The arguments shared by both hybrid searches, validated."""
 
-    __slots__ = ("candidates", "limit", "max_distance", "mmr_lambda", "rrf_k", "sql_limit", "text", "text_weight",
-                 "vector", "vector_weight")
+    __slots__ = (
+        "candidates",
+        "limit",
+        "max_distance",
+        "mmr_lambda",
+        "rrf_k",
+        "sql_limit",
+        "text",
+        "text_weight",
+        "vector",
+        "vector_weight",
+    )
 
     def __init__(
         self,

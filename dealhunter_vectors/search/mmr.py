@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Final, Literal, TypeVar
 
 import asyncpg
 import numpy as np
 import numpy.typing as npt
+
+from ..models import DealChunkSearch, RawChunkSearch, SearchRequest
+from ..vector_search import _check_limit
 
 __all__ = [
     "MAX_MMR_CANDIDATES",
@@ -44,7 +47,9 @@ __all__ = [
     "mmr_candidates",
     "mmr_select",
     "pairwise_similarity",
+    "search_many_with_mmr",
     "snapshot",
+    "wants_mmr",
 ]
 
 MAX_MMR_CANDIDATES: Final = 1000
@@ -91,9 +96,7 @@ def mmr_candidates(value: Any, limit: int) -> int:
     return value
 
 
-def mmr_select(
-    relevance: Sequence[float], similarity: npt.NDArray[np.float64], mmr_lambda: float, k: int
-) -> list[int]:
+def mmr_select(relevance: Sequence[float], similarity: npt.NDArray[np.float64], mmr_lambda: float, k: int) -> list[int]:
     """Greedy MMR: the positions of at most *k* candidates, in the order chosen.
 
     *relevance*: one value per candidate (in the search's order); *similarity*: the
@@ -175,3 +178,51 @@ async def diversify(
     similarity = await pairwise_similarity(conn, table, ids)
     return [hits[i] for i in mmr_select(relevance, similarity, mmr_lambda, limit)]
 
+
+PlainSearchMany = Callable[[Any, Sequence[SearchRequest]], Awaitable[list[Any]]]
+
+
+def wants_mmr(requests: Sequence[SearchRequest]) -> bool:
+    """Whether any request of a batch asks for MMR (``mmr_lambda`` set)."""
+    return any(isinstance(r, (DealChunkSearch, RawChunkSearch)) and r.mmr_lambda is not None for r in requests)
+
+
+async def search_many_with_mmr(
+    db: asyncpg.Pool | asyncpg.Connection, requests: Sequence[SearchRequest], plain: PlainSearchMany
+) -> list[Any]:
+    """``search_many`` for a batch with MMR requests: the post-step over each one's candidates.
+
+    Each MMR request runs as the plain search with ``limit = mmr_candidates`` (validated
+    first, nothing runs when one is invalid); then, on the same connection and snapshot, its
+    candidates' cosine matrix is fetched and :func:`mmr_select` picks ``limit`` of them
+    (relevance: the hit's cosine). Other requests are untouched.
+    """
+    widened: list[SearchRequest] = []
+    plans: list[tuple[float, int, MmrTable] | None] = []
+    for req in requests:
+        lam = check_mmr_lambda(req.mmr_lambda) if isinstance(req, (DealChunkSearch, RawChunkSearch)) else None
+        if lam is None or not isinstance(req, (DealChunkSearch, RawChunkSearch)):
+            widened.append(req)
+            plans.append(None)
+            continue
+        limit = _check_limit(req.limit)
+        pool_size = mmr_candidates(req.mmr_candidates, limit)
+        widened.append(req.model_copy(update={"limit": pool_size, "mmr_lambda": None, "mmr_candidates": None}))
+        plans.append((lam, limit, "deal_embeddings" if isinstance(req, DealChunkSearch) else "raw_chunks"))
+    async with snapshot(db) as conn:
+        results = await plain(conn, widened)
+        for k, plan in enumerate(plans):
+            if plan is None:
+                continue
+            lam, limit, table = plan
+            hits = results[k]
+            results[k] = await diversify(
+                conn,
+                table,
+                hits,
+                ids=[h.chunk_id for h in hits],
+                relevance=[h.similarity for h in hits],
+                mmr_lambda=lam,
+                limit=limit,
+            )
+    return results
