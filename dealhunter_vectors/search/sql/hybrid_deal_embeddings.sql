@@ -18,7 +18,7 @@
 -- Text leg: rows whose content_tsv matches websearch_to_tsquery(config, $3), ranked by
 -- ts_rank_cd (descending, ties by id), top $11. Fusion: sum of weight / (rrf_k + rank) over
 -- the legs that returned the row; order by that score descending, then id.
-WITH owned AS MATERIALIZED (
+WITH owned AS NOT MATERIALIZED (
     SELECT s.id, s.embedding, s.embedding_half, s.content_tsv
     FROM (
         SELECT d.id, d.embedding, d.embedding_half, d.content_tsv, d.agent_name,

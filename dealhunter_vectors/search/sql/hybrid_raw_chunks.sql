@@ -7,7 +7,7 @@
 -- $5 candidates per leg                      $6 rrf_k
 -- $7 vector weight (0: no vector leg)        $8 text weight (0: no text leg)
 -- $9 limit                                   $10 half-distance error bound (search/bound.py)
-WITH owned AS MATERIALIZED (
+WITH owned AS NOT MATERIALIZED (
     SELECT c.id, c.embedding, c.embedding_half, c.content_tsv
     FROM "raw_chunks" c
     WHERE c.pre_qualification_id = $2::text
