@@ -44,9 +44,9 @@ from hybrid_corpus import build_corpus, recall_at  # noqa: E402
 
 import dealhunter_vectors as dv  # noqa: E402
 from dealhunter_vectors.config import with_database  # noqa: E402
+from dealhunter_vectors.db.embedded import is_embedded_url, start_embedded, stop_embedded  # noqa: E402
 from dealhunter_vectors.db.fulltext import set_text_search_config  # noqa: E402
-from dealhunter_vectors.embedded import is_embedded_url, start_embedded, stop_embedded  # noqa: E402
-from dealhunter_vectors.schema import apply_schema, create_vector_indexes, drop_vector_indexes  # noqa: E402
+from dealhunter_vectors.db.schema import apply_schema, create_vector_indexes, drop_vector_indexes  # noqa: E402
 from dealhunter_vectors.search.hybrid import hybrid_search_deal_embeddings  # noqa: E402
 from dealhunter_vectors.search.mmr import pairwise_similarity  # noqa: E402
 from dealhunter_vectors.testing import seed_owners  # noqa: E402

@@ -391,3 +391,14 @@ async def test_text_search_config_is_a_setting(dhv_pool: dv.Pool) -> None:
     )
     assert [r["indexname"] for r in indexes] == ["deal_embeddings_content_tsv_idx", "raw_chunks_content_tsv_idx"]
     assert (await dv.schema_status(dhv_pool)).up_to_date  # no migration checksum touched
+
+
+async def test_apply_schema_sets_the_text_search_config(dhv_pool: dv.Pool) -> None:
+    assert await dv.apply_schema(dhv_pool, text_search_config="simple") == []  # nothing pending, config rebuilt
+    assert await dv.text_search_config(dhv_pool) == "simple"
+    assert await dv.apply_schema(dhv_pool, text_search_config="simple") == []
+    assert await dv.apply_schema(dhv_pool) == [] and await dv.text_search_config(dhv_pool) == "simple"  # kept
+    with pytest.raises(ConfigurationError, match="migration 005"):
+        await dv.apply_schema(dhv_pool, target=4, text_search_config="simple")
+    with pytest.raises(ConfigurationError, match="nope"):
+        await dv.apply_schema(dhv_pool, text_search_config="nope")

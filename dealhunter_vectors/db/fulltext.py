@@ -27,7 +27,7 @@ from typing import Final
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
-from ..schema import _ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
+from .schema import _ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
 
 __all__ = [
     "DEFAULT_TEXT_SEARCH_CONFIG",

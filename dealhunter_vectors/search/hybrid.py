@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any, Final
 
 import asyncpg
@@ -56,20 +55,19 @@ from pgvector import Vector
 
 from ..errors import InvalidQueryTextError, SchemaError
 from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
-from ..vector_search import (
-    HALF_DISTANCE_ERROR_BOUND,
-    Db,
-    _check_id,
-    _check_limit,
-    _check_threshold,
-    _max_distance,
-    _one_owner,
-    _parse_metadata,
-    _query_vector,
-    _string_list,
-    _substring,
+from . import _sql, mmr
+from ._args import (
+    check_id,
+    check_limit,
+    check_threshold,
+    max_distance,
+    one_owner,
+    query_vector,
+    string_list,
+    substring,
 )
-from . import mmr
+from ._db import Db
+from .results import parse_metadata
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -90,15 +88,11 @@ MAX_QUERY_TEXT_CHARS: Final = 4096
 """Longest accepted ``query_text`` (a search query, not a document)."""
 
 
-def _load_sql(name: str) -> str:
-    return resources.files(__package__ or "dealhunter_vectors.search").joinpath("sql").joinpath(name).read_text("utf-8")
-
-
 _DEAL_SQL: Final = {
-    owner: _load_sql("hybrid_deal_embeddings.sql").replace("__OWNER__", owner)
+    owner: _sql.owner_variant(_sql.load("hybrid_deal_embeddings"), owner)
     for owner in ("qualification_id", "pre_qualification_id")
 }
-_RAW_SQL: Final = _load_sql("hybrid_raw_chunks.sql")
+_RAW_SQL: Final = _sql.load("hybrid_raw_chunks")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -159,11 +153,11 @@ class _Common:
         mmr_lambda: float | None,
     ) -> None:
         self.text = _query_text(query_text)
-        self.vector = None if query_embedding is None else Vector(_query_vector(query_embedding))
+        self.vector = None if query_embedding is None else Vector(query_vector(query_embedding))
         if query_text is None and query_embedding is None:
             raise ValueError("give query_text and/or query_embedding")
-        self.limit = _check_limit(limit)
-        self.max_distance = None if threshold is None else _max_distance(_check_threshold(threshold))
+        self.limit = check_limit(limit)
+        self.max_distance = None if threshold is None else max_distance(check_threshold(threshold))
         self.rrf_k = _non_negative(rrf_k, "rrf_k")
         self.text_weight = _non_negative(text_weight, "text_weight")
         self.vector_weight = _non_negative(vector_weight, "vector_weight")
@@ -251,7 +245,7 @@ async def hybrid_search_deal_embeddings(
         candidates=candidates,
         mmr_lambda=mmr_lambda,
     )
-    owner_column, owner_id = _one_owner(qualification_id, pre_qualification_id)
+    owner_column, owner_id = one_owner(qualification_id, pre_qualification_id)
     if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int)):
         raise ValueError(f"min_confidence must be an integer, got {type(min_confidence).__name__}")
     args = (
@@ -259,18 +253,17 @@ async def hybrid_search_deal_embeddings(
         owner_id,
         common.text,
         common.max_distance,
-        _string_list(chunk_categories, "chunk_categories") if chunk_categories else None,
+        string_list(chunk_categories, "chunk_categories") if chunk_categories else None,
         min_confidence if min_confidence is not None and min_confidence > 0 else None,
         bool(only_validated),
-        _substring(agent_name_contains, "agent_name_contains"),
-        _string_list(agent_names, "agent_names"),
-        _substring(tech_stack, "tech_stack"),
+        substring(agent_name_contains, "agent_name_contains"),
+        string_list(agent_names, "agent_names"),
+        substring(tech_stack, "tech_stack"),
         common.candidates,
         common.rrf_k,
         common.vector_weight,
         common.text_weight,
         common.sql_limit,
-        HALF_DISTANCE_ERROR_BOUND,
     )
     rows = await _fetch(db, _DEAL_SQL[owner_column], args, table="deal_embeddings", common=common)
     return [_deal_hit(row) for row in rows]
@@ -306,7 +299,7 @@ async def hybrid_search_raw_chunks(
         candidates=candidates,
         mmr_lambda=mmr_lambda,
     )
-    owner_id = _check_id(pre_qualification_id, "pre_qualification_id")
+    owner_id = check_id(pre_qualification_id, "pre_qualification_id")
     args = (
         common.vector,
         owner_id,
@@ -317,7 +310,6 @@ async def hybrid_search_raw_chunks(
         common.vector_weight,
         common.text_weight,
         common.sql_limit,
-        HALF_DISTANCE_ERROR_BOUND,
     )
     rows = await _fetch(db, _RAW_SQL, args, table="raw_chunks", common=common)
     return [_raw_hit(row) for row in rows]
@@ -337,7 +329,7 @@ def _text_score(value: float | None) -> float | None:
 
 
 def _deal_hit(row: asyncpg.Record) -> HybridDealChunkHit:
-    metadata, raw, error = _parse_metadata(row["metadata"], table="deal_embeddings", row_id=row["id"], default={})
+    metadata, raw, error = parse_metadata(row["metadata"], table="deal_embeddings", row_id=row["id"], default={})
     return HybridDealChunkHit(
         chunk_id=row["id"],
         pre_qualification_id=row["pre_qualification_id"],
@@ -361,7 +353,7 @@ def _deal_hit(row: asyncpg.Record) -> HybridDealChunkHit:
 
 
 def _raw_hit(row: asyncpg.Record) -> HybridRawChunkHit:
-    metadata, raw, error = _parse_metadata(
+    metadata, raw, error = parse_metadata(
         row["metadata"], table="raw_chunks", row_id=row["id"], default=RAW_CHUNK_DEFAULT_METADATA
     )
     return HybridRawChunkHit(

@@ -6,7 +6,7 @@ the hybrid searches turns the plain top-``limit`` into a greedy MMR selection:
 1. the search runs unchanged with ``limit = mmr_candidates`` (default
    ``max(20, 4 * limit)``, at most :data:`MAX_MMR_CANDIDATES`) - the candidates, best first;
 2. the server computes the exact cosine ``1 - (a.embedding <=> b.embedding)`` of every pair
-   of candidates (``search/sql/mmr_pairwise.sql``; the vectors never leave the server);
+   of candidates (``search/sql/mmr_pairwise_*.sql``; the vectors never leave the server);
 3. greedily, ``limit`` times, the candidate maximising
    ``mmr_lambda * relevance - (1 - mmr_lambda) * max(similarity to the hits chosen so far)``
    is chosen (the penalty is 0 for the first pick, so the first hit is the most relevant
@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from importlib import resources
 from typing import Any, Final, Literal, TypeVar
 
 import asyncpg
@@ -38,7 +37,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ..models import DealChunkSearch, RawChunkSearch, SearchRequest
-from ..vector_search import _check_limit
+from . import _db, _sql
+from ._args import check_limit
+from ._db import connection
 
 __all__ = [
     "MAX_MMR_CANDIDATES",
@@ -59,13 +60,7 @@ MmrTable = Literal["deal_embeddings", "raw_chunks"]
 T = TypeVar("T")
 
 
-def _load_sql(name: str) -> str:
-    return resources.files(__package__ or "dealhunter_vectors.search").joinpath("sql").joinpath(name).read_text("utf-8")
-
-
-_PAIRWISE_SQL: Final = {
-    table: _load_sql("mmr_pairwise.sql").replace("__TABLE__", table) for table in ("deal_embeddings", "raw_chunks")
-}
+_PAIRWISE_SQL: Final = {table: _sql.load(f"mmr_pairwise_{table}") for table in ("deal_embeddings", "raw_chunks")}
 
 
 def check_mmr_lambda(value: Any) -> float | None:
@@ -145,21 +140,8 @@ async def pairwise_similarity(conn: asyncpg.Connection, table: MmrTable, ids: Se
 @contextlib.asynccontextmanager
 async def snapshot(db: asyncpg.Pool | asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
     """One connection in one ``REPEATABLE READ READ ONLY`` transaction (or the caller's)."""
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, _transaction(conn):
-            yield conn
-    else:
-        async with _transaction(db):
-            yield db
-
-
-@contextlib.asynccontextmanager
-async def _transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    if conn.is_in_transaction():
-        yield
-        return
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        yield
+    async with connection(db) as conn, _db.snapshot(conn, 2):
+        yield conn
 
 
 async def diversify(
@@ -205,7 +187,7 @@ async def search_many_with_mmr(
             widened.append(req)
             plans.append(None)
             continue
-        limit = _check_limit(req.limit)
+        limit = check_limit(req.limit)
         pool_size = mmr_candidates(req.mmr_candidates, limit)
         widened.append(req.model_copy(update={"limit": pool_size, "mmr_lambda": None, "mmr_candidates": None}))
         plans.append((lam, limit, "deal_embeddings" if isinstance(req, DealChunkSearch) else "raw_chunks"))

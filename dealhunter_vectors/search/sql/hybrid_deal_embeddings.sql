@@ -1,6 +1,6 @@
 -- Hybrid search over one owner's deal_embeddings rows: an exact vector leg and a full-text
--- leg, fused by reciprocal rank fusion (search/hybrid.py). __OWNER__ is qualification_id or
--- pre_qualification_id.
+-- leg, fused by reciprocal rank fusion (search/hybrid.py). Written for rows owned by a
+-- qualification; search/_sql.py derives the pre-qualification form from the one owner predicate.
 --
 -- $1 query vector (NULL: no vector leg)      $2 owner id
 -- $3 query text (NULL: no text leg)          $4 max distance (1 - threshold; NULL: none)
@@ -9,12 +9,12 @@
 -- $9 agent names jsonb (NULL = off)          $10 tech stack substring (NULL = off)
 -- $11 candidates per leg                     $12 rrf_k
 -- $13 vector weight (0: no vector leg)       $14 text weight (0: no text leg)
--- $15 limit                                  $16 half-distance error bound (search/bound.py)
+-- $15 limit
 --
 -- Vector leg: the exact ranking by `embedding <=> q` (ties by id) of the owner's rows that
 -- pass the filters and the threshold, top $11. Like the owner-scoped search it scores every
 -- row by the inline half copy first and computes the exact distance only for rows that the
--- proven bound $16 cannot exclude from the top $11: the leg equals the exact scan.
+-- proven bound 0.0017128022290748934 (search/bound.py; docs/design.md) cannot exclude from the top $11: the leg equals the exact scan.
 -- Text leg: rows whose content_tsv matches websearch_to_tsquery(config, $3), ranked by
 -- ts_rank_cd (descending, ties by id), top $11. Fusion: sum of weight / (rrf_k + rank) over
 -- the legs that returned the row; order by that score descending, then id.
@@ -25,7 +25,7 @@ WITH owned AS NOT MATERIALIZED (
                CASE WHEN $10::text IS NOT NULL AND pg_input_is_valid(d.metadata, 'jsonb')
                     THEN d.metadata::jsonb END AS meta
         FROM "deal_embeddings" d
-        WHERE d."__OWNER__" = $2::text
+        WHERE d."qualification_id" = $2::text
           AND ($5::jsonb IS NULL OR coalesce($5::jsonb ? d.chunk_category, false))
           AND ($6::int4 IS NULL OR d.confidence >= $6::int4)
           AND (NOT $7::bool OR d.validated_at IS NOT NULL)
@@ -56,7 +56,7 @@ kth AS (
     -- the $11-th smallest half distance among rows surely above the threshold: a row whose
     -- half distance exceeds it by more than twice the bound is beaten by $11 rows for certain
     SELECT coalesce((SELECT hd FROM half
-                     WHERE NOT unsure AND ($4::float8 IS NULL OR hd + $16::float8 < $4::float8)
+                     WHERE NOT unsure AND ($4::float8 IS NULL OR hd + 0.0017128022290748934 < $4::float8)
                      ORDER BY hd LIMIT 1 OFFSET $11::int4 - 1), 'Infinity'::float8) AS k
 ),
 vector_leg AS MATERIALIZED (
@@ -65,7 +65,7 @@ vector_leg AS MATERIALIZED (
         SELECT c.id, c.embedding <=> $1::vector AS distance
         FROM half c CROSS JOIN kth
         WHERE c.unsure
-           OR (($4::float8 IS NULL OR c.hd <= $4::float8 + $16::float8) AND c.hd <= kth.k + 2 * $16::float8)
+           OR (($4::float8 IS NULL OR c.hd <= $4::float8 + 0.0017128022290748934) AND c.hd <= kth.k + 2 * 0.0017128022290748934)
         OFFSET 0
     ) e
     WHERE e.distance <> 'NaN'::float8 AND ($4::float8 IS NULL OR e.distance < $4::float8)

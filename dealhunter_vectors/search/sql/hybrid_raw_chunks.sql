@@ -6,7 +6,8 @@
 -- $3 query text (NULL: no text leg)          $4 max distance (1 - threshold; NULL: none)
 -- $5 candidates per leg                      $6 rrf_k
 -- $7 vector weight (0: no vector leg)        $8 text weight (0: no text leg)
--- $9 limit                                   $10 half-distance error bound (search/bound.py)
+-- $9 limit
+-- The half-distance error bound 0.0017128022290748934: search/bound.py, docs/design.md.
 WITH owned AS NOT MATERIALIZED (
     SELECT c.id, c.embedding, c.embedding_half, c.content_tsv
     FROM "raw_chunks" c
@@ -27,7 +28,7 @@ half AS MATERIALIZED (
 ),
 kth AS (
     SELECT coalesce((SELECT hd FROM half
-                     WHERE NOT unsure AND ($4::float8 IS NULL OR hd + $10::float8 < $4::float8)
+                     WHERE NOT unsure AND ($4::float8 IS NULL OR hd + 0.0017128022290748934 < $4::float8)
                      ORDER BY hd LIMIT 1 OFFSET $5::int4 - 1), 'Infinity'::float8) AS k
 ),
 vector_leg AS MATERIALIZED (
@@ -36,7 +37,7 @@ vector_leg AS MATERIALIZED (
         SELECT c.id, c.embedding <=> $1::vector AS distance
         FROM half c CROSS JOIN kth
         WHERE c.unsure
-           OR (($4::float8 IS NULL OR c.hd <= $4::float8 + $10::float8) AND c.hd <= kth.k + 2 * $10::float8)
+           OR (($4::float8 IS NULL OR c.hd <= $4::float8 + 0.0017128022290748934) AND c.hd <= kth.k + 2 * 0.0017128022290748934)
         OFFSET 0
     ) e
     WHERE e.distance <> 'NaN'::float8 AND ($4::float8 IS NULL OR e.distance < $4::float8)
