@@ -54,17 +54,24 @@ from dealhunter_vectors.testing import seed_owners  # noqa: E402
 OWNER = "q-bench"
 
 
-async def timed(fn: Callable[[], Awaitable[Any]], repeats: int) -> tuple[float, float]:
-    """Median and p95 in ms of *repeats* sequential calls (after 5 warm-up calls)."""
-    for _ in range(5):
-        await fn()
-    samples = []
+async def timed_round_robin(
+    cases: dict[str, Callable[[], Awaitable[Any]]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median and p95 in ms per case; the cases take turns call by call (the machine's noise hits all)."""
+    for fn in cases.values():
+        for _ in range(5):
+            await fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+        for name, fn in cases.items():
+            t0 = time.perf_counter()
+            await fn()
+            samples[name].append((time.perf_counter() - t0) * 1000)
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = (statistics.median(values), values[int(0.95 * (len(values) - 1))])
+    return out
 
 
 async def fresh_database(admin: asyncpg.Connection, url: str, name: str, target: int | None) -> dv.Pool:
@@ -131,7 +138,7 @@ async def latency_and_recall(pool: dv.Pool, rows: int, repeats: int) -> dict[str
             pool, (q := next_query()).term, q.embedding, qualification_id=OWNER, mmr_lambda=0.5
         ),
     }
-    latency = {name: await timed(fn, repeats) for name, fn in cases.items()}
+    latency = await timed_round_robin(cases, repeats)
 
     recalls: dict[str, list[float]] = {"vector-only": [], "text-only": [], "hybrid": []}
     for q in queries:
@@ -169,7 +176,8 @@ async def latency_and_recall(pool: dv.Pool, rows: int, repeats: int) -> dict[str
 
             a, b = await server(), await client()
             assert np.allclose(a, b, atol=1e-6)
-            pairwise[n] = (await timed(server, repeats), await timed(client, repeats))
+            both = await timed_round_robin({"server": server, "client": client}, repeats)
+            pairwise[n] = (both["server"], both["client"])
     return {
         "latency": latency,
         "recall": {k: sum(v) / len(v) for k, v in recalls.items()},
@@ -243,8 +251,8 @@ async def write_costs(admin: asyncpg.Connection, url: str, rows: int) -> dict[st
     return out
 
 
-def report(res: dict[str, Any], writes: dict[str, Any], rows: int, repeats: int) -> None:
-    print(f"\n#### Latency, one {rows:,}-row qualification, {repeats} sequential calls each\n")
+def report(res: dict[str, Any], writes: dict[str, Any] | None, rows: int, repeats: int) -> None:
+    print(f"\n#### Latency, one {rows:,}-row qualification, {repeats} sequential calls each (cases in turn)\n")
     print("| search | median ms | p95 ms |")
     print("|---|---:|---:|")
     for name, (med, p95) in res["latency"].items():
@@ -259,6 +267,8 @@ def report(res: dict[str, Any], writes: dict[str, Any], rows: int, repeats: int)
     print("|---|---:|")
     for name, value in res["recall"].items():
         print(f"| {name} | {value:.2f} |")
+    if writes is None:
+        return
     print(
         f"\n#### Migration 005 and the write paths ({rows:,} chunks of ~{writes['content_avg_chars']:.0f} characters,"
         " schema 004 and 005 written batch by batch in turn)\n"
@@ -287,6 +297,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--skip-writes", action="store_true", help="only latency, MMR matrix and recall")
     args = parser.parse_args()
     env = os.environ.get("DATABASE_URL")
     data_dir = None
@@ -304,7 +315,7 @@ async def main() -> None:
             finally:
                 await dv.close_pool(pool)
                 await admin.execute('DROP DATABASE IF EXISTS "dhv_bench_hybrid" WITH (FORCE)')
-            writes = await write_costs(admin, url, args.rows)
+            writes = None if args.skip_writes else await write_costs(admin, url, args.rows)
         finally:
             await admin.close()
         report(res, writes, args.rows, args.repeats)
