@@ -6,7 +6,10 @@
 * Schema: :func:`apply_schema` (the legacy 29 tables, halfvec HNSW indexes, versioned).
 * Search, one function per call site of the old app: :func:`search_deal_embeddings`,
   :func:`search_raw_chunks`, :func:`search_similar`, :func:`find_similar_pre_qualifications`,
-  :func:`list_deal_chunks`, :func:`search_many`.
+  :func:`list_deal_chunks`, :func:`search_many`; ``mmr_lambda`` diversifies the owner-scoped ones.
+* Hybrid search (German full-text + vector, reciprocal rank fusion):
+  :func:`hybrid_search_deal_embeddings`, :func:`hybrid_search_raw_chunks`; the text search
+  configuration: :func:`text_search_config`, :func:`set_text_search_config`.
 * Write: :func:`insert_deal_chunks`, :func:`replace_raw_chunks`, :func:`set_description_embedding`.
 * Migrate: :func:`migrate_sqlite` and :func:`verify_migration` move the old SQLite database.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 from . import _compat
 from .config import DEFAULT_DATABASE_URL, Settings, get_settings, mask_url
 from .db.embedded import EmbeddedServer, resolve_database_url, start_embedded, stop_embedded
+from .db.fulltext import set_text_search_config, text_search_config
 from .db.pool import Pool, close_pool, create_pool, lifespan, open_pool, transaction_settings
 from .db.schema import VECTOR_INDEXES, apply_schema, schema_status
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
@@ -25,6 +29,7 @@ from .errors import (
     DealhunterVectorsError,
     EmbeddedServerError,
     InvalidEmbeddingError,
+    InvalidQueryTextError,
     MigrationError,
     MigrationStoppedError,
     NotFoundError,
@@ -47,6 +52,8 @@ from .models import (
     DealChunk,
     DealChunkHit,
     DealChunkSearch,
+    HybridDealChunkHit,
+    HybridRawChunkHit,
     PreQualificationMatch,
     PreQualificationSearch,
     RawChunk,
@@ -65,6 +72,7 @@ from .search import (
     search_raw_chunks,
     search_similar,
 )
+from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
 from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
 __version__ = "0.1.0"
@@ -83,7 +91,10 @@ __all__ = [
     "DealhunterVectorsError",
     "EmbeddedServer",
     "EmbeddedServerError",
+    "HybridDealChunkHit",
+    "HybridRawChunkHit",
     "InvalidEmbeddingError",
+    "InvalidQueryTextError",
     "MigrationError",
     "MigrationProgress",
     "MigrationReport",
@@ -113,6 +124,8 @@ __all__ = [
     "create_pool",
     "find_similar_pre_qualifications",
     "get_settings",
+    "hybrid_search_deal_embeddings",
+    "hybrid_search_raw_chunks",
     "insert_deal_chunks",
     "lifespan",
     "list_deal_chunks",
@@ -131,8 +144,10 @@ __all__ = [
     "search_similar",
     "section_confidence",
     "set_description_embedding",
+    "set_text_search_config",
     "start_embedded",
     "stop_embedded",
+    "text_search_config",
     "transaction_settings",
     "verify_migration",
 ]

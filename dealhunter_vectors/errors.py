@@ -60,3 +60,14 @@ class MigrationStoppedError(MigrationError):
 
 class NotFoundError(DealhunterVectorsError, LookupError):
     """A row that a write needs (e.g. the pre-qualification of ``replace_raw_chunks``) does not exist."""
+
+
+class InvalidQueryTextError(DealhunterVectorsError, ValueError):
+    """A hybrid search's ``query_text`` cannot be sent to the server (e.g. a lone UTF-16 surrogate).
+
+    ``where`` names the argument (``query_text``); the message says what was wrong.
+    """
+
+    def __init__(self, message: str, *, where: str = "query_text") -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}")

@@ -8,6 +8,8 @@ Result models mirror what the old app's callers used (see
 * :class:`RawChunkHit`: raw retrieval rows of ``raw_chunks`` (old default metadata when NULL).
 * :class:`SimilarityHit`: the search action's merged hits (``source`` lead / agent / raw).
 * :class:`PreQualificationMatch`: the semantic step of the duplicate check.
+* :class:`HybridDealChunkHit` / :class:`HybridRawChunkHit`: hybrid (full-text + vector) hits
+  with both legs' ranks and the fused score.
 
 Metadata is stored as JSON text. It is parsed with orjson; a value that is not valid JSON
 (or not a JSON object) never breaks a query: the hit carries ``metadata`` = the default,
@@ -35,6 +37,8 @@ __all__ = [
     "DealChunk",
     "DealChunkHit",
     "DealChunkSearch",
+    "HybridDealChunkHit",
+    "HybridRawChunkHit",
     "PreQualificationMatch",
     "PreQualificationSearch",
     "RawChunk",
@@ -180,6 +184,72 @@ class PreQualificationMatch(_Frozen):
     similarity_percent: int
 
 
+class HybridDealChunkHit(DealChunkHit):
+    """A ``deal_embeddings`` row returned by a hybrid (full-text + vector) search.
+
+    All fields of :class:`DealChunkHit`; ``similarity`` is the exact cosine to the query
+    embedding (None in a text-only search or for a row without embedding). ``vector_rank``
+    / ``text_rank`` are the row's 1-based ranks in the vector and the text leg (None when
+    that leg did not return it among its ``candidates``), ``text_score`` PostgreSQL's
+    ``ts_rank_cd`` of the row (None when its text does not match the query or there is no
+    query text) and ``fused_score`` the reciprocal-rank-fusion score
+    ``sum(weight / (rrf_k + rank))`` over the legs that returned it.
+    """
+
+    vector_rank: int | None = Field(description="rank in the vector leg (1 = nearest); None when not in it")
+    text_rank: int | None = Field(description="rank in the text leg (1 = best ts_rank_cd); None when not in it")
+    text_score: float | None = Field(description="ts_rank_cd of the row; None when its text does not match")
+    fused_score: float = Field(description="reciprocal rank fusion score")
+
+
+class HybridRawChunkHit(_Frozen):
+    """A ``raw_chunks`` row returned by a hybrid (full-text + vector) search.
+
+    The fields of :class:`RawChunkHit` (``similarity`` None in a text-only search) plus the
+    ranks and scores of :class:`HybridDealChunkHit`.
+    """
+
+    chunk_id: str = Field(description="raw_chunks.id")
+    pre_qualification_id: str
+    chunk_index: int
+    content: str
+    token_count: int
+    similarity: float | None = Field(description="cosine similarity; None without a query embedding")
+    metadata: dict[str, Any]
+    metadata_raw: str | None = None
+    metadata_error: str | None = None
+    vector_rank: int | None = Field(description="rank in the vector leg (1 = nearest); None when not in it")
+    text_rank: int | None = Field(description="rank in the text leg (1 = best ts_rank_cd); None when not in it")
+    text_score: float | None = Field(description="ts_rank_cd of the row; None when its text does not match")
+    fused_score: float = Field(description="reciprocal rank fusion score")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """``metadata.source`` when it is a PDF citation object, else None (as :class:`RawChunkHit`)."""
+        return _pdf_source(self.metadata)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def web_source(self) -> dict[str, Any] | None:
+        """``{url, title, accessedAt}`` from ``metadata.webSource`` (as :class:`RawChunkHit`)."""
+        return _web_source(self.metadata)
+
+
+def _pdf_source(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    candidate = metadata.get("source")
+    if isinstance(candidate, dict) and candidate.get("kind") == "pdf":
+        return candidate
+    return None
+
+
+def _web_source(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    candidate = metadata.get("webSource")
+    if isinstance(candidate, dict) and isinstance(candidate.get("url"), str):
+        return {"url": candidate["url"], "title": candidate.get("title"), "accessedAt": candidate.get("accessedAt")}
+    return None
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -201,6 +271,8 @@ class DealChunkSearch(_FrozenArbitrary):
     filter_fallback: bool = False
     inclusive: bool = False
     fallback_to_top_k: bool = False
+    mmr_lambda: float | None = Field(default=None, strict=True)
+    mmr_candidates: int | None = Field(default=None, strict=True)
 
 
 class RawChunkSearch(_FrozenArbitrary):
@@ -211,6 +283,8 @@ class RawChunkSearch(_FrozenArbitrary):
     pre_qualification_id: str
     threshold: float = 0.2
     limit: int = 5
+    mmr_lambda: float | None = Field(default=None, strict=True)
+    mmr_candidates: int | None = Field(default=None, strict=True)
 
 
 class SimilaritySearch(_FrozenArbitrary):

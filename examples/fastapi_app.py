@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 import dealhunter_vectors as dv
 from dealhunter_vectors.models import (
     DealChunkHit,
+    HybridDealChunkHit,
     PreQualificationMatch,
     RawChunkHit,
     SimilarityHit,
@@ -103,6 +104,21 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
             agent_name_contains=body.agent_name_contains, fallback_to_top_k=True,
         )
 
+    @app.post("/qualifications/{qualification_id}/hybrid-search", response_model=list[HybridDealChunkHit])
+    async def hybrid_search(
+        qualification_id: str, body: HybridSearchRequest, request: Request
+    ) -> list[HybridDealChunkHit]:
+        """Hybrid retrieval: German full-text (exact terms such as "TYPO3") + vector, fused by RRF.
+
+        ``text`` and/or ``embedding``; ``mmr_lambda`` diversifies the hits. Unusable text
+        (over 4,096 characters, lone surrogates) is a 422 like any other bad argument.
+        """
+        return await dv.hybrid_search_deal_embeddings(
+            db(request), body.text, body.embedding, qualification_id=qualification_id, limit=body.limit,
+            agent_names=body.agent_names, chunk_categories=body.chunk_categories, threshold=body.threshold,
+            text_weight=body.text_weight, vector_weight=body.vector_weight, mmr_lambda=body.mmr_lambda,
+        )
+
     @app.post("/search", response_model=list[SimilarityHit])
     async def search_action(body: SimilarRequest, request: Request) -> list[SimilarityHit]:
         """The search action (searchSimilar): >= threshold, merged over lead, agent and raw sources."""
@@ -140,6 +156,20 @@ class LeadSearchRequest(EmbeddingRequest):
 class LeadSearchResponse(BaseModel):
     hits: list[DealChunkHit]
     section_confidence: int = Field(description="the old lead service's section confidence score (0-100)")
+
+
+class HybridSearchRequest(BaseModel):
+    """Query text and/or a query embedding, with the hybrid search's options."""
+
+    text: str | None = Field(default=None, description="search words: exact terms, \"phrases\", or, -word")
+    embedding: list[float] | None = Field(default=None, description="query embedding (3072 numbers)")
+    limit: int = Field(default=5, ge=1, le=50)
+    agent_names: list[str] | None = None
+    chunk_categories: list[str] | None = None
+    threshold: float | None = Field(default=None, ge=-1, le=1, description="vector leg only")
+    text_weight: float = Field(default=1.0, ge=0)
+    vector_weight: float = Field(default=1.0, ge=0)
+    mmr_lambda: float | None = Field(default=None, ge=0, le=1, description="None: no MMR diversification")
 
 
 class AgentSearchRequest(EmbeddingRequest):

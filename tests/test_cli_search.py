@@ -96,6 +96,5 @@ async def test_search_cli_errors(dhv_pool: dv.Pool, dhv_database_url: str, tmp_p
     good.write_text(json.dumps(unit().tolist()))
     code, err = await asyncio.to_thread(run, "lead", "--query-file", str(good))  # no owner
     assert code == 2 and "qualification" in err
-    with pytest.raises(SystemExit) as info:
-        main(["search", "lead"])  # neither --query-file nor --like-chunk
-    assert info.value.code == 2
+    code, err = await asyncio.to_thread(run, "lead")  # neither --query-file nor --like-chunk
+    assert code == 2 and "needs --query-file or --like-chunk" in err

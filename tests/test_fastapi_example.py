@@ -150,3 +150,22 @@ async def test_bad_arguments_are_422(client_and_data: tuple[httpx.AsyncClient, d
     assert r.status_code == 422  # neither owner given: the library's ValueError
     r = await client.post("/search", json={"embedding": data["q"].tolist(), "qualification_id": "q-1", "limit": 51})
     assert r.status_code == 422
+
+
+async def test_hybrid_search(client_and_data: tuple[httpx.AsyncClient, dict[str, Any]]) -> None:
+    client, data = client_and_data
+    q = data["q"].tolist()
+    r = await client.post("/qualifications/q-1/hybrid-search", json={"text": "lead chunk", "embedding": q})
+    assert r.status_code == 200, r.text
+    hits = r.json()
+    # every lead chunk matches the text equally (text ranks by id) and the cosines fall with i
+    assert [h["chunk_id"] for h in hits] == [f"lead-{i}" for i in range(5)]
+    assert [(h["vector_rank"], h["text_rank"]) for h in hits] == [(i, i) for i in range(1, 6)]
+    assert all(h["fused_score"] == pytest.approx(2 / (60 + h["vector_rank"])) for h in hits)
+    r = await client.post("/qualifications/q-1/hybrid-search", json={"text": "Chunks", "limit": 2})
+    assert r.status_code == 200 and [h["similarity"] for h in r.json()] == [None, None]
+    r = await client.post("/qualifications/q-1/hybrid-search", json={"embedding": q, "mmr_lambda": 0.5})
+    assert r.status_code == 200 and r.json()[0]["chunk_id"] == "lead-0"
+    for body in ({"limit": 3}, {"text": "x" * 5000}, {"text": "lead", "mmr_lambda": 2}):
+        r = await client.post("/qualifications/q-1/hybrid-search", json=body)
+        assert r.status_code == 422, body

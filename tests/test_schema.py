@@ -137,15 +137,19 @@ async def test_every_table_and_column_matches_the_legacy_facts(
 
 
 # Columns the library adds to the legacy tables (not in the legacy facts): the inline
-# half-precision copy of migration 004 (a stored generated column, STORAGE MAIN).
+# half-precision copy of migration 004 (a stored generated column, STORAGE MAIN) and the
+# full-text tsvector of migration 005 (stored generated, default storage).
 HALF_COPY_EXPRESSION = (  # as PostgreSQL prints it (whitespace normalised)
     "CASE WHEN ((vector_norm(embedding) >= '1e-12'::double precision)"
     " AND (vector_norm(embedding) <= '1e+15'::double precision))"
     " THEN (l2_normalize(embedding))::halfvec(3072) ELSE NULL::halfvec END"
 )
+TSV_EXPRESSION = "to_tsvector('german'::regconfig, \"left\"(content, 250000))"
 LIBRARY_COLUMNS = {
     ("deal_embeddings", "embedding_half"): ("halfvec(3072)", HALF_COPY_EXPRESSION, "m"),
     ("raw_chunks", "embedding_half"): ("halfvec(3072)", HALF_COPY_EXPRESSION, "m"),
+    ("deal_embeddings", "content_tsv"): ("tsvector", TSV_EXPRESSION, "x"),
+    ("raw_chunks", "content_tsv"): ("tsvector", TSV_EXPRESSION, "x"),
 }
 
 
@@ -159,7 +163,7 @@ async def test_library_owned_columns_are_generated_inline_half_copies(dhv_pool: 
         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-        WHERE c.relkind = 'r' AND a.attname = 'embedding_half'
+        WHERE c.relkind = 'r' AND a.attname IN ('embedding_half', 'content_tsv')
         """
     )
     got = {(r["table"], r["column"]): (r["type"], " ".join(r["expression"].split()), r["storage"]) for r in rows}

@@ -4,6 +4,10 @@ The query embedding comes from a JSON file (an array of numbers, or an object wi
 ``embedding`` array; ``-`` reads standard input) or from an existing row
 (``--like-chunk ID`` looks in deal_embeddings, raw_chunks and pre-qualification
 descriptions). Output: a rich table, or JSON with ``--json``.
+
+``search hybrid "TEXT" [--like-chunk ID | --query-file FILE]`` runs the hybrid (German
+full-text + vector) search over an owner's deal chunks (``--raw``: raw chunks); text only or
+embedding only work too. ``--mmr-lambda`` diversifies lead, agent, raw, deep-scan and hybrid.
 """
 
 from __future__ import annotations
@@ -22,13 +26,21 @@ from rich.table import Table
 from ..db.pool import Pool, open_pool
 from ..embeddings import as_embedding
 from ..errors import InvalidEmbeddingError
-from ..models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
+from ..models import (
+    DealChunkHit,
+    HybridDealChunkHit,
+    HybridRawChunkHit,
+    PreQualificationMatch,
+    RawChunkHit,
+    SimilarityHit,
+)
 from ..search import (
     find_similar_pre_qualifications,
     search_deal_embeddings,
     search_raw_chunks,
     search_similar,
 )
+from ..search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, default_database_url
 
 # The old call sites and their thresholds / limits (legacy-behaviour.md).
@@ -39,7 +51,9 @@ SITES: dict[str, dict[str, Any]] = {
     "deep-scan": {"threshold": 0.2, "limit": 10, "help": "deep-scan expert: qualification chunks, > 0.2, top-k"},
     "similar": {"threshold": 0.5, "limit": 10, "help": "search action: lead + agent + raw merged, >= 0.5"},
     "duplicates": {"threshold": None, "limit": None, "help": "duplicate check: all pre-qualifications, >= 85 %"},
+    "hybrid": {"threshold": None, "limit": 5, "help": 'German full-text "TEXT" + vector, fused (RRF); --raw: raw'},
 }
+HYBRID_SITE = "hybrid"
 
 # Where --like-chunk looks for an existing embedding, in this order.
 _LIKE_CHUNK_QUERIES = (
@@ -85,6 +99,9 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
     """Run call site *site* with the CLI options; return the typed hits."""
     threshold = args.threshold if args.threshold is not None else SITES[site]["threshold"]
     limit = args.limit if args.limit is not None else SITES[site]["limit"]
+    mmr = {"mmr_lambda": args.mmr_lambda, "mmr_candidates": args.mmr_candidates}
+    if site == HYBRID_SITE:
+        return await run_hybrid(pool, query, args, threshold=threshold, limit=limit)
     if site in ("lead", "agent", "deep-scan"):
         return await search_deal_embeddings(
             pool,
@@ -102,12 +119,13 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
             filter_fallback=args.filter_fallback,
             inclusive=args.inclusive,
             fallback_to_top_k=args.top_k_fallback or site == "deep-scan",
+            **mmr,
         )
     if site == "raw":
         if not args.pre_qualification_id:
             raise ValueError("raw needs --pre-qualification-id")
         return await search_raw_chunks(
-            pool, query, pre_qualification_id=args.pre_qualification_id, threshold=threshold, limit=limit
+            pool, query, pre_qualification_id=args.pre_qualification_id, threshold=threshold, limit=limit, **mmr
         )
     if site == "similar":
         return await search_similar(
@@ -129,11 +147,46 @@ async def run_search(pool: Pool, site: str, query: Any, args: argparse.Namespace
     )
 
 
+async def run_hybrid(
+    pool: Pool, query: Any, args: argparse.Namespace, *, threshold: float | None, limit: int
+) -> Sequence[BaseModel]:
+    """``search hybrid "TEXT"``: deal chunks of the owner, or raw chunks with ``--raw``."""
+    common: dict[str, Any] = {
+        "limit": limit,
+        "threshold": threshold,
+        "rrf_k": args.rrf_k,
+        "text_weight": args.text_weight,
+        "vector_weight": args.vector_weight,
+        "candidates": args.candidates,
+        "mmr_lambda": args.mmr_lambda,
+    }
+    if args.raw:
+        if not args.pre_qualification_id:
+            raise ValueError("hybrid --raw needs --pre-qualification-id")
+        return await hybrid_search_raw_chunks(
+            pool, args.text, query, pre_qualification_id=args.pre_qualification_id, **common
+        )
+    return await hybrid_search_deal_embeddings(
+        pool,
+        args.text,
+        query,
+        qualification_id=args.qualification_id,
+        pre_qualification_id=args.pre_qualification_id,
+        agent_names=args.agent_name or None,
+        agent_name_contains=args.agent_name_contains,
+        chunk_categories=args.category or None,
+        min_confidence=args.min_confidence,
+        only_validated=args.only_validated,
+        tech_stack=args.tech_stack,
+        **common,
+    )
+
+
 def hit_cells(hit: BaseModel) -> tuple[str, str, str, str]:
     """How any search result is shown: id, similarity, agent or source, content (one line)."""
     if isinstance(hit, DealChunkHit):
         cells = (hit.chunk_id, hit.similarity, hit.agent_name, hit.content)
-    elif isinstance(hit, RawChunkHit):
+    elif isinstance(hit, (RawChunkHit, HybridRawChunkHit)):
         cells = (hit.chunk_id, hit.similarity, f"raw #{hit.chunk_index}", hit.content)
     elif isinstance(hit, SimilarityHit):
         label = f"{hit.source}:{hit.agent_name}" if hit.agent_name else hit.source
@@ -148,6 +201,8 @@ def hit_cells(hit: BaseModel) -> tuple[str, str, str, str]:
 
 def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
     """A rich table of *hits* (80 columns friendly)."""
+    if site == HYBRID_SITE:
+        return hybrid_table(hits)
     table = Table(title=f"{site}: {len(hits)} hit(s)", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("id", no_wrap=True, max_width=26)
@@ -159,20 +214,48 @@ def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
     return table
 
 
+def hybrid_table(hits: Sequence[BaseModel]) -> Table:
+    """Hybrid hits: id, cosine, vector rank, text rank (- when a leg did not return it), fused score, content."""
+    table = Table(title=f"{HYBRID_SITE}: {len(hits)} hit(s)", title_justify="left")
+    table.add_column("#", justify="right", min_width=2)
+    table.add_column("id", no_wrap=True, max_width=16)
+    for name, width in (("sim", 6), ("v#", 2), ("t#", 2), ("fused", 6)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    table.add_column("content", overflow="ellipsis", no_wrap=True, max_width=22)
+    for i, h in enumerate(hits, 1):
+        chunk_id, sim, _, content = hit_cells(h)
+        ranks: tuple[str, str, str] = ("", "", "")
+        if isinstance(h, (HybridDealChunkHit, HybridRawChunkHit)):
+            v, t = ("-" if r is None else str(r) for r in (h.vector_rank, h.text_rank))
+            ranks = (v, t, f"{h.fused_score:.4f}")
+        table.add_row(str(i), chunk_id, sim, *ranks, content)
+    return table
+
+
 async def cmd_search(args: argparse.Namespace, console: Console) -> int:
     err = Console(stderr=True)
 
+    hybrid = args.site == HYBRID_SITE
+    if args.text is not None and not hybrid:
+        err.print(f"[bold red]error:[/] a search text is for 'search hybrid', not {args.site!r}")
+        return EXIT_USAGE
+    if not (args.query_file or args.like_chunk) and not (hybrid and args.text is not None):
+        need = "a search text, --query-file or --like-chunk" if hybrid else "--query-file or --like-chunk"
+        err.print(f"[bold red]error:[/] {args.site} needs {need}")
+        return EXIT_USAGE
     try:
         async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
-            raw_query = (
-                read_query_file(args.query_file) if args.query_file else await embedding_like(pool, args.like_chunk)
-            )
-            query = as_embedding(raw_query, where="query embedding")
+            query = None
+            if args.query_file or args.like_chunk:
+                raw_query = (
+                    read_query_file(args.query_file) if args.query_file else await embedding_like(pool, args.like_chunk)
+                )
+                query = as_embedding(raw_query, where="query embedding")
             hits = await run_search(pool, args.site, query, args)
     except (QueryError, InvalidEmbeddingError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_FAILED
-    except ValueError as exc:  # the library's argument rules (owner, threshold, limit)
+    except ValueError as exc:  # the library's argument rules (owner, threshold, limit, query text)
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_USAGE
     if args.json:
@@ -192,8 +275,9 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("site", choices=list(SITES), help="which call site (sets the default threshold and limit)")
+    p.add_argument("text", nargs="?", default=None, help='hybrid: the search words (exact terms, "phrases", or, -word)')
     add_database_url(p)
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--query-file", metavar="FILE", help="JSON array of numbers (or {'embedding': [...]}); - = stdin"
     )
@@ -219,5 +303,17 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
     p.add_argument("--exclude-id", help="duplicates: the pre-qualification being checked")
     p.add_argument("--min-percent", type=int, default=85, help="duplicates: minimum percentage (default 85)")
     p.add_argument("--exact", action="store_true", help="duplicates: exact scan instead of the HNSW index")
+    p.add_argument(
+        "--mmr-lambda",
+        type=float,
+        default=None,
+        help="diversify by maximal marginal relevance (0..1; 1 = plain ranking): lead, agent, raw, deep-scan, hybrid",
+    )
+    p.add_argument("--mmr-candidates", type=int, default=None, help="MMR candidate pool (default max(20, 4 x limit))")
+    p.add_argument("--raw", action="store_true", help="hybrid: raw chunks of --pre-qualification-id")
+    p.add_argument("--rrf-k", type=float, default=60, help="hybrid: reciprocal rank fusion constant (default 60)")
+    p.add_argument("--text-weight", type=float, default=1.0, help="hybrid: weight of the text leg (0 = off)")
+    p.add_argument("--vector-weight", type=float, default=1.0, help="hybrid: weight of the vector leg (0 = off)")
+    p.add_argument("--candidates", type=int, default=50, help="hybrid: rows each leg contributes (default 50)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.set_defaults(handler=cmd_search)

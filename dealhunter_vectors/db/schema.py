@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import SchemaError
+from ..errors import ConfigurationError, SchemaError
 
 __all__ = [
     "MIGRATIONS_TABLE",
@@ -151,15 +151,24 @@ async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
     )
 
 
-async def apply_schema(db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None) -> list[int]:
+async def apply_schema(
+    db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None, text_search_config: str | None = None
+) -> list[int]:
     """Apply every pending migration (up to *target*); return the versions applied now.
 
     Safe to run concurrently from several processes: an advisory lock serialises them
     and the second finds nothing to do. Each migration runs in its own transaction.
+
+    *text_search_config* (e.g. ``"simple"``): afterwards, rebuild the full-text columns of
+    migration 005 with that text search configuration unless it is already in force
+    (:func:`~dealhunter_vectors.db.fulltext.set_text_search_config`); None keeps the current
+    one (``german`` on a new database).
     """
+    if text_search_config is not None and target is not None and target < 5:
+        raise ConfigurationError(f"text_search_config needs migration 005 (full-text columns), target is {target}")
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
-            return await apply_schema(conn, target=target)
+            return await apply_schema(conn, target=target, text_search_config=text_search_config)
     conn = db
     applied: list[int] = []
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
@@ -191,6 +200,10 @@ async def apply_schema(db: asyncpg.Pool | asyncpg.Connection, *, target: int | N
             applied.append(mig.version)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
+    if text_search_config is not None:
+        from .fulltext import set_text_search_config  # fulltext imports this module
+
+        await set_text_search_config(conn, text_search_config)
     return applied
 
 

@@ -17,6 +17,7 @@ from ..models import (
     SimilarityHit,
     SimilaritySearch,
 )
+from . import mmr
 from ._db import Db, connection, snapshot
 from ._sql import OwnerColumn
 from .global_search import _PreQualPlan, _run_pre_qualification
@@ -45,7 +46,13 @@ async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchR
     With more than one statement the batch runs in one ``REPEATABLE READ READ ONLY``
     transaction, so every result sees the same snapshot. ``db`` may be a pool or a
     connection (inside a caller's transaction the snapshot is the caller's).
+
+    Requests with ``mmr_lambda`` run with their MMR candidate pool as the limit, followed
+    by the MMR post-step (:func:`dealhunter_vectors.search.mmr.search_many_with_mmr`), all
+    in one snapshot.
     """
+    if mmr.wants_mmr(requests):
+        return await mmr.search_many_with_mmr(db, requests, search_many)
     deal_plans: dict[OwnerColumn, list[_DealParams]] = {"qualification_id": [], "pre_qualification_id": []}
     raw_plans: list[_RawParams] = []
     # What each request needs: ("deal", column, index) / ("raw", index) / ("similar", plan, refs) / ("pq", plan)

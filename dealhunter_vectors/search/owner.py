@@ -19,8 +19,16 @@ import numpy as np
 
 from ..db.codecs import HalfVector, Vector
 from ..embeddings import Float32Array
-from ..models import DealChunkHit, DealChunkSearch, RawChunkHit, RawChunkSearch, SimilarityHit, SimilaritySearch
-from . import _sql
+from ..models import (
+    DealChunkHit,
+    DealChunkSearch,
+    RawChunkHit,
+    RawChunkSearch,
+    SearchRequest,
+    SimilarityHit,
+    SimilaritySearch,
+)
+from . import _sql, mmr
 from ._args import (
     check_id,
     check_limit,
@@ -268,6 +276,20 @@ async def _run_raw_batch(conn: asyncpg.Connection, batch: Sequence[_RawParams]) 
     return out
 
 
+async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchRequest]) -> list[Any]:
+    """Deal/raw chunk searches without MMR, one statement each (the MMR step's candidate searches)."""
+    out: list[Any] = []
+    for req in requests:
+        if isinstance(req, DealChunkSearch):
+            params = _DealParams(req)
+            rows = (await _run_deal_batch(conn, params.owner_column, [params]))[0]
+            out.append([deal_hit(row, similarity(row["distance"])) for row in rows])
+        else:
+            assert isinstance(req, RawChunkSearch)
+            out.append([raw_hit(row) for row in (await _run_raw_batch(conn, [_prepare_raw(req)]))[0]])
+    return out
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -288,6 +310,8 @@ async def search_deal_embeddings(
     filter_fallback: bool = False,
     inclusive: bool = False,
     fallback_to_top_k: bool = False,
+    mmr_lambda: float | None = None,
+    mmr_candidates: int | None = None,
 ) -> list[DealChunkHit]:
     """Exact thresholded cosine search over one owner's ``deal_embeddings`` rows.
 
@@ -310,6 +334,10 @@ async def search_deal_embeddings(
 
     ``fallback_to_top_k=True`` (the old deep-scan expert): when nothing passes, return the
     best ``limit`` rows by similarity ignoring the threshold (NaN distances still excluded).
+
+    ``mmr_lambda`` (None = off, else in [0, 1]): the ``limit`` hits are chosen from this
+    search's best ``mmr_candidates`` (default ``max(20, 4 * limit)``) by maximal marginal
+    relevance (:mod:`dealhunter_vectors.search.mmr`).
     """
     req = DealChunkSearch(
         query_embedding=query_embedding,
@@ -326,7 +354,11 @@ async def search_deal_embeddings(
         filter_fallback=filter_fallback,
         inclusive=inclusive,
         fallback_to_top_k=fallback_to_top_k,
+        mmr_lambda=mmr_lambda,
+        mmr_candidates=mmr_candidates,
     )
+    if req.mmr_lambda is not None:
+        return (await mmr.search_many_with_mmr(db, [req], _plain_searches))[0]  # type: ignore[no-any-return]
     params = _DealParams(req)
     async with connection(db) as conn:
         rows = (await _run_deal_batch(conn, params.owner_column, [params]))[0]
@@ -340,15 +372,25 @@ async def search_raw_chunks(
     pre_qualification_id: str,
     threshold: float = 0.2,
     limit: int = 5,
+    mmr_lambda: float | None = None,
+    mmr_candidates: int | None = None,
 ) -> list[RawChunkHit]:
     """Exact thresholded search over a pre-qualification's ``raw_chunks`` (similarity ``> threshold``).
 
     Best first, ties by id, at most ``limit``. NULL metadata is reported as the old default
-    ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``.
+    ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``. ``mmr_lambda`` /
+    ``mmr_candidates``: maximal marginal relevance, as in :func:`search_deal_embeddings`.
     """
     req = RawChunkSearch(
-        query_embedding=query_embedding, pre_qualification_id=pre_qualification_id, threshold=threshold, limit=limit
+        query_embedding=query_embedding,
+        pre_qualification_id=pre_qualification_id,
+        threshold=threshold,
+        limit=limit,
+        mmr_lambda=mmr_lambda,
+        mmr_candidates=mmr_candidates,
     )
+    if req.mmr_lambda is not None:
+        return (await mmr.search_many_with_mmr(db, [req], _plain_searches))[0]  # type: ignore[no-any-return]
     params = _prepare_raw(req)
     async with connection(db) as conn:
         rows = (await _run_raw_batch(conn, [params]))[0]

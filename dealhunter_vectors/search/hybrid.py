@@ -1,0 +1,373 @@
+"""Hybrid retrieval: PostgreSQL full-text search + exact vector search, fused by reciprocal rank fusion.
+
+Pure embedding search misses exact terms (product names such as "TYPO3", tender numbers);
+full-text search misses paraphrases. :func:`hybrid_search_deal_embeddings` and
+:func:`hybrid_search_raw_chunks` run both over one owner's rows in one statement
+(``search/sql/hybrid_*.sql``) and fuse the two rankings:
+
+* **Vector leg**: the owner's rows (after the filters) ranked by the exact cosine distance
+  ``embedding <=> q``, ties by id, optionally only rows with similarity ``> threshold``;
+  its top ``candidates``. Like the owner-scoped search, rows are first scored by the inline
+  half-precision copy (migration 004) and the exact distance is computed only for the rows
+  the proven error bound cannot exclude from the top ``candidates``: the leg is identical
+  to an exact scan.
+* **Text leg**: the owner's rows whose ``content_tsv`` (migration 005) matches
+  ``websearch_to_tsquery(config, query_text)``, ranked by ``ts_rank_cd`` (descending), ties
+  by id; its top ``candidates``. ``config`` is the database's text search configuration
+  (``german`` by default, see :func:`~dealhunter_vectors.db.fulltext.set_text_search_config`):
+  German stemming (``Angebote`` finds ``Angebot``), umlauts and ß folded (``Straße`` =
+  ``Strasse``). ``websearch_to_tsquery`` never fails on user text: words are ANDed,
+  ``"quoted phrases"``, ``or`` and ``-word`` work as on a web search engine, every other
+  character is a separator.
+* **Fusion**: ``fused_score = vector_weight / (rrf_k + vector_rank) + text_weight / (rrf_k +
+  text_rank)``, a term only for a leg that returned the row; best ``limit`` by fused score,
+  ties by id. A hit reports both ranks (None for a leg that did not return it), the exact
+  cosine (``similarity``, whenever a query embedding is given and the row has one), the
+  row's ``ts_rank_cd`` (``text_score``, whenever its text matches) and the fused score.
+
+Either input may be absent: ``query_embedding=None`` is a text-only search (hits ordered by
+text rank; ``similarity`` None), ``query_text=None`` (or text without any word, e.g. only
+punctuation or only stop words) a vector-only search (hits ordered by cosine, like
+:func:`~dealhunter_vectors.search_deal_embeddings` with the same threshold). Both absent is a
+``ValueError``. A weight of 0 switches its leg off. ``threshold`` applies to the vector leg
+only: a row below it can still be found by its text.
+
+``query_text`` is data: quotes, ``&|!():*``, ``<->``, backslashes and SQL are just text. A
+NUL character is treated as a space (PostgreSQL text cannot hold it); text longer than
+:data:`MAX_QUERY_TEXT_CHARS` characters or with a lone UTF-16 surrogate raises
+:class:`~dealhunter_vectors.errors.InvalidQueryTextError` (a ``ValueError``). Cost: the text
+leg evaluates ``@@`` and ``ts_rank_cd`` for the owner's rows; a query of many ``or``-ed words
+costs more per row (4,096 characters of ``x or x or ...``: ~1.8 ms per row), hence the cap.
+
+``mmr_lambda`` (None = off): the fused list's top ``candidates`` are diversified by
+maximal marginal relevance (:mod:`dealhunter_vectors.search.mmr`), relevance = fused score /
+the best candidate's fused score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import asyncpg
+from pgvector import Vector
+
+from ..errors import InvalidQueryTextError, SchemaError
+from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
+from . import _sql, mmr
+from ._args import (
+    check_id,
+    check_limit,
+    check_threshold,
+    max_distance,
+    one_owner,
+    query_vector,
+    string_list,
+    substring,
+)
+from ._db import Db
+from .results import parse_metadata
+
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_RRF_K",
+    "MAX_CANDIDATES",
+    "MAX_QUERY_TEXT_CHARS",
+    "hybrid_search_deal_embeddings",
+    "hybrid_search_raw_chunks",
+]
+
+DEFAULT_RRF_K: Final = 60
+"""The usual reciprocal-rank-fusion constant (Cormack et al. 2009)."""
+DEFAULT_CANDIDATES: Final = 50
+"""How many rows each leg contributes to the fusion by default."""
+MAX_CANDIDATES: Final = 1000
+"""Largest ``candidates`` (each leg sorts at most this many rows into the fusion)."""
+MAX_QUERY_TEXT_CHARS: Final = 4096
+"""Longest accepted ``query_text`` (a search query, not a document)."""
+
+
+_DEAL_SQL: Final = {
+    owner: _sql.owner_variant(_sql.load("hybrid_deal_embeddings"), owner)
+    for owner in ("qualification_id", "pre_qualification_id")
+}
+_RAW_SQL: Final = _sql.load("hybrid_raw_chunks")
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _query_text(value: Any) -> str | None:
+    """The text leg's input: None, or text that PostgreSQL can hold (typed error otherwise)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidQueryTextError(f"expected a string or None, got {type(value).__name__}")
+    if len(value) > MAX_QUERY_TEXT_CHARS:
+        raise InvalidQueryTextError(f"{len(value)} characters, at most {MAX_QUERY_TEXT_CHARS} are accepted")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidQueryTextError(f"not valid Unicode text ({exc.reason} at position {exc.start})") from None
+    text = value.replace("\x00", " ")
+    return text if text.strip() else None
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number >= 0, got {type(value).__name__}")
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+class _Common:
+    """The arguments shared by both hybrid searches, validated."""
+
+    __slots__ = (
+        "candidates",
+        "limit",
+        "max_distance",
+        "mmr_lambda",
+        "rrf_k",
+        "sql_limit",
+        "text",
+        "text_weight",
+        "vector",
+        "vector_weight",
+    )
+
+    def __init__(
+        self,
+        query_text: Any,
+        query_embedding: Any,
+        *,
+        limit: int,
+        threshold: float | None,
+        rrf_k: float,
+        text_weight: float,
+        vector_weight: float,
+        candidates: int,
+        mmr_lambda: float | None,
+    ) -> None:
+        self.text = _query_text(query_text)
+        self.vector = None if query_embedding is None else Vector(query_vector(query_embedding))
+        if query_text is None and query_embedding is None:
+            raise ValueError("give query_text and/or query_embedding")
+        self.limit = check_limit(limit)
+        self.max_distance = None if threshold is None else max_distance(check_threshold(threshold))
+        self.rrf_k = _non_negative(rrf_k, "rrf_k")
+        self.text_weight = _non_negative(text_weight, "text_weight")
+        self.vector_weight = _non_negative(vector_weight, "vector_weight")
+        if self.text_weight == 0 and self.vector_weight == 0:
+            raise ValueError("text_weight and vector_weight are both 0: no leg left to rank by")
+        if isinstance(candidates, bool) or not isinstance(candidates, int):
+            raise ValueError(f"candidates must be an integer, got {type(candidates).__name__}")
+        if not (1 <= candidates <= MAX_CANDIDATES):
+            raise ValueError(f"candidates must lie in [1, {MAX_CANDIDATES}], got {candidates}")
+        if candidates < self.limit:
+            raise ValueError(f"candidates ({candidates}) must be >= limit ({self.limit})")
+        self.candidates = candidates
+        self.mmr_lambda = mmr.check_mmr_lambda(mmr_lambda)
+        # With MMR the fused list's top `candidates` are the pool MMR chooses `limit` from.
+        self.sql_limit = self.limit if self.mmr_lambda is None else candidates
+
+
+async def _fetch(db: Db, sql: str, args: Sequence[Any], *, table: mmr.MmrTable, common: _Common) -> list[Any]:
+    """Run the hybrid statement (and the MMR step) on one connection and snapshot."""
+    try:
+        async with mmr.snapshot(db) as conn:
+            rows = await conn.fetch(sql, *args)
+            if common.mmr_lambda is None or len(rows) <= 1:
+                return list(rows)
+            best = max(r["fused_score"] for r in rows)
+            return await mmr.diversify(
+                conn,
+                table,
+                list(rows),
+                ids=[r["id"] for r in rows],
+                relevance=[r["fused_score"] / best for r in rows],
+                mmr_lambda=common.mmr_lambda,
+                limit=common.limit,
+            )
+    except (asyncpg.UndefinedFunctionError, asyncpg.UndefinedColumnError) as exc:
+        raise SchemaError(
+            f"{table} has no full-text column (content_tsv, migration 005): run apply_schema first ({exc})"
+        ) from None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+async def hybrid_search_deal_embeddings(
+    db: Db,
+    query_text: str | None,
+    query_embedding: Any,
+    *,
+    qualification_id: str | None = None,
+    pre_qualification_id: str | None = None,
+    limit: int = 5,
+    agent_names: str | Sequence[str] | None = None,
+    agent_name_contains: str | None = None,
+    chunk_categories: Sequence[str] | None = None,
+    min_confidence: int | None = None,
+    only_validated: bool = False,
+    tech_stack: str | None = None,
+    threshold: float | None = None,
+    rrf_k: float = DEFAULT_RRF_K,
+    text_weight: float = 1.0,
+    vector_weight: float = 1.0,
+    candidates: int = DEFAULT_CANDIDATES,
+    mmr_lambda: float | None = None,
+) -> list[HybridDealChunkHit]:
+    """Hybrid (full-text + vector) search over one owner's ``deal_embeddings`` rows.
+
+    Exactly one owner (``qualification_id`` or ``pre_qualification_id``). The filters are
+    those of :func:`~dealhunter_vectors.search_deal_embeddings` and apply to both legs, all
+    strictly (no ``filter_fallback``): ``chunk_categories``, ``min_confidence``,
+    ``only_validated``, ``agent_name_contains``, ``agent_names``, ``tech_stack``.
+    ``threshold`` (None = none) restricts the vector leg to similarity ``> threshold``.
+    Each leg contributes its top ``candidates`` (>= ``limit``) rows; the result is the best
+    ``limit`` by reciprocal rank fusion (``rrf_k``, ``text_weight``, ``vector_weight``), ties
+    by id; ``mmr_lambda`` diversifies it. Leg semantics, absent inputs and hostile text:
+    see :mod:`dealhunter_vectors.search.hybrid`.
+    """
+    common = _Common(
+        query_text,
+        query_embedding,
+        limit=limit,
+        threshold=threshold,
+        rrf_k=rrf_k,
+        text_weight=text_weight,
+        vector_weight=vector_weight,
+        candidates=candidates,
+        mmr_lambda=mmr_lambda,
+    )
+    owner_column, owner_id = one_owner(qualification_id, pre_qualification_id)
+    if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int)):
+        raise ValueError(f"min_confidence must be an integer, got {type(min_confidence).__name__}")
+    args = (
+        common.vector,
+        owner_id,
+        common.text,
+        common.max_distance,
+        string_list(chunk_categories, "chunk_categories") if chunk_categories else None,
+        min_confidence if min_confidence is not None and min_confidence > 0 else None,
+        bool(only_validated),
+        substring(agent_name_contains, "agent_name_contains"),
+        string_list(agent_names, "agent_names"),
+        substring(tech_stack, "tech_stack"),
+        common.candidates,
+        common.rrf_k,
+        common.vector_weight,
+        common.text_weight,
+        common.sql_limit,
+    )
+    rows = await _fetch(db, _DEAL_SQL[owner_column], args, table="deal_embeddings", common=common)
+    return [_deal_hit(row) for row in rows]
+
+
+async def hybrid_search_raw_chunks(
+    db: Db,
+    query_text: str | None,
+    query_embedding: Any,
+    *,
+    pre_qualification_id: str,
+    limit: int = 5,
+    threshold: float | None = None,
+    rrf_k: float = DEFAULT_RRF_K,
+    text_weight: float = 1.0,
+    vector_weight: float = 1.0,
+    candidates: int = DEFAULT_CANDIDATES,
+    mmr_lambda: float | None = None,
+) -> list[HybridRawChunkHit]:
+    """Hybrid (full-text + vector) search over a pre-qualification's ``raw_chunks``.
+
+    As :func:`hybrid_search_deal_embeddings` without the deal-chunk filters. NULL metadata
+    is reported as the old default ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``.
+    """
+    common = _Common(
+        query_text,
+        query_embedding,
+        limit=limit,
+        threshold=threshold,
+        rrf_k=rrf_k,
+        text_weight=text_weight,
+        vector_weight=vector_weight,
+        candidates=candidates,
+        mmr_lambda=mmr_lambda,
+    )
+    owner_id = check_id(pre_qualification_id, "pre_qualification_id")
+    args = (
+        common.vector,
+        owner_id,
+        common.text,
+        common.max_distance,
+        common.candidates,
+        common.rrf_k,
+        common.vector_weight,
+        common.text_weight,
+        common.sql_limit,
+    )
+    rows = await _fetch(db, _RAW_SQL, args, table="raw_chunks", common=common)
+    return [_raw_hit(row) for row in rows]
+
+
+# --------------------------------------------------------------------------- rows -> hits
+
+
+def _similarity(distance: float | None) -> float | None:
+    if distance is None or math.isnan(distance):
+        return None
+    return 1.0 - float(distance)
+
+
+def _text_score(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _deal_hit(row: asyncpg.Record) -> HybridDealChunkHit:
+    metadata, raw, error = parse_metadata(row["metadata"], table="deal_embeddings", row_id=row["id"], default={})
+    return HybridDealChunkHit(
+        chunk_id=row["id"],
+        pre_qualification_id=row["pre_qualification_id"],
+        qualification_id=row["qualification_id"],
+        agent_name=row["agent_name"],
+        chunk_type=row["chunk_type"],
+        chunk_index=row["chunk_index"],
+        content=row["content"],
+        similarity=_similarity(row["distance"]),
+        metadata=metadata,
+        metadata_raw=raw,
+        metadata_error=error,
+        chunk_category=row["chunk_category"],
+        confidence=row["confidence"],
+        is_validated=row["is_validated"],
+        vector_rank=row["vector_rank"],
+        text_rank=row["text_rank"],
+        text_score=_text_score(row["text_score"]),
+        fused_score=row["fused_score"],
+    )
+
+
+def _raw_hit(row: asyncpg.Record) -> HybridRawChunkHit:
+    metadata, raw, error = parse_metadata(
+        row["metadata"], table="raw_chunks", row_id=row["id"], default=RAW_CHUNK_DEFAULT_METADATA
+    )
+    return HybridRawChunkHit(
+        chunk_id=row["id"],
+        pre_qualification_id=row["pre_qualification_id"],
+        chunk_index=row["chunk_index"],
+        content=row["content"],
+        token_count=row["token_count"],
+        similarity=_similarity(row["distance"]),
+        metadata=metadata,
+        metadata_raw=raw,
+        metadata_error=error,
+        vector_rank=row["vector_rank"],
+        text_rank=row["text_rank"],
+        text_score=_text_score(row["text_score"]),
+        fused_score=row["fused_score"],
+    )
