@@ -11,8 +11,22 @@ class ConfigurationError(DealhunterVectorsError, ValueError):
     """A setting or URL is unusable (the message never contains a password)."""
 
 
+class InvalidArgumentError(DealhunterVectorsError, ValueError):
+    """A public argument is unusable (wrong type, out of range, NUL byte); ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+
+
 class DatabaseUnavailableError(DealhunterVectorsError, ConnectionError):
-    """The server could not be reached or refused the login (URL masked)."""
+    """The server could not be reached, refused the login or the connection broke (URL masked).
+
+    Always retryable (``retryable`` is True): the pool re-connects by itself once the
+    server is back. The driver's exception is kept as ``__cause__`` (its message masked).
+    """
+
+    retryable = True
 
 
 class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
@@ -28,15 +42,17 @@ class SchemaError(DealhunterVectorsError, RuntimeError):
 
 
 class InvalidEmbeddingError(DealhunterVectorsError, ValueError):
-    """An embedding broke a rule: dimensions, finiteness, zero norm or half-precision range.
+    """An embedding broke a rule: dimensions, finiteness, norm range or half-precision range.
 
-    ``rule`` is one of ``"type"``, ``"dimensions"``, ``"finite"``, ``"zero_norm"``,
-    ``"half_precision_range"``; ``where`` names the row or argument when known.
+    ``rule`` is one of ``"type"``, ``"json"``, ``"dimensions"``, ``"finite"``, ``"zero_norm"``,
+    ``"norm_range"`` (norm outside ``[1e-12, 1e15]``), ``"half_precision_range"``; ``where``
+    names the row or argument when known; ``norm`` is the vector's norm for the norm rules.
     """
 
-    def __init__(self, rule: str, message: str, *, where: str | None = None) -> None:
+    def __init__(self, rule: str, message: str, *, where: str | None = None, norm: float | None = None) -> None:
         self.rule = rule
         self.where = where
+        self.norm = norm
         super().__init__(f"{where}: {message}" if where else message)
 
 
