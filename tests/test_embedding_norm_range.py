@@ -9,7 +9,11 @@ and every accepted vector's similarity equals numpy's float64 cosine within 1e-5
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ from hypothesis import strategies as st
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.embeddings import MAX_NORM, MIN_NORM, embedding_norm
+from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
 
 DIMS = 3072
 TOL = 1e-5
@@ -173,3 +178,30 @@ async def test_accepted_vectors_score_exactly(
         assert sim is not None and abs(sim - expected[row_id]) <= TOL, (row_id, sim, expected[row_id])
     # every accepted row with an exact cosine > -1 + TOL is found (threshold -1, inclusive)
     assert {r for r, c in expected.items() if c > -1 + TOL} <= set(got)
+
+
+async def test_loader_rejects_out_of_range_norms(
+    dhv_database_factory: Callable[[], Awaitable[str]], tmp_path: Path
+) -> None:
+    """A stored vector with norm ~1e-24 is a rejected row (reject file, reason embedding_norm_range)."""
+    legacy = build_legacy_database(tmp_path / "legacy.db", LegacyDatasetSpec.tiny(dims=DIMS, seed=4))
+    conn = sqlite3.connect(legacy.path)
+    try:
+        row_id = conn.execute("SELECT id FROM deal_embeddings WHERE embedding IS NOT NULL ORDER BY id").fetchone()[0]
+        tiny = (np.random.default_rng(2).standard_normal(DIMS) * 1e-26).tolist()
+        conn.execute("UPDATE deal_embeddings SET embedding = ? WHERE id = ?", (json.dumps(tiny), row_id))
+        conn.commit()
+    finally:
+        conn.close()
+    url = await dhv_database_factory()
+    rejects = tmp_path / "rejects.jsonl"
+    report = await dv.migrate_sqlite(legacy.path, url, on_error="skip", reject_file=rejects, workers=0)
+    assert [(p.table, p.row_id, p.column, p.reason) for p in report.problems] == [
+        ("deal_embeddings", row_id, "embedding", "embedding_norm_range")
+    ]
+    lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [(line["table"], line["id"]) for line in lines] == [("deal_embeddings", row_id)]
+    assert lines[0]["problems"][0]["reason"] == "embedding_norm_range"
+    with pytest.raises(dv.MigrationStoppedError) as info:
+        await dv.migrate_sqlite(legacy.path, await dhv_database_factory(), on_error="stop", workers=0)
+    assert info.value.problems[0].reason == "embedding_norm_range"  # type: ignore[attr-defined]
