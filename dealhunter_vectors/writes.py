@@ -42,6 +42,7 @@ import asyncpg
 import orjson
 
 from .config import get_settings
+from .db.pool import operation
 from .embeddings import Float32Array, as_embedding
 from .errors import InvalidArgumentError, NotFoundError
 from .models import DealChunk, RawChunk
@@ -219,6 +220,7 @@ def _raw_record(chunk: RawChunk, pre_qualification_id: str, now: datetime) -> tu
     )
 
 
+@operation("insert_deal_chunks")
 async def insert_deal_chunks(db: Db, chunks: Sequence[DealChunk]) -> list[str]:
     """Insert *chunks* into ``deal_embeddings`` with one binary COPY; return their ids in order.
 
@@ -245,6 +247,7 @@ def _constraint_error(table: str, exc: asyncpg.PostgresError) -> NotFoundError |
     return InvalidArgumentError(f"{table} column=id", f"an id is already stored ({detail})")
 
 
+@operation("replace_raw_chunks")
 async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence[RawChunk]) -> list[str]:
     """Replace every raw chunk of a pre-qualification by *chunks*, atomically; return the new ids.
 
@@ -277,6 +280,7 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
     return [r[0] for r in records]
 
 
+@operation("set_description_embedding")
 async def set_description_embedding(db: Db, pre_qualification_id: str, embedding: Any) -> None:
     """Set (or, with ``None``, clear) ``pre_qualifications.description_embedding``.
 

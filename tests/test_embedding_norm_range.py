@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.embeddings import MAX_NORM, MIN_NORM, embedding_norm
-from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 
 DIMS = 3072
 TOL = 1e-5

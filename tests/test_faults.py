@@ -33,7 +33,7 @@ import pytest
 import pytest_asyncio
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.embedded import EmbeddedServer, start_embedded, stop_embedded
+from dealhunter_vectors.db.embedded import EmbeddedServer, start_embedded, stop_embedded
 from dealhunter_vectors.errors import QueryTimeoutError
 from dealhunter_vectors.testing import seed_owners, with_database
 

@@ -29,7 +29,7 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.errors import MigrationError
-from dealhunter_vectors.legacy_db import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.migrate.loader import migrate_sqlite
 from dealhunter_vectors.migrate.verify import verify_migration
 

@@ -20,7 +20,7 @@ from rich.console import Console
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.config import check_database_url
-from dealhunter_vectors.embedded import EmbeddedServer
+from dealhunter_vectors.db.embedded import EmbeddedServer
 
 SECRET = "Sup3rS3cret"
 

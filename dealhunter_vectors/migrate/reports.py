@@ -45,6 +45,7 @@ ProblemReason = Literal[
     "embedding_dimensions",
     "embedding_finite",
     "embedding_zero_norm",
+    "embedding_norm_range",
     "embedding_half_precision_range",
     "missing_parent",
     "unique_violation",
@@ -175,12 +176,12 @@ class MigrationReport(_Frozen):
 
 
 class VectorProblem(_Frozen):
-    """A stored vector that breaks a rule (``dimensions``, ``finite`` or ``zero_norm``)."""
+    """A stored vector that breaks a rule (``dimensions``, ``finite``, ``zero_norm`` or ``norm_range``)."""
 
     table: str
     row_id: str
     column: str
-    reason: Literal["dimensions", "finite", "zero_norm"]
+    reason: Literal["dimensions", "finite", "zero_norm", "norm_range"]
     detail: str
 
 

@@ -20,7 +20,7 @@ timestamp_s    INTEGER Unix **seconds** in [1990-01-01, 2100-01-01) -> ``timesta
 boolean        INTEGER 0/1 only (``boolean_value`` otherwise).
 embedding      TEXT holding a JSON array, or a float32 little-endian BLOB (sqlite-vec), checked by
                :mod:`dealhunter_vectors.embeddings` (``embedding_<rule>``: type, json, dimensions,
-               finite, zero_norm, half_precision_range). Dimensions come from the target column.
+               finite, zero_norm, norm_range, half_precision_range). Dimensions come from the target column.
 =============  ==============================================================================
 
 NULL in a NOT NULL column is ``null_not_allowed``. In the staging table, rows whose foreign

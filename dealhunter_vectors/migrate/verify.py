@@ -31,6 +31,7 @@ import numpy as np
 
 from ..db.pool import Pool, close_pool, create_pool
 from ..db.schema import quote_ident
+from ..embeddings import MAX_NORM, MIN_NORM, embedding_norm
 from .loader import DEFAULT_BATCH_SIZE, _masked
 from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
 from .source import BatchReader, TablePlan, _check_source_table, load_order, open_source, process_pool, table_plans
@@ -124,6 +125,8 @@ def _check_vectors(plan: TablePlan, record: asyncpg.Record, problems: list[Vecto
             reason, detail = "finite", "holds NaN or Infinity"
         elif not arr.any():
             reason, detail = "zero_norm", "zero vector"
+        elif not (MIN_NORM <= (norm := embedding_norm(arr)) <= MAX_NORM):
+            reason, detail = "norm_range", f"norm {norm:.3g} outside [{MIN_NORM:g}, {MAX_NORM:g}]"
         if reason is not None and len(problems) < LIST_LIMIT:
             problems.append(
                 VectorProblem(table=plan.name, row_id=record[0], column=col.name, reason=reason, detail=detail)  # type: ignore[arg-type]
