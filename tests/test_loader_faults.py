@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -142,9 +144,9 @@ async def test_sigkill_of_migrate_takes_its_workers_along(
 ) -> None:
     url = await dhv_database_factory()
     proc = _start_loader(legacy.path, url)
+    workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
-        workers: list[psutil.Process] = []
         while len(workers) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, "the loader never started its workers"
             await asyncio.sleep(0.05)
@@ -160,6 +162,9 @@ async def test_sigkill_of_migrate_takes_its_workers_along(
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for worker in workers:  # never leave an orphan behind, even when the test fails
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
 
 
 async def _role(admin: asyncpg.Connection, dbname: str, *grants: str) -> str:
@@ -180,7 +185,7 @@ def _as_role(url: str, role: str) -> str:
 
 async def test_least_privilege_roles(legacy: LegacyDatabaseSummary, dhv_database_factory: Factory) -> None:
     url = await dhv_database_factory()  # schema current (created by the owner)
-    dbname = url.rpartition("/")[2].split("?")[0]
+    dbname = urlsplit(url).path.lstrip("/")
     admin = await asyncpg.connect(url)
     roles: list[str] = []
     try:

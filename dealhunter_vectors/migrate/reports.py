@@ -118,7 +118,9 @@ class MigrationReport(_Frozen):
     source: str
     database: str
     """Target URL with the password masked."""
-    status: Literal["completed", "stopped"]
+    status: Literal["completed", "stopped", "failed"]
+    """``failed``: a source or target fault ended the run (see the ``MigrationError``); the
+    tables show what was committed before it, and a re-run finishes the job."""
     on_error: Literal["stop", "skip"]
     overwrite: bool
     tables: tuple[TableReport, ...]
