@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from rich.console import Console
 import dealhunter_vectors as dv
 from dealhunter_vectors.config import check_database_url
 from dealhunter_vectors.db.embedded import EmbeddedServer
+from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 
 SECRET = "Sup3rS3cret"
 
@@ -147,3 +149,15 @@ async def test_connection_failure_chain_is_masked() -> None:
         await dv.create_pool(url, connect_timeout=2)
     assert SECRET not in _chain_text(info.value)
     assert "someone:***@127.0.0.1:1" in str(info.value)
+
+
+async def test_reports_hold_only_the_masked_url(
+    dhv_database_factory: Callable[[], Awaitable[str]], tmp_path: Path
+) -> None:
+    legacy = build_legacy_database(tmp_path / "legacy.db", LegacyDatasetSpec.tiny(dims=3072, seed=9))
+    url = (await dhv_database_factory()).replace("postgres:@", f"postgres:{SECRET}@", 1)
+    report = await dv.migrate_sqlite(legacy.path, url, workers=0)
+    assert report.ok and "postgres:***@" in report.database
+    verification = await dv.verify_migration(legacy.path, url, workers=0)
+    for obj in (report, verification):
+        assert SECRET not in _every_text(obj)
