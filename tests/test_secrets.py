@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -161,3 +163,18 @@ async def test_reports_hold_only_the_masked_url(
     verification = await dv.verify_migration(legacy.path, url, workers=0)
     for obj in (report, verification):
         assert SECRET not in _every_text(obj)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dealhunter_vectors.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(("url", "reason"), BAD_URLS[:4])
+def test_cli_prints_one_masked_line(url: str, reason: str) -> None:
+    done = _cli("doctor", "--database-url", url)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and SECRET not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and reason in lines[0], done.stderr
