@@ -320,3 +320,28 @@ async def test_command_timeout_names_the_statement_and_the_timeout(db_url: str) 
             await pool.fetchval("SELECT pg_sleep(2)")
         # the pool is fine afterwards
         assert _same(await _search(pool))
+
+
+async def test_cancelled_searches_leak_nothing(db_url: str) -> None:
+    async with dv.open_pool(db_url, min_size=1, max_size=5, acquire_timeout=30) as pool:
+        async with _table_locked(db_url) as admin:
+            tasks = [asyncio.create_task(_search(pool)) for _ in range(20)]
+            for _ in range(200):  # every pool connection is waiting on the lock
+                waiting = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dealhunter_vectors'"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if waiting == 5:
+                    break
+                await asyncio.sleep(0.05)
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        # the lock is gone: every connection is back in the pool and serves correct results
+        for _ in range(200):
+            if pool.get_idle_size() == pool.get_size():
+                break
+            await asyncio.sleep(0.05)
+        assert pool.get_idle_size() == pool.get_size()
+        assert all(_same(r) for r in await asyncio.gather(*(_search(pool) for _ in range(20))))

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
+from .pool import operation
 
 __all__ = [
     "MIGRATIONS_TABLE",
@@ -134,6 +135,7 @@ async def _recorded(conn: asyncpg.Connection) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
+@operation("schema_status")
 async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
     """Which migrations are applied, pending, or changed since they were applied."""
     if isinstance(db, asyncpg.Pool):
@@ -160,6 +162,7 @@ async def _schema_is_current(conn: asyncpg.Connection, target: int | None) -> bo
     return not status.changed and all(v in status.applied for v in wanted)
 
 
+@operation("apply_schema")
 async def apply_schema(
     db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None, text_search_config: str | None = None
 ) -> list[int]:
