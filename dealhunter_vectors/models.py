@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, computed_field
 
 __all__ = [
     "ChunkSource",
@@ -63,6 +63,16 @@ class _Frozen(BaseModel):
 class _FrozenArbitrary(BaseModel):
     # Request and input models carry embeddings (numpy arrays, lists, tuples) as given.
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a bool is not an integer here")  # pydantic would turn True into 1
+    return value
+
+
+IntNotBool = Annotated[int, BeforeValidator(_not_bool)]
+"""An ``int`` field that refuses ``True``/``False`` (numpy integers still convert)."""
 
 
 class _Request(BaseModel):
@@ -339,13 +349,13 @@ class DealChunk(_FrozenArbitrary):
     qualification_id: str | None = None
     agent_name: str
     chunk_type: str
-    chunk_index: int = 0
+    chunk_index: IntNotBool = 0
     content: str
     metadata: dict[str, Any] | None = None
     embedding: Any = None
     chunk_category: str | None = "elaboration"
-    confidence: int | None = 50
-    requires_validation: bool | None = False
+    confidence: IntNotBool | None = 50
+    requires_validation: StrictBool | None = False
     validated_at: datetime | None = None
     validated_by: str | None = None
 
@@ -354,9 +364,9 @@ class RawChunk(_FrozenArbitrary):
     """A chunk for :func:`~dealhunter_vectors.writes.replace_raw_chunks` (embedding required)."""
 
     id: str | None = None
-    chunk_index: int
+    chunk_index: IntNotBool
     content: str
-    token_count: int
+    token_count: IntNotBool
     embedding: Any
     metadata: dict[str, Any] | None = None
 

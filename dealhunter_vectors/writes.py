@@ -148,6 +148,11 @@ def _row_id(chunk: DealChunk | RawChunk, table: str) -> str:
     return _args.text(chunk.id, f"{table} column=id")
 
 
+def _check_chunks(chunks: Any) -> None:
+    if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
+        raise InvalidArgumentError("chunks", f"must be a list of chunks, got {type(chunks).__name__}")
+
+
 def _check_unique(ids: Iterable[str], table: str) -> None:
     seen: set[str] = set()
     for row_id in ids:
@@ -229,6 +234,7 @@ async def insert_deal_chunks(db: Db, chunks: Sequence[DealChunk]) -> list[str]:
     rows or none). An unknown owner id is a ``NotFoundError``, an id already stored an
     ``InvalidArgumentError`` (nothing written in either case).
     """
+    _check_chunks(chunks)
     now = utc_now()
     records = [_deal_record(chunk, now) for chunk in chunks]
     _check_unique((r[0] for r in records), "deal_embeddings")
@@ -256,6 +262,7 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
     chunks, binary-COPY the new ones. Any failure rolls back to the old chunks.
     """
     pre_qualification_id = _args.text(pre_qualification_id, "pre_qualification_id")
+    _check_chunks(chunks)
     now = utc_now()
     records = [_raw_record(chunk, pre_qualification_id, now) for chunk in chunks]
     _check_unique((r[0] for r in records), "raw_chunks")

@@ -165,3 +165,19 @@ async def test_write_targets_are_checked(pool: dv.Pool) -> None:
     # an unknown owner is a NotFoundError, not asyncpg's ForeignKeyViolationError
     with pytest.raises(dv.NotFoundError, match="deal_embeddings"):
         await dv.insert_deal_chunks(pool, [_chunk(qualification_id=f"missing-{uuid.uuid4().hex}")])
+
+
+def test_write_models_refuse_bool_as_int() -> None:
+    base: dict[str, Any] = {"qualification_id": "q", "agent_name": "a", "chunk_type": "t", "content": "c"}
+    for bad in ({"confidence": True}, {"chunk_index": False}, {"requires_validation": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dv.DealChunk(**base, **bad)
+    with pytest.raises(ValueError, match="token_count"):
+        dv.RawChunk(chunk_index=0, content="c", token_count=True, embedding=Q)
+    assert dv.DealChunk(**base, confidence=np.int64(7)).confidence == 7  # numpy integers still convert
+
+
+async def test_chunks_must_be_a_list(pool: dv.Pool) -> None:
+    for bad in (None, "chunk", 3):
+        with pytest.raises(InvalidArgumentError, match=r"^chunks: "):
+            await dv.insert_deal_chunks(pool, bad)  # type: ignore[arg-type]
