@@ -345,3 +345,19 @@ async def test_cancelled_searches_leak_nothing(db_url: str) -> None:
             await asyncio.sleep(0.05)
         assert pool.get_idle_size() == pool.get_size()
         assert all(_same(r) for r in await asyncio.gather(*(_search(pool) for _ in range(20))))
+
+
+async def test_a_server_that_accepts_but_never_answers(server: EmbeddedServer, db_url: str) -> None:
+    """SIGSTOP of the postmaster: new connections hang (a black-holed network looks the same)."""
+    async with dv.open_pool(db_url, min_size=0, max_size=2, connect_timeout=1, acquire_timeout=10) as pool:
+        pid = _postmaster_pid(server)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(dv.DatabaseUnavailableError) as info:
+                await _search(pool)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        _assert_clean(info.value)
+        assert not isinstance(info.value, dv.PoolExhaustedError)
+        assert "connect timeout" in str(info.value)
+        await _recovers(pool)

@@ -309,7 +309,15 @@ class Pool(asyncpg.Pool):  # type: ignore[misc]
         effective = self._acquire_timeout if timeout is None else timeout
         try:
             return await super()._acquire(effective)
-        except TimeoutError:
+        except TimeoutError as exc:
+            in_use = self.get_size() - self.get_idle_size()
+            if in_use < self.get_max_size():
+                # A slot was free, so the wait was for a new connection: the server accepted the
+                # socket but never answered (stopped, overloaded, a black-holed network).
+                raise DatabaseUnavailableError(
+                    f"{_OPERATION.get() or 'acquire'}: no answer from {self._masked_url} within the connect"
+                    " timeout; retry once the server is back"
+                ) from exc
             raise PoolExhaustedError(
                 f"no connection free within {effective:g} s (pool max_size={self.get_max_size()}, "
                 f"in use={self.get_size() - self.get_idle_size()}); raise max_size or acquire timeout"
