@@ -78,6 +78,33 @@ BAD_SEARCH_CALLS: list[tuple[str, str, Call]] = [
         "inf",
         lambda p: dv.find_similar_pre_qualifications(p, Q, min_similarity_percent=float("inf")),
     ),
+    (
+        "limit",
+        "hybrid bool limit",
+        lambda p: dv.hybrid_search_raw_chunks(p, "x", Q, pre_qualification_id="p", limit=True),
+    ),
+    (
+        "candidates",
+        "hybrid bool",
+        lambda p: dv.hybrid_search_raw_chunks(p, "x", Q, pre_qualification_id="p", candidates=True),
+    ),
+    (
+        "only_validated",
+        "hybrid int flag",
+        lambda p: dv.hybrid_search_deal_embeddings(p, "x", Q, qualification_id="q", only_validated=1),
+    ),
+    (
+        "min_confidence",
+        "hybrid 2**31",
+        lambda p: dv.hybrid_search_deal_embeddings(p, "x", Q, qualification_id="q", min_confidence=2**31),
+    ),
+    (
+        "qualification_id",
+        "hybrid NUL id",
+        lambda p: dv.hybrid_search_deal_embeddings(p, "x", Q, qualification_id="\x00"),
+    ),
+    ("mmr_lambda", "bool", lambda p: dv.search_raw_chunks(p, Q, pre_qualification_id="p", mmr_lambda=True)),
+    ("rrf_k", "nan", lambda p: dv.hybrid_search_raw_chunks(p, "x", Q, pre_qualification_id="p", rrf_k=float("nan"))),
 ]
 
 
