@@ -361,3 +361,16 @@ async def test_a_server_that_accepts_but_never_answers(server: EmbeddedServer, d
         assert not isinstance(info.value, dv.PoolExhaustedError)
         assert "connect timeout" in str(info.value)
         await _recovers(pool)
+
+
+def test_a_failure_while_cleaning_up_after_a_lost_connection_is_a_connection_failure() -> None:
+    """asyncpg's pool release after a connection broke mid-COPY raises "another operation is in
+    progress" (seen under a server restart in test_migration_resume); its context decides."""
+    from dealhunter_vectors.db.pool import is_connection_error
+
+    broken = asyncpg.exceptions.InternalClientError("cannot switch to state 21; another operation (2) is in progress")
+    cleanup = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert not is_connection_error(cleanup)  # alone: a misuse of the connection, not a fault
+    cleanup.__context__ = broken
+    assert is_connection_error(cleanup)
+    assert not is_connection_error(asyncpg.UniqueViolationError("duplicate key"))

@@ -136,11 +136,24 @@ _OPERATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("dhv_ope
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True for a failure of the connection itself (retryable), False for a statement error."""
-    if isinstance(exc, asyncpg.InterfaceError):
-        text = str(exc)
-        return "connection" in text and ("closed" in text or "lost" in text or "terminated" in text)
-    return isinstance(exc, _CONNECTION_ERRORS)
+    """True for a failure of the connection itself (retryable), False for a statement error.
+
+    An error raised while cleaning up after a connection failure counts as one too: when a
+    connection breaks mid-COPY, asyncpg's pool release then fails with "another operation
+    is in progress", whose ``__context__`` is the original failure.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain of an exception raised while handling another
+        if seen is None:
+            return False
+        if isinstance(seen, asyncpg.InterfaceError):
+            text = str(seen)
+            if "connection" in text and ("closed" in text or "lost" in text or "terminated" in text):
+                return True
+        elif isinstance(seen, _CONNECTION_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _masked_cause(exc: BaseException) -> BaseException:
