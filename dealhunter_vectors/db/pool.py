@@ -10,7 +10,7 @@
 * ``acquire()`` beyond ``max_size`` waits at most the acquire timeout and then raises
   :class:`~dealhunter_vectors.errors.PoolExhaustedError` instead of hanging.
 * Closing waits for in-flight queries (up to a grace period), then terminates.
-* Faults are typed (:func:`operation`, :func:`database_errors`): a lost, refused or reset
+* Faults are typed (:func:`operation`, :func:`translate_error`): a lost, refused or reset
   connection (server restart, ``kill -9`` of the postmaster, network reset) is a
   :class:`~dealhunter_vectors.errors.DatabaseUnavailableError` (``retryable``, the driver's
   exception as ``__cause__``, URL masked), a statement beyond the command timeout a
@@ -62,7 +62,6 @@ __all__ = [
     "Pool",
     "close_pool",
     "create_pool",
-    "database_errors",
     "is_connection_error",
     "lifespan",
     "open_pool",
@@ -198,18 +197,6 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
     return None
 
 
-@contextlib.asynccontextmanager
-async def database_errors(db: object, operation: str | None = None) -> AsyncIterator[None]:
-    """Translate connection failures and command timeouts raised inside into the library's errors."""
-    try:
-        yield
-    except BaseException as exc:
-        translated = translate_error(exc, db, operation)
-        if translated is None:
-            raise
-        raise translated from _masked_cause(exc)
-
-
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -227,21 +214,32 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
     def decorate(fn: _F) -> _F:
         @functools.wraps(fn)
         async def wrapper(db: Any, *args: Any, **kwargs: Any) -> Any:
-            outer = _OPERATION.get() is None
-            token = _OPERATION.set(_OPERATION.get() or name)
+            # Plain try/except, no context manager: this wraps every search (a few us matter).
+            token = _OPERATION.set(name) if _OPERATION.get() is None else None
             try:
-                attempts = 2 if read_only and outer and isinstance(db, asyncpg.Pool) else 1
-                for attempt in range(1, attempts + 1):
+                attempts = 2 if read_only and token is not None and isinstance(db, asyncpg.Pool) else 1
+                attempt = 1
+                while True:
                     try:
-                        async with database_errors(db):
-                            return await fn(db, *args, **kwargs)
-                    except DatabaseUnavailableError as exc:
-                        if attempt == attempts:
+                        return await fn(db, *args, **kwargs)
+                    except BaseException as exc:
+                        if isinstance(exc, DatabaseUnavailableError):
+                            if attempt < attempts:
+                                _log.warning("%s: %s; retrying once on a fresh connection", name, exc)
+                                attempt += 1
+                                continue
                             raise
-                        _log.warning("%s: %s; retrying once on a fresh connection", name, exc)
-                raise AssertionError("unreachable")  # pragma: no cover
+                        translated = translate_error(exc, db)
+                        if translated is None:
+                            raise
+                        if isinstance(translated, DatabaseUnavailableError) and attempt < attempts:
+                            _log.warning("%s: %s; retrying once on a fresh connection", name, translated)
+                            attempt += 1
+                            continue
+                        raise translated from _masked_cause(exc)
             finally:
-                _OPERATION.reset(token)
+                if token is not None:
+                    _OPERATION.reset(token)
 
         return wrapper  # type: ignore[return-value]
 
@@ -273,45 +271,44 @@ class Pool(asyncpg.Pool):  # type: ignore[misc]
         self._masked_url = masked_url
         self._dhv_command_timeout = command_timeout
 
+    async def _typed(self, name: str, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except BaseException as exc:
+            translated = translate_error(exc, self, name)
+            if translated is None:
+                raise
+            raise translated from _masked_cause(exc)
+
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.execute"):
-            return await super().execute(*args, **kwargs)
+        return await self._typed("Pool.execute", super().execute, *args, **kwargs)
 
     async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.executemany"):
-            return await super().executemany(*args, **kwargs)
+        return await self._typed("Pool.executemany", super().executemany, *args, **kwargs)
 
     async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.fetch"):
-            return await super().fetch(*args, **kwargs)
+        return await self._typed("Pool.fetch", super().fetch, *args, **kwargs)
 
     async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.fetchval"):
-            return await super().fetchval(*args, **kwargs)
+        return await self._typed("Pool.fetchval", super().fetchval, *args, **kwargs)
 
     async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.fetchrow"):
-            return await super().fetchrow(*args, **kwargs)
+        return await self._typed("Pool.fetchrow", super().fetchrow, *args, **kwargs)
 
     async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.fetchmany"):
-            return await super().fetchmany(*args, **kwargs)
+        return await self._typed("Pool.fetchmany", super().fetchmany, *args, **kwargs)
 
     async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.copy_records_to_table"):
-            return await super().copy_records_to_table(*args, **kwargs)
+        return await self._typed("Pool.copy_records_to_table", super().copy_records_to_table, *args, **kwargs)
 
     async def copy_to_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.copy_to_table"):
-            return await super().copy_to_table(*args, **kwargs)
+        return await self._typed("Pool.copy_to_table", super().copy_to_table, *args, **kwargs)
 
     async def copy_from_query(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.copy_from_query"):
-            return await super().copy_from_query(*args, **kwargs)
+        return await self._typed("Pool.copy_from_query", super().copy_from_query, *args, **kwargs)
 
     async def copy_from_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with database_errors(self, "Pool.copy_from_table"):
-            return await super().copy_from_table(*args, **kwargs)
+        return await self._typed("Pool.copy_from_table", super().copy_from_table, *args, **kwargs)
 
     @property
     def masked_url(self) -> str:
