@@ -12,6 +12,9 @@
   configuration: :func:`text_search_config`, :func:`set_text_search_config`.
 * Write: :func:`insert_deal_chunks`, :func:`replace_raw_chunks`, :func:`set_description_embedding`.
 * Migrate: :func:`migrate_sqlite` and :func:`verify_migration` move the old SQLite database.
+* Errors (docs/reliability.md): :class:`InvalidArgumentError` / :class:`InvalidEmbeddingError`
+  for bad input, :class:`DatabaseUnavailableError` (retryable) for a lost server,
+  :class:`QueryTimeoutError` for the command timeout, all under :class:`DealhunterVectorsError`.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from .errors import (
     DatabaseUnavailableError,
     DealhunterVectorsError,
     EmbeddedServerError,
+    InvalidArgumentError,
     InvalidEmbeddingError,
     InvalidQueryTextError,
     MigrationError,
     MigrationStoppedError,
     NotFoundError,
     PoolExhaustedError,
+    QueryTimeoutError,
     SchemaError,
 )
 from .migrate.loader import MigrationProgress, migrate_sqlite
@@ -93,6 +98,7 @@ __all__ = [
     "EmbeddedServerError",
     "HybridDealChunkHit",
     "HybridRawChunkHit",
+    "InvalidArgumentError",
     "InvalidEmbeddingError",
     "InvalidQueryTextError",
     "MigrationError",
@@ -104,6 +110,7 @@ __all__ = [
     "PoolExhaustedError",
     "PreQualificationMatch",
     "PreQualificationSearch",
+    "QueryTimeoutError",
     "RawChunk",
     "RawChunkHit",
     "RawChunkSearch",

@@ -2,7 +2,15 @@
 
 Every setting can be given as an environment variable (``DATABASE_URL``,
 ``DEALHUNTER_POOL_MAX_SIZE``, ...) or passed explicitly. A database URL is never
-printed, logged or put in an exception with its password: use :func:`mask_url`.
+printed, logged or put in an exception with its password:
+
+* ``Settings.database_url`` is a pydantic ``SecretStr`` (``str``/``repr``/``rich``/
+  ``model_dump_json`` show ``**********``; ``Settings.__repr__`` shows the masked URL);
+  read it with ``settings.database_url.get_secret_value()``;
+* :func:`check_database_url` validates a URL before any driver sees it (one-line
+  :class:`~dealhunter_vectors.errors.ConfigurationError`, password masked, no exception
+  chained: the traceback and ``__context__`` never hold the URL);
+* :func:`mask_url` / :func:`mask_text` mask a URL or free text for messages.
 """
 
 from __future__ import annotations
@@ -10,10 +18,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "postgresql://dealhunter:dealhunter@localhost:5433/dealhunter"
 """The docker-compose server (``pgvector/pgvector:pg16`` on port 5433)."""
@@ -42,8 +53,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DEALHUNTER_", extra="ignore", frozen=True)
 
-    database_url: str = Field(
-        default=DEFAULT_DATABASE_URL,
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
         validation_alias=AliasChoices("DATABASE_URL", "DEALHUNTER_DATABASE_URL"),
     )
     pool_min_size: int = Field(default=2, ge=0)
@@ -55,11 +66,18 @@ class Settings(BaseSettings):
     embedding_dimensions: int = Field(default=3072, ge=1, le=16000)
     embedded_data_dir: Path | None = None
 
-    def __repr__(self) -> str:  # never leak the password through repr()
-        fields = ", ".join(f"{k}={mask_url(v) if k == 'database_url' else v!r}" for k, v in self.__dict__.items())
+    def __repr__(self) -> str:  # the masked URL (more useful than SecretStr's stars)
+        fields = ", ".join(
+            f"{k}={mask_url(v.get_secret_value()) if isinstance(v, SecretStr) else repr(v)}"
+            for k, v in self.__dict__.items()
+        )
         return f"Settings({fields})"
 
     __str__ = __repr__
+
+    def __rich_repr__(self) -> Any:  # rich.print(settings): the masked URL too
+        for k, v in self.__dict__.items():
+            yield k, mask_url(v.get_secret_value()) if isinstance(v, SecretStr) else v
 
 
 _ENV_NAMES: tuple[str, ...] = (
@@ -97,28 +115,96 @@ def get_settings() -> Settings:
 _PASSWORD_IN_TEXT = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\x00-\x20]*):(?P<pw>[^@/\x00-\x20]*)@", re.I
 )
+_URL_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>.*)@(?P<rest>[^@]*)$", re.I | re.S)
+_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+_SCHEMES = ("postgresql", "postgres")
 
 
 def mask_url(url: str) -> str:
     """Return *url* with its password replaced by ``***``.
 
-    Handles ``postgresql://user:secret@host/db``, a ``password=`` query parameter and
-    anything that fails to parse (then every ``user:secret@`` pattern is masked).
+    Handles ``postgresql://user:secret@host/db``, a ``password=`` query parameter and URLs
+    that do not parse: everything between ``scheme://user:`` and the **last** ``@`` is
+    masked, so a password holding ``#``, ``/``, ``?`` or ``@`` never shows.
     """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostinfo = netloc.rpartition("@")
-            if ":" in userinfo:
-                user = userinfo.split(":", 1)[0]
-                userinfo = f"{user}:***"
-            netloc = f"{userinfo}@{hostinfo}"
-        query = re.sub(r"(?i)(^|&)(password)=[^&]*", r"\1\2=***", parts.query)
-        masked = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        masked = url
+    masked = url
+    m = _URL_USERINFO.match(url)
+    if m is not None and ":" in m["userinfo"]:
+        user = m["userinfo"].split(":", 1)[0]
+        masked = f"{m['scheme']}{user}:***@{m['rest']}"
+    masked = _PASSWORD_PARAM.sub(lambda p: f"{p[1]}***", masked)
     return mask_text(masked)
+
+
+def _bad_url(url: str, reason: str) -> ConfigurationError:
+    return ConfigurationError(f"invalid database URL {mask_url(url)}: {reason}")
+
+
+# Messages never echo the port text: when a password holds an unencoded '/' or '?', part
+# of the password is what a naive parse takes for "host:port".
+def _check_port(url: str, port: str) -> None:
+    if not port.isascii() or not port.isdigit():
+        raise _bad_url(url, "the port is not a number" + _encoding_hint(url))
+    if not 1 <= int(port) <= 65535:
+        raise _bad_url(url, "the port is outside 1-65535" + _encoding_hint(url))
+
+
+def _encoding_hint(url: str) -> str:
+    authority = re.split(r"[/?]", url.partition("://")[2], maxsplit=1)[0]
+    if "@" in url and "@" not in authority:
+        return " (a '/', '?' or '@' in the user name or password must be percent-encoded)"
+    return ""
+
+
+def _check_host(url: str, host: str) -> None:
+    """One ``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` of the (comma-separated) host list."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise _bad_url(url, "an IPv6 address opened with '[' is not closed with ']'")
+        rest = host[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise _bad_url(url, "unexpected characters after the IPv6 address")
+        if rest:
+            _check_port(url, rest[1:])
+        return
+    if "[" in host or "]" in host:
+        raise _bad_url(url, "'[' and ']' may only enclose an IPv6 address")
+    if host.count(":") > 1:
+        raise _bad_url(url, "an IPv6 address must be written in brackets, e.g. [::1]:5432")
+    if ":" in host:
+        _check_port(url, host.split(":", 1)[1])
+
+
+def check_database_url(url: object) -> str:
+    """Validate a ``postgresql://`` URL before the driver sees it; return it unchanged.
+
+    Checked: the scheme, that there is no ``#`` (a fragment: a password holding ``#``
+    must be written ``%23``), the host list (``host``, ``host:port``, ``[v6]:port``,
+    comma-separated), every port (a number in 1-65535). Raises a one-line
+    :class:`ConfigurationError` with the password masked and nothing chained.
+    """
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
+    if not isinstance(url, str):
+        raise ConfigurationError(f"the database URL must be a string, got {type(url).__name__}")
+    if "\x00" in url or any(c in url for c in "\r\n\t "):
+        raise _bad_url(url, "contains whitespace or a NUL character")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in _SCHEMES:
+        shown = scheme if sep and len(scheme) < 20 and scheme.isascii() and scheme.isalnum() else None
+        raise ConfigurationError(
+            f"unsupported database URL scheme {shown!r}: use postgresql://..., 'embedded' or 'embedded:///data/dir'"
+            if shown
+            else "the database URL must start with postgresql:// (or be 'embedded' / 'embedded:///data/dir')"
+        )
+    if "#" in url:
+        raise _bad_url(url, "it contains '#' (write a '#' in the password as %23)")
+    authority = re.split(r"[/?]", rest, maxsplit=1)[0]
+    hostinfo = authority.rpartition("@")[2]
+    for host in hostinfo.split(",") if hostinfo else []:
+        _check_host(url, host)
+    return url
 
 
 def mask_text(text: str) -> str:
@@ -130,3 +216,17 @@ def with_database(url: str, database: str) -> str:
     """Return *url* pointing at *database* (path replaced; query such as ``host=`` kept)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def split_password(url: str) -> tuple[str, SecretStr | None]:
+    """Split the password out of a URL's user info: ``(url without it, password as a secret)``.
+
+    The pool hands asyncpg the URL without the password and the password as a callable
+    (``secret.get_secret_value``), so no connect argument the driver stores holds it as
+    plain text. A ``password=`` query parameter is left in place (asyncpg reads it there).
+    """
+    m = _URL_USERINFO.match(url)
+    if m is None or ":" not in m["userinfo"]:
+        return url, None
+    user, _, password = m["userinfo"].partition(":")
+    return f"{m['scheme']}{user}@{m['rest']}", SecretStr(unquote(password))

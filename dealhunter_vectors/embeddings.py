@@ -1,8 +1,18 @@
 """Embedding validation and conversion: one set of rules for queries, writes and the loader.
 
 An embedding must have exactly the configured number of dimensions, finite values,
-a non-zero norm and values that fit half precision (``|x| <= 65504``, so the
-``halfvec`` index expression never fails). Lists, tuples and numpy arrays of any
+values that fit half precision (``|x| <= 65504``, so the ``halfvec`` index expression
+never fails) and a Euclidean norm in ``[MIN_NORM, MAX_NORM]`` = ``[1e-12, 1e15]``.
+
+Why a norm range (not just "non-zero"): pgvector computes ``<=>`` with float32
+accumulators (``sum a_i*b_i``, ``sum a_i^2``, ``sum b_i^2``). For a vector whose components
+are around 1e-21..1e-30 the float32 squares underflow, the float32 norm becomes 0 and
+``dot / 0`` is infinite, so such a row scored 1.0 (or -1) against everything. Inside
+``[1e-12, 1e15]`` every square sum stays far inside the float32 normal range (>= 1e-24,
+<= 1e30, limits 1.2e-38 and 3.4e38), so the relative error of pgvector's cosine is the
+ordinary float32 rounding (< 1e-6 at 3072 dimensions). It is the same range in which
+migration 004 stores the half-precision copy, so an accepted row always has one.
+The norm is computed in float64 on the float32 values that will be stored. Lists, tuples and numpy arrays of any
 float (or integer) dtype are accepted; the result is a C-contiguous ``float32``
 array, which pgvector's binary codec sends as is.
 """
@@ -21,6 +31,10 @@ from .errors import InvalidEmbeddingError
 DEFAULT_DIMENSIONS: Final = 3072
 HALF_MAX: Final = 65504.0
 """Largest finite IEEE half-precision value; pgvector's halfvec rejects larger magnitudes."""
+MIN_NORM: Final = 1e-12
+"""Smallest accepted Euclidean norm (below it pgvector's float32 sums lose the vector)."""
+MAX_NORM: Final = 1e15
+"""Largest accepted Euclidean norm (the upper end of migration 004's half-copy range)."""
 
 Float32Array = npt.NDArray[np.float32]
 _NUMBER_TYPES: Final = frozenset({int, float})
@@ -38,9 +52,11 @@ def as_embedding(
     e.g. ``"deal_embeddings id=abc column=embedding"``).
     """
     if isinstance(value, (str, bytes, bytearray, memoryview)) or value is None:
-        raise InvalidEmbeddingError(
-            "type", f"expected a sequence of numbers, got {type(value).__name__}", where=where
-        )
+        raise InvalidEmbeddingError("type", f"expected a sequence of numbers, got {type(value).__name__}", where=where)
+    if isinstance(value, np.ma.MaskedArray):
+        if np.ma.is_masked(value):
+            raise InvalidEmbeddingError("type", "a numpy masked array with masked values", where=where)
+        value = np.ma.getdata(value)
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -51,13 +67,9 @@ def as_embedding(
     if arr.ndim != 1:
         raise InvalidEmbeddingError("type", f"expected a 1-d vector, got shape {arr.shape}", where=where)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise InvalidEmbeddingError(
-            "type", f"expected numbers, got values of dtype {arr.dtype}", where=where
-        )
+        raise InvalidEmbeddingError("type", f"expected numbers, got values of dtype {arr.dtype}", where=where)
     if arr.shape[0] != dimensions:
-        raise InvalidEmbeddingError(
-            "dimensions", f"expected {dimensions} dimensions, got {arr.shape[0]}", where=where
-        )
+        raise InvalidEmbeddingError("dimensions", f"expected {dimensions} dimensions, got {arr.shape[0]}", where=where)
     wide = arr.astype(np.float64, copy=False)
     if not np.isfinite(wide).all():
         bad = int(np.flatnonzero(~np.isfinite(wide))[0])
@@ -76,9 +88,33 @@ def as_embedding(
     # tiny values can underflow to all zeros in float32.
     if not np.any(out):
         raise InvalidEmbeddingError(
-            "zero_norm", "the vector has zero norm; cosine similarity is undefined", where=where
+            "zero_norm", "the vector has zero norm; cosine similarity is undefined", where=where, norm=0.0
         )
+    check_norm(out, where=where)
     return out
+
+
+def embedding_norm(vec: Float32Array) -> float:
+    """The Euclidean norm of *vec*, computed in float64 (no under- or overflow)."""
+    wide = vec.astype(np.float64)
+    return float(np.sqrt(np.dot(wide, wide)))
+
+
+def check_norm(vec: Float32Array, *, where: str | None = None) -> float:
+    """Raise ``InvalidEmbeddingError`` (rule ``"norm_range"``) unless the norm lies in the accepted range.
+
+    Returns the norm. The message carries the norm (``%.3g``) and the range.
+    """
+    norm = embedding_norm(vec)
+    if not (MIN_NORM <= norm <= MAX_NORM):
+        raise InvalidEmbeddingError(
+            "norm_range",
+            f"the vector's norm {norm:.3g} lies outside [{MIN_NORM:g}, {MAX_NORM:g}]"
+            " (pgvector's float32 arithmetic cannot score it exactly)",
+            where=where,
+            norm=norm,
+        )
+    return norm
 
 
 def parse_json_embedding(
@@ -97,21 +133,15 @@ def parse_json_embedding(
     except orjson.JSONDecodeError as exc:
         raise InvalidEmbeddingError("json", f"invalid JSON ({exc})", where=where) from None
     if not isinstance(parsed, list):
-        raise InvalidEmbeddingError(
-            "type", f"expected a JSON array, got {type(parsed).__name__}", where=where
-        )
+        raise InvalidEmbeddingError("type", f"expected a JSON array, got {type(parsed).__name__}", where=where)
     # Fast path: one C-level pass over the element types (bool is not int here, so
     # true/false are caught too). Only when it fails, find the element to name.
     if not set(map(type, parsed)) <= _NUMBER_TYPES:
         for i, item in enumerate(parsed):
             if type(item) not in _NUMBER_TYPES:
-                raise InvalidEmbeddingError(
-                    "type", f"element {i} is {type(item).__name__}, not a number", where=where
-                )
+                raise InvalidEmbeddingError("type", f"element {i} is {type(item).__name__}, not a number", where=where)
     if len(parsed) != dimensions:
-        raise InvalidEmbeddingError(
-            "dimensions", f"expected {dimensions} dimensions, got {len(parsed)}", where=where
-        )
+        raise InvalidEmbeddingError("dimensions", f"expected {dimensions} dimensions, got {len(parsed)}", where=where)
     try:
         arr = np.array(parsed, dtype=np.float64)
     except OverflowError:  # an integer beyond float64
@@ -127,9 +157,7 @@ def parse_blob_embedding(
 ) -> Float32Array:
     """Parse sqlite-vec's float32 little-endian BLOB form and validate it."""
     if len(blob) % 4:
-        raise InvalidEmbeddingError(
-            "type", f"BLOB of {len(blob)} bytes is not a float32 array", where=where
-        )
+        raise InvalidEmbeddingError("type", f"BLOB of {len(blob)} bytes is not a float32 array", where=where)
     arr = np.frombuffer(blob, dtype="<f4").astype(np.float32)
     return as_embedding(arr, dimensions=dimensions, where=where)
 

@@ -11,12 +11,37 @@ class ConfigurationError(DealhunterVectorsError, ValueError):
     """A setting or URL is unusable (the message never contains a password)."""
 
 
+class InvalidArgumentError(DealhunterVectorsError, ValueError):
+    """A public argument is unusable (wrong type, out of range, NUL byte); ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+
+
 class DatabaseUnavailableError(DealhunterVectorsError, ConnectionError):
-    """The server could not be reached or refused the login (URL masked)."""
+    """The server could not be reached, refused the login or the connection broke (URL masked).
+
+    Always retryable (``retryable`` is True): the pool re-connects by itself once the
+    server is back. The driver's exception is kept as ``__cause__`` (its message masked).
+    """
+
+    retryable = True
 
 
 class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
     """No connection became free within the acquire timeout."""
+
+
+class QueryTimeoutError(DealhunterVectorsError, TimeoutError):
+    """A statement ran longer than the command timeout (the message names the statement and timeout).
+
+    The server cancelled the statement; the connection stays usable. Retryable in the sense
+    that nothing was changed (a timed-out write rolled back), but the same query will
+    likely time out again unless the load or the timeout changes.
+    """
+
+    retryable = True
 
 
 class EmbeddedServerError(DealhunterVectorsError, RuntimeError):
@@ -28,20 +53,35 @@ class SchemaError(DealhunterVectorsError, RuntimeError):
 
 
 class InvalidEmbeddingError(DealhunterVectorsError, ValueError):
-    """An embedding broke a rule: dimensions, finiteness, zero norm or half-precision range.
+    """An embedding broke a rule: dimensions, finiteness, norm range or half-precision range.
 
-    ``rule`` is one of ``"type"``, ``"dimensions"``, ``"finite"``, ``"zero_norm"``,
-    ``"half_precision_range"``; ``where`` names the row or argument when known.
+    ``rule`` is one of ``"type"``, ``"json"``, ``"dimensions"``, ``"finite"``, ``"zero_norm"``,
+    ``"norm_range"`` (norm outside ``[1e-12, 1e15]``), ``"half_precision_range"``; ``where``
+    names the row or argument when known; ``norm`` is the vector's norm for the norm rules.
     """
 
-    def __init__(self, rule: str, message: str, *, where: str | None = None) -> None:
+    def __init__(self, rule: str, message: str, *, where: str | None = None, norm: float | None = None) -> None:
         self.rule = rule
         self.where = where
+        self.norm = norm
         super().__init__(f"{where}: {message}" if where else message)
 
 
 class MigrationError(DealhunterVectorsError, RuntimeError):
-    """The SQLite migration cannot run: unreadable source, schema mismatch, bad arguments."""
+    """The SQLite migration cannot run or could not finish.
+
+    Causes: unreadable or corrupt source (``PRAGMA quick_check`` fails, a page cannot be
+    read), schema mismatch, bad arguments, missing privileges, the server lost mid-run.
+    ``report`` is the :class:`~dealhunter_vectors.migration_models.MigrationReport` of what
+    was loaded before the fault (``None`` when nothing ran); every committed batch stays
+    and a re-run finishes the job exactly. ``retryable`` is True when the fault was the
+    connection (re-run once the server is back).
+    """
+
+    def __init__(self, message: str, *, report: object | None = None, retryable: bool = False) -> None:
+        self.report = report
+        self.retryable = retryable
+        super().__init__(message)
 
 
 class MigrationStoppedError(MigrationError):
@@ -54,8 +94,7 @@ class MigrationStoppedError(MigrationError):
 
     def __init__(self, message: str, *, problems: tuple[object, ...], report: object) -> None:
         self.problems = problems
-        self.report = report
-        super().__init__(message)
+        super().__init__(message, report=report)
 
 
 class NotFoundError(DealhunterVectorsError, LookupError):

@@ -19,8 +19,10 @@ is logged (logger ``dealhunter_vectors.vector_search``).
 Request models (:class:`DealChunkSearch`, :class:`RawChunkSearch`, :class:`SimilaritySearch`,
 :class:`PreQualificationSearch`) describe one search each for
 :func:`~dealhunter_vectors.vector_search.search_many`; their fields are exactly the keyword
-arguments of the matching single-search function. Values are checked when the search runs
-(``InvalidEmbeddingError`` / ``ValueError``), not when the model is built.
+arguments of the matching single-search function. They are strict (no coercion: ``limit=True``
+or ``inclusive=1`` is a pydantic ``ValidationError``, a ``ValueError``, when the model is
+built); every value is checked again when the search runs (``InvalidEmbeddingError`` /
+``InvalidArgumentError`` naming the argument).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, computed_field
 
 __all__ = [
     "ChunkSource",
@@ -61,6 +63,21 @@ class _Frozen(BaseModel):
 class _FrozenArbitrary(BaseModel):
     # Request and input models carry embeddings (numpy arrays, lists, tuples) as given.
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a bool is not an integer here")  # pydantic would turn True into 1
+    return value
+
+
+IntNotBool = Annotated[int, BeforeValidator(_not_bool)]
+"""An ``int`` field that refuses ``True``/``False`` (numpy integers still convert)."""
+
+
+class _Request(BaseModel):
+    # Search requests: strict, so that bool never passes as an int (limit=True) nor 1 as a bool.
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, strict=True)
 
 
 # --------------------------------------------------------------------------- results
@@ -253,7 +270,7 @@ def _web_source(metadata: dict[str, Any]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- requests
 
 
-class DealChunkSearch(_FrozenArbitrary):
+class DealChunkSearch(_Request):
     """A :func:`~dealhunter_vectors.vector_search.search_deal_embeddings` call, for ``search_many``."""
 
     kind: Literal["deal_chunks"] = "deal_chunks"
@@ -275,7 +292,7 @@ class DealChunkSearch(_FrozenArbitrary):
     mmr_candidates: int | None = Field(default=None, strict=True)
 
 
-class RawChunkSearch(_FrozenArbitrary):
+class RawChunkSearch(_Request):
     """A :func:`~dealhunter_vectors.vector_search.search_raw_chunks` call, for ``search_many``."""
 
     kind: Literal["raw_chunks"] = "raw_chunks"
@@ -287,7 +304,7 @@ class RawChunkSearch(_FrozenArbitrary):
     mmr_candidates: int | None = Field(default=None, strict=True)
 
 
-class SimilaritySearch(_FrozenArbitrary):
+class SimilaritySearch(_Request):
     """A :func:`~dealhunter_vectors.vector_search.search_similar` call, for ``search_many``."""
 
     kind: Literal["similar"] = "similar"
@@ -299,7 +316,7 @@ class SimilaritySearch(_FrozenArbitrary):
     include_raw_chunks: bool = True
 
 
-class PreQualificationSearch(_FrozenArbitrary):
+class PreQualificationSearch(_Request):
     """A :func:`~dealhunter_vectors.vector_search.find_similar_pre_qualifications` call."""
 
     kind: Literal["pre_qualifications"] = "pre_qualifications"
@@ -332,13 +349,13 @@ class DealChunk(_FrozenArbitrary):
     qualification_id: str | None = None
     agent_name: str
     chunk_type: str
-    chunk_index: int = 0
+    chunk_index: IntNotBool = 0
     content: str
     metadata: dict[str, Any] | None = None
     embedding: Any = None
     chunk_category: str | None = "elaboration"
-    confidence: int | None = 50
-    requires_validation: bool | None = False
+    confidence: IntNotBool | None = 50
+    requires_validation: StrictBool | None = False
     validated_at: datetime | None = None
     validated_by: str | None = None
 
@@ -347,9 +364,9 @@ class RawChunk(_FrozenArbitrary):
     """A chunk for :func:`~dealhunter_vectors.writes.replace_raw_chunks` (embedding required)."""
 
     id: str | None = None
-    chunk_index: int
+    chunk_index: IntNotBool
     content: str
-    token_count: int
+    token_count: IntNotBool
     embedding: Any
     metadata: dict[str, Any] | None = None
 

@@ -10,8 +10,12 @@
   duplicate step never fired).
 
 Every embedding is validated with :func:`~dealhunter_vectors.embeddings.as_embedding`
-(dimensions, finite, non-zero norm, half-precision range) **before** anything is sent;
-the error names table, row id and column. Nothing is dropped or fixed silently.
+(dimensions, finite, norm in [1e-12, 1e15], half-precision range) **before** anything is
+sent; the error names table, row id and column. Every other value is checked in Python
+too (texts without NUL characters, integers in int32 and never ``bool``, flags ``bool``):
+:class:`~dealhunter_vectors.errors.InvalidArgumentError` naming table, row id and column.
+An unknown owner is a :class:`~dealhunter_vectors.errors.NotFoundError`, an id that is
+already stored an ``InvalidArgumentError``. Nothing is dropped or fixed silently.
 
 Conventions kept from the old app (Drizzle):
 
@@ -38,9 +42,11 @@ import asyncpg
 import orjson
 
 from .config import get_settings
+from .db.pool import operation
 from .embeddings import Float32Array, as_embedding
-from .errors import NotFoundError
+from .errors import InvalidArgumentError, NotFoundError
 from .models import DealChunk, RawChunk
+from .search import _args
 
 __all__ = [
     "DEAL_EMBEDDING_COLUMNS",
@@ -86,9 +92,7 @@ RAW_CHUNK_COLUMNS: Final = (
 
 LOCK_PRE_QUALIFICATION_SQL: Final = 'SELECT 1 FROM "pre_qualifications" WHERE "id" = $1 FOR UPDATE'
 DELETE_RAW_CHUNKS_SQL: Final = 'DELETE FROM "raw_chunks" WHERE "pre_qualification_id" = $1'
-SET_DESCRIPTION_EMBEDDING_SQL: Final = (
-    'UPDATE "pre_qualifications" SET "description_embedding" = $2 WHERE "id" = $1'
-)
+SET_DESCRIPTION_EMBEDDING_SQL: Final = 'UPDATE "pre_qualifications" SET "description_embedding" = $2 WHERE "id" = $1'
 
 _ID_FIRST: Final = string.ascii_lowercase
 _ID_REST: Final = string.ascii_lowercase + string.digits
@@ -125,25 +129,59 @@ def _metadata_text(value: dict[str, Any] | None, *, table: str, row_id: str) -> 
     try:
         return orjson.dumps(value).decode()
     except TypeError as exc:
-        raise ValueError(f"{table} id={row_id} column=metadata: not JSON-serialisable ({exc})") from None
+        raise InvalidArgumentError(f"{table} id={row_id} column=metadata", f"not JSON-serialisable ({exc})") from None
+
+
+def _texts(table: str, row_id: str, **values: Any) -> None:
+    for column, value in values.items():
+        _args.optional_text(value, f"{table} id={row_id} column={column}")
+
+
+def _ints(table: str, row_id: str, **values: Any) -> None:
+    for column, value in values.items():
+        _args.optional_integer(value, f"{table} id={row_id} column={column}")
+
+
+def _row_id(chunk: DealChunk | RawChunk, table: str) -> str:
+    if chunk.id is None:
+        return new_id()
+    return _args.text(chunk.id, f"{table} column=id")
+
+
+def _check_chunks(chunks: Any) -> None:
+    if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
+        raise InvalidArgumentError("chunks", f"must be a list of chunks, got {type(chunks).__name__}")
 
 
 def _check_unique(ids: Iterable[str], table: str) -> None:
     seen: set[str] = set()
     for row_id in ids:
         if row_id in seen:
-            raise ValueError(f"{table}: id {row_id!r} appears twice in the input")
+            raise InvalidArgumentError(f"{table} id={row_id}", "appears twice in the input")
         seen.add(row_id)
 
 
 def _deal_record(chunk: DealChunk, now: datetime) -> tuple[Any, ...]:
     if not isinstance(chunk, DealChunk):
-        raise TypeError(f"expected DealChunk, got {type(chunk).__name__}")
-    row_id = chunk.id or new_id()
+        raise InvalidArgumentError("chunks", f"expected DealChunk items, got {type(chunk).__name__}")
+    row_id = _row_id(chunk, "deal_embeddings")
     if chunk.pre_qualification_id is None and chunk.qualification_id is None:
-        raise ValueError(
-            f"deal_embeddings id={row_id}: a chunk needs a pre_qualification_id or a qualification_id"
+        raise InvalidArgumentError(
+            f"deal_embeddings id={row_id}", "a chunk needs a pre_qualification_id or a qualification_id"
         )
+    _texts(
+        "deal_embeddings",
+        row_id,
+        pre_qualification_id=chunk.pre_qualification_id,
+        qualification_id=chunk.qualification_id,
+        agent_name=chunk.agent_name,
+        chunk_type=chunk.chunk_type,
+        content=chunk.content,
+        chunk_category=chunk.chunk_category,
+        validated_by=chunk.validated_by,
+    )
+    _ints("deal_embeddings", row_id, chunk_index=chunk.chunk_index, confidence=chunk.confidence)
+    _args.optional_flag(chunk.requires_validation, f"deal_embeddings id={row_id} column=requires_validation")
     embedding = None if chunk.embedding is None else _embedding(chunk.embedding, table="deal_embeddings", row_id=row_id)
     return (
         row_id,
@@ -167,10 +205,14 @@ def _deal_record(chunk: DealChunk, now: datetime) -> tuple[Any, ...]:
 
 def _raw_record(chunk: RawChunk, pre_qualification_id: str, now: datetime) -> tuple[Any, ...]:
     if not isinstance(chunk, RawChunk):
-        raise TypeError(f"expected RawChunk, got {type(chunk).__name__}")
-    row_id = chunk.id or new_id()
+        raise InvalidArgumentError("chunks", f"expected RawChunk items, got {type(chunk).__name__}")
+    row_id = _row_id(chunk, "raw_chunks")
     if chunk.embedding is None:
-        raise ValueError(f"raw_chunks id={row_id} column=embedding: raw chunks need an embedding (NOT NULL)")
+        raise InvalidArgumentError(
+            f"raw_chunks id={row_id} column=embedding", "raw chunks need an embedding (NOT NULL)"
+        )
+    _texts("raw_chunks", row_id, content=chunk.content)
+    _ints("raw_chunks", row_id, chunk_index=chunk.chunk_index, token_count=chunk.token_count)
     return (
         row_id,
         pre_qualification_id,
@@ -183,21 +225,35 @@ def _raw_record(chunk: RawChunk, pre_qualification_id: str, now: datetime) -> tu
     )
 
 
+@operation("insert_deal_chunks")
 async def insert_deal_chunks(db: Db, chunks: Sequence[DealChunk]) -> list[str]:
     """Insert *chunks* into ``deal_embeddings`` with one binary COPY; return their ids in order.
 
-    Everything is validated first (embeddings, owners, duplicate ids); a bad chunk raises
-    before any row is written, and the COPY itself is one statement (all rows or none).
-    An unknown owner id fails with asyncpg's ``ForeignKeyViolationError``.
+    Everything is validated first (embeddings, texts, integers, owners, duplicate ids); a
+    bad chunk raises before any row is written, and the COPY itself is one statement (all
+    rows or none). An unknown owner id is a ``NotFoundError``, an id already stored an
+    ``InvalidArgumentError`` (nothing written in either case).
     """
+    _check_chunks(chunks)
     now = utc_now()
     records = [_deal_record(chunk, now) for chunk in chunks]
     _check_unique((r[0] for r in records), "deal_embeddings")
     if records:
-        await db.copy_records_to_table("deal_embeddings", records=records, columns=list(DEAL_EMBEDDING_COLUMNS))
+        try:
+            await db.copy_records_to_table("deal_embeddings", records=records, columns=list(DEAL_EMBEDDING_COLUMNS))
+        except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
+            raise _constraint_error("deal_embeddings", exc) from exc
     return [r[0] for r in records]
 
 
+def _constraint_error(table: str, exc: asyncpg.PostgresError) -> NotFoundError | InvalidArgumentError:
+    detail = getattr(exc, "detail", None) or str(exc)
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return NotFoundError(f"{table}: an owner does not exist ({detail})")
+    return InvalidArgumentError(f"{table} column=id", f"an id is already stored ({detail})")
+
+
+@operation("replace_raw_chunks")
 async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence[RawChunk]) -> list[str]:
     """Replace every raw chunk of a pre-qualification by *chunks*, atomically; return the new ids.
 
@@ -205,8 +261,8 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
     pre-qualification row (``NotFoundError`` when it does not exist), delete its raw
     chunks, binary-COPY the new ones. Any failure rolls back to the old chunks.
     """
-    if not isinstance(pre_qualification_id, str):
-        raise ValueError(f"pre_qualification_id must be a string, got {type(pre_qualification_id).__name__}")
+    pre_qualification_id = _args.text(pre_qualification_id, "pre_qualification_id")
+    _check_chunks(chunks)
     now = utc_now()
     records = [_raw_record(chunk, pre_qualification_id, now) for chunk in chunks]
     _check_unique((r[0] for r in records), "raw_chunks")
@@ -218,7 +274,10 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
                 raise NotFoundError(f"pre_qualifications id={pre_qualification_id} does not exist")
             await conn.execute(DELETE_RAW_CHUNKS_SQL, pre_qualification_id)
             if records:
-                await conn.copy_records_to_table("raw_chunks", records=records, columns=list(RAW_CHUNK_COLUMNS))
+                try:
+                    await conn.copy_records_to_table("raw_chunks", records=records, columns=list(RAW_CHUNK_COLUMNS))
+                except asyncpg.UniqueViolationError as exc:
+                    raise _constraint_error("raw_chunks", exc) from exc
 
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
@@ -228,14 +287,14 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
     return [r[0] for r in records]
 
 
+@operation("set_description_embedding")
 async def set_description_embedding(db: Db, pre_qualification_id: str, embedding: Any) -> None:
     """Set (or, with ``None``, clear) ``pre_qualifications.description_embedding``.
 
     The embedding is validated first. ``updated_at`` is left alone: the old app had no
     ``$onUpdate`` and never wrote this column. ``NotFoundError`` when the id does not exist.
     """
-    if not isinstance(pre_qualification_id, str):
-        raise ValueError(f"pre_qualification_id must be a string, got {type(pre_qualification_id).__name__}")
+    pre_qualification_id = _args.text(pre_qualification_id, "pre_qualification_id")
     value = (
         None
         if embedding is None

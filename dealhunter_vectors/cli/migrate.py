@@ -48,14 +48,22 @@ from rich.table import Table
 from rich.text import Text
 
 from ..db.pool import open_pool
-from ..errors import MigrationStoppedError
+from ..errors import MigrationError, MigrationStoppedError
 from ..migrate.loader import DEFAULT_BATCH_SIZE, MigrationProgress, migrate_sqlite
 from ..migrate.reports import MigrationReport, VerificationReport
 from ..migrate.verify import verify_migration
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_STOPPED", "EXIT_USAGE", "register"]
 
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS, EXIT_STOPPED, EXIT_USAGE, default_database_url
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_STOPPED,
+    EXIT_USAGE,
+    default_database_url,
+)
 
 
 class _RateColumn(ProgressColumn):
@@ -189,6 +197,17 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
                 report = stopped
                 err.print(f"[bold red]stopped:[/] {exc}", highlight=False)
                 err.print("fix the row (or run with --on-error skip --reject-file PATH) and re-run; loaded rows stay.")
+            except MigrationError as exc:
+                if not isinstance(exc.report, MigrationReport):
+                    raise  # nothing ran: the one-line error of main()
+                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                loaded = sum(t.inserted + t.overwritten for t in exc.report.tables)
+                err.print(
+                    f"loaded before the fault: {loaded} rows; re-run the same command to finish",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                return EXIT_INTERRUPTED if exc.retryable else EXIT_FAILED
     if args.json:
         print(report.model_dump_json(indent=2))
     elif not args.quiet:
@@ -266,7 +285,10 @@ def _non_negative(text: str) -> int:
 
 def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``migrate`` and ``verify`` to the CLI's subparsers."""
-    epilog = "exit codes: 0 complete, 1 failed, 2 usage, 3 rows rejected/conflicting (or differences), 4 stopped"
+    epilog = (
+        "exit codes: 0 complete, 1 failed, 2 usage, 3 rows rejected/conflicting (or differences), 4 stopped,"
+        " 5 server lost mid-run (re-run to finish)"
+    )
     p = subparsers.add_parser(
         "migrate",
         help="copy a legacy dealhunter SQLite database into PostgreSQL (resumable, idempotent)",

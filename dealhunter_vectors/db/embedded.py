@@ -20,9 +20,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import platformdirs
+from pydantic import SecretStr
 
-from ..config import EMBEDDED_SCHEME, get_settings
-from ..errors import ConfigurationError, EmbeddedServerError
+from ..config import EMBEDDED_SCHEME, check_database_url, get_settings
+from ..errors import EmbeddedServerError
 
 __all__ = [
     "EmbeddedServer",
@@ -52,8 +53,13 @@ class EmbeddedServer:
 
     def __init__(self, data_dir: Path, handle: object, url: str) -> None:
         self.data_dir = data_dir
-        self.url = url
+        self._url = SecretStr(url)  # printed, logged or dumped: stars only
         self._handle = handle
+
+    @property
+    def url(self) -> str:
+        """The connectable URL (Unix socket) of the server."""
+        return self._url.get_secret_value()
 
     def stop(self) -> None:
         """Stop the server process (data stays on disk)."""
@@ -74,7 +80,7 @@ class EmbeddedServer:
         lock = getattr(self._handle, "_lock", None)
         with lock if lock is not None else contextlib.nullcontext():
             ensure_running()
-        self.url = str(self._handle.get_uri())  # type: ignore[attr-defined]
+        self._url = SecretStr(str(self._handle.get_uri()))  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"EmbeddedServer(data_dir={str(self.data_dir)!r})"
@@ -145,24 +151,24 @@ def is_embedded_url(url: str) -> bool:
     return url == EMBEDDED_SCHEME or url.startswith(EMBEDDED_SCHEME + ":")
 
 
-def resolve_database_url(url: str | None = None) -> str:
+def resolve_database_url(url: str | SecretStr | None = None) -> str:
     """Turn *url* (default: the settings' ``DATABASE_URL``) into a connectable URL.
 
     ``embedded`` starts the embedded server in the default data directory,
     ``embedded:///abs/dir`` in that directory; any ``postgres://`` or
-    ``postgresql://`` URL is returned unchanged.
+    ``postgresql://`` URL is validated (:func:`~dealhunter_vectors.config.check_database_url`:
+    a one-line, masked ``ConfigurationError``) and returned unchanged.
     """
     if url is None:
-        url = get_settings().database_url
+        url = get_settings().database_url.get_secret_value()
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
+    if not isinstance(url, str):
+        return check_database_url(url)  # the typed "must be a string" error
     if is_embedded_url(url):
         # Plain "embedded" has no scheme once parsed (its "path" is the word itself): it
         # means the default data directory, never a directory named after it in the cwd.
         parts = urlsplit(url)
         has_dir = parts.scheme == EMBEDDED_SCHEME and parts.path not in ("", "/")
         return start_embedded(unquote(parts.path) if has_dir else None).url
-    scheme = urlsplit(url).scheme
-    if scheme not in ("postgres", "postgresql"):
-        raise ConfigurationError(
-            f"unsupported database URL scheme {scheme!r}: use postgresql://..., 'embedded' or 'embedded:///data/dir'"
-        )
-    return url
+    return check_database_url(url)

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
+from .pool import operation
 
 __all__ = [
     "MIGRATIONS_TABLE",
@@ -134,6 +135,7 @@ async def _recorded(conn: asyncpg.Connection) -> dict[int, str]:
     return {r["version"]: r["checksum"] for r in rows}
 
 
+@operation("schema_status")
 async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
     """Which migrations are applied, pending, or changed since they were applied."""
     if isinstance(db, asyncpg.Pool):
@@ -151,13 +153,25 @@ async def schema_status(db: asyncpg.Pool | asyncpg.Connection) -> SchemaStatus:
     )
 
 
+async def _schema_is_current(conn: asyncpg.Connection, target: int | None) -> bool:
+    """True when the extension exists and every migration (up to *target*) is applied unchanged (read-only)."""
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')"):
+        return False
+    status = await schema_status(conn)
+    wanted = [m.version for m in migrations() if target is None or m.version <= target]
+    return not status.changed and all(v in status.applied for v in wanted)
+
+
+@operation("apply_schema")
 async def apply_schema(
     db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None, text_search_config: str | None = None
 ) -> list[int]:
     """Apply every pending migration (up to *target*); return the versions applied now.
 
     Safe to run concurrently from several processes: an advisory lock serialises them
-    and the second finds nothing to do. Each migration runs in its own transaction.
+    and the second finds nothing to do. Each migration runs in its own transaction. When
+    the schema is current nothing but a read-only check runs (no lock, no DDL), so a role
+    without DDL rights may call it.
 
     *text_search_config* (e.g. ``"simple"``): afterwards, rebuild the full-text columns of
     migration 005 with that text search configuration unless it is already in force
@@ -171,6 +185,14 @@ async def apply_schema(
             return await apply_schema(conn, target=target, text_search_config=text_search_config)
     conn = db
     applied: list[int] = []
+    if await _schema_is_current(conn, target):
+        # Read-only check first: a role without DDL rights (no CREATE on the schema, not
+        # the tables' owner) can run the loader against a current schema.
+        if text_search_config is not None:
+            from .fulltext import set_text_search_config  # fulltext imports this module
+
+            await set_text_search_config(conn, text_search_config)
+        return applied
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")

@@ -20,6 +20,20 @@ JSON embeddings are parsed in a process pool (``workers``, default 2) while the 
 is being copied; at most a few batches are in memory at any time, whatever the database size.
 HNSW indexes of tables that are empty before the load are dropped and rebuilt afterwards (with
 a generous ``maintenance_work_mem``), then the loaded tables are ``ANALYZE``\\ d.
+
+Faults (docs/reliability.md): every source or target fault is a one-line
+:class:`~dealhunter_vectors.errors.MigrationError` whose ``report`` (status ``failed``)
+tells what was committed before it; a re-run finishes the job exactly.
+
+* The source passes ``PRAGMA quick_check`` before anything is loaded (``preflight``); a page
+  that still cannot be read mid-load ends the run the same way.
+* A lost server (restart, ``kill -9``, network reset) ends the run with ``retryable=True``.
+* Least privilege: the schema version is checked read-only first (no DDL runs against a
+  current schema); ``SELECT`` and ``INSERT`` (``UPDATE`` with ``overwrite``) on every table
+  and ``TEMPORARY`` on the database are checked up front (``has_table_privilege``), and the
+  first missing one is named in one line. HNSW indexes are dropped for the load and rebuilt
+  only when the role owns the table; otherwise they stay in place.
+* ``kill -9`` of the loader takes its parsing workers along (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -39,15 +53,16 @@ from typing import IO, Any, Final, Literal
 import asyncpg
 import orjson
 
-from ..config import mask_url
-from ..db.pool import Pool, close_pool, create_pool
+from ..config import mask_text, mask_url
+from ..db.pool import Pool, close_pool, create_pool, is_connection_error
 from ..db.schema import (
+    VECTOR_INDEXES,
     apply_schema,
     create_vector_indexes,
     drop_vector_indexes,
     quote_ident,
 )
-from ..errors import MigrationError, MigrationStoppedError
+from ..errors import DatabaseUnavailableError, DealhunterVectorsError, MigrationError, MigrationStoppedError
 from .reports import LIST_LIMIT, MigrationReport, RowProblem, TableReport
 from .source import (
     Batch,
@@ -208,25 +223,33 @@ class _RejectWriter:
     def write(self, plan: TablePlan, raw: tuple[Any, ...], problems: Sequence[RowProblem]) -> None:
         if self.path is None:
             return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("wb")
+        self.open_empty()
+        assert self._fh is not None
         record = {
             "table": plan.name,
             "id": problems[0].row_id,
             "problems": [p.model_dump(exclude={"table", "row_id"}) for p in problems],
             "row": {c.name: _json_cell(v) for c, v in zip(plan.columns, raw, strict=True)},
         }
-        self._fh.write(orjson.dumps(record) + b"\n")
+        try:
+            self._fh.write(orjson.dumps(record) + b"\n")
+        except OSError as exc:
+            raise MigrationError(f"cannot write the reject file {self.path}: {exc.strerror or exc}") from None
 
     def open_empty(self) -> None:
         if self.path is not None and self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("wb")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("wb")
+            except OSError as exc:
+                raise MigrationError(f"cannot write the reject file {self.path}: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                raise MigrationError(f"cannot write the reject file {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         if self._fh is not None:
@@ -490,11 +513,55 @@ async def _inspect_source(
     return states, ignored
 
 
+_OWNS_TABLE_SQL: Final = "SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c WHERE c.oid = to_regclass($1)"
+_MISSING_PRIVILEGES_SQL: Final = """
+SELECT t.name AS "table", p.privilege
+FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n)
+CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS p(privilege, m)
+WHERE NOT has_table_privilege(format('%I', t.name), p.privilege)
+ORDER BY t.n, p.m
+"""
+
+
+async def check_privileges(conn: asyncpg.Connection, tables: Sequence[str], *, overwrite: bool) -> None:
+    """Raise a one-line :class:`MigrationError` naming the first privilege the role lacks.
+
+    The loader needs ``SELECT`` and ``INSERT`` on every table it loads (``UPDATE`` too with
+    ``overwrite``) and ``TEMPORARY`` on the database (staging tables).
+    """
+    role = await conn.fetchval("SELECT current_user")
+    if not await conn.fetchval("SELECT has_database_privilege(current_database(), 'TEMPORARY')"):
+        raise MigrationError(f"role {role} lacks TEMPORARY on the database (the loader stages batches in TEMP tables)")
+    privileges = ["SELECT", "INSERT", *(["UPDATE"] if overwrite else [])]
+    missing = await conn.fetch(_MISSING_PRIVILEGES_SQL, list(tables), privileges)
+    if missing:
+        first = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MigrationError(
+            f'role {role} lacks {first["privilege"]} on table "{first["table"]}"{more}; '
+            "grant it or migrate as the tables' owner"
+        )
+
+
+async def _owns(conn: asyncpg.Connection, table: str) -> bool:
+    return bool(await conn.fetchval(_OWNS_TABLE_SQL, quote_ident(table)))
+
+
+async def _missing_vector_indexes(conn: asyncpg.Connection) -> list[str]:
+    names = [idx.name for idx in VECTOR_INDEXES]
+    rows = await conn.fetch("SELECT n FROM unnest($1::text[]) AS n WHERE to_regclass(format('%I', n)) IS NULL", names)
+    return [r["n"] for r in rows]
+
+
 async def _drop_indexes_of_empty_tables(conn: asyncpg.Connection, states: Sequence[_TableState]) -> list[str]:
-    """Drop the vector indexes of tables about to be loaded from empty (rebuilt once at the end)."""
+    """Drop the vector indexes of tables about to be loaded from empty (rebuilt once at the end).
+
+    Only tables the role owns (dropping and building an index needs ownership); the
+    indexes of other tables stay in place and are maintained during the load.
+    """
     dropped: list[str] = []
     for st in states:
-        if st.plan.vector_indexes and st.source_rows:
+        if st.plan.vector_indexes and st.source_rows and await _owns(conn, st.plan.name):
             empty = await conn.fetchval(_IS_EMPTY_SQL.format(table=quote_ident(st.plan.name)))
             if empty:
                 dropped.extend(await drop_vector_indexes(conn, {st.plan.name}))
@@ -544,6 +611,7 @@ async def migrate_sqlite(
     workers: int = 2,
     rebuild_indexes: bool = True,
     maintenance_work_mem: str = MAINTENANCE_WORK_MEM,
+    preflight: bool = True,
 ) -> MigrationReport:
     """Copy the legacy SQLite database at *sqlite_path* into PostgreSQL (*db*: pool or URL).
 
@@ -554,8 +622,13 @@ async def migrate_sqlite(
     first bad row; ``"skip"`` rejects bad rows to *reject_file* (JSON lines, rewritten each
     run) and continues. ``overwrite=True`` replaces rows that exist with different content
     (otherwise they are conflicts, listed and left alone). ``workers`` processes parse JSON
-    embeddings (0: parse in this process). Raises :class:`MigrationError` when the source is
-    not a legacy database or the target schema does not fit.
+    embeddings (0: parse in this process). ``preflight`` runs ``PRAGMA quick_check`` on the
+    source before anything is loaded.
+
+    Raises :class:`MigrationError` (one line) when the source is not a legacy database, is
+    damaged, the target schema does not fit, the role lacks a privilege, or the server is
+    lost mid-run (``retryable``); its ``report`` (status ``failed``) tells what was loaded
+    before the fault, and a re-run finishes the job exactly.
     """
     if on_error not in ("stop", "skip"):
         raise MigrationError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
@@ -563,9 +636,13 @@ async def migrate_sqlite(
         raise MigrationError("batch_size must be >= 1")
     started = time.perf_counter()
     order = load_order(tables)
-    source = open_source(sqlite_path)
+    source = open_source(sqlite_path, preflight=preflight)
     own_pool = isinstance(db, str)
-    pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
+    try:
+        pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
+    except BaseException:
+        source.close()
+        raise
     run = _Run(on_error=on_error, overwrite=overwrite, rejects=_RejectWriter(reject_file), progress=progress)
     states: list[_TableState] = []
     ignored: list[str] = []
@@ -573,6 +650,28 @@ async def migrate_sqlite(
     analyzed: list[str] = []
     rebuilt = False
     stopped: _Stopped | None = None
+    failure: MigrationError | None = None
+    report: MigrationReport | None = None
+
+    def make_report(status: Literal["completed", "stopped", "failed"]) -> MigrationReport:
+        return MigrationReport(
+            source=str(Path(sqlite_path)),
+            database=_masked(pool),
+            status=status,
+            on_error=on_error,
+            overwrite=overwrite,
+            tables=tuple(st.report() for st in states),
+            problems=tuple(run.problems),
+            problem_count=run.problem_count,
+            problems_truncated=run.problem_count > len(run.problems),
+            reject_file=str(reject_file) if reject_file is not None else None,
+            ignored_source_tables=tuple(ignored),
+            indexes_dropped=tuple(dropped),
+            indexes_rebuilt=rebuilt,
+            analyzed=tuple(analyzed),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
     # fork the parsing workers before this run starts any thread of its own
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
@@ -581,6 +680,7 @@ async def migrate_sqlite(
         run.rejects.open_empty()
         await apply_schema(pool)
         async with pool.acquire() as conn:
+            await check_privileges(conn, order, overwrite=overwrite)
             plans = await table_plans(conn, order)
             states, ignored = await _inspect_source(
                 loop, thread, source, plans, sqlite_path=sqlite_path, requested=tables is not None
@@ -596,28 +696,43 @@ async def migrate_sqlite(
                         await _load_table(conn, run, st, reader)
             except _Stopped as exc:
                 stopped = exc
-            if rebuild_indexes and any(st.plan.vector_indexes for st in states):
+            # Rebuild what this run dropped, and what an earlier (killed) run dropped and never
+            # rebuilt; never a DDL statement when every index is there.
+            if rebuild_indexes and (dropped or await _missing_vector_indexes(conn)):
                 run.emit(MigrationProgress("indexes", "", 0, 0))
                 await rebuild_vector_indexes(conn, maintenance_work_mem=maintenance_work_mem)
                 rebuilt = True
             analyzed = await _analyze_loaded(conn, run, states)
-        report = MigrationReport(
-            source=str(Path(sqlite_path)),
-            database=_masked(pool),
-            status="stopped" if stopped else "completed",
-            on_error=on_error,
-            overwrite=overwrite,
-            tables=tuple(st.report() for st in states),
-            problems=tuple(run.problems),
-            problem_count=run.problem_count,
-            problems_truncated=run.problem_count > len(run.problems),
-            reject_file=str(reject_file) if reject_file is not None else None,
-            ignored_source_tables=tuple(ignored),
-            indexes_dropped=tuple(dropped),
-            indexes_rebuilt=rebuilt,
-            analyzed=tuple(analyzed),
-            seconds=round(time.perf_counter() - started, 3),
+        report = make_report("stopped" if stopped else "completed")
+    except MigrationError as exc:
+        if exc.report is not None or isinstance(exc, MigrationStoppedError):
+            raise
+        failure = MigrationError(str(exc), report=make_report("failed"), retryable=exc.retryable)
+    except sqlite3.Error as exc:
+        failure = MigrationError(
+            f"reading the source {Path(sqlite_path)} failed: {exc} (the file is damaged; repair or re-export it"
+            " and re-run: committed batches stay)",
+            report=make_report("failed"),
         )
+    except Exception as exc:
+        # The reject file and the source raise their own MigrationError above, so an OSError
+        # here is the connection (refused, reset, the server's socket gone).
+        if isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc):
+            failure = MigrationError(
+                f"lost the connection to {_masked(pool)} mid-run ({type(exc).__name__}); committed batches stay,"
+                " re-run once the server is back to finish",
+                report=make_report("failed"),
+                retryable=True,
+            )
+        elif isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            failure = MigrationError(f"missing privilege: {mask_text(str(exc))}", report=make_report("failed"))
+        elif isinstance(exc, (asyncpg.PostgresError, TimeoutError, DealhunterVectorsError)):
+            failure = MigrationError(
+                f"the target refused the load: {type(exc).__name__}: {mask_text(str(exc))}",
+                report=make_report("failed"),
+            )
+        else:
+            raise
     finally:
         run.rejects.close()
         if processes is not None:
@@ -627,6 +742,10 @@ async def migrate_sqlite(
         thread.shutdown(wait=True)
         if own_pool:
             await close_pool(pool)
+    if failure is not None:
+        assert failure.report is not None
+        raise failure from None
+    assert report is not None
     if stopped is not None:
         raise MigrationStoppedError(
             f"stopped at the first bad row (on_error=stop): {stopped.problems[0].describe()}",

@@ -45,6 +45,7 @@ ProblemReason = Literal[
     "embedding_dimensions",
     "embedding_finite",
     "embedding_zero_norm",
+    "embedding_norm_range",
     "embedding_half_precision_range",
     "missing_parent",
     "unique_violation",
@@ -117,7 +118,9 @@ class MigrationReport(_Frozen):
     source: str
     database: str
     """Target URL with the password masked."""
-    status: Literal["completed", "stopped"]
+    status: Literal["completed", "stopped", "failed"]
+    """``failed``: a source or target fault ended the run (see the ``MigrationError``); the
+    tables show what was committed before it, and a re-run finishes the job."""
     on_error: Literal["stop", "skip"]
     overwrite: bool
     tables: tuple[TableReport, ...]
@@ -175,12 +178,12 @@ class MigrationReport(_Frozen):
 
 
 class VectorProblem(_Frozen):
-    """A stored vector that breaks a rule (``dimensions``, ``finite`` or ``zero_norm``)."""
+    """A stored vector that breaks a rule (``dimensions``, ``finite``, ``zero_norm`` or ``norm_range``)."""
 
     table: str
     row_id: str
     column: str
-    reason: Literal["dimensions", "finite", "zero_norm"]
+    reason: Literal["dimensions", "finite", "zero_norm", "norm_range"]
     detail: str
 
 

@@ -20,7 +20,7 @@ timestamp_s    INTEGER Unix **seconds** in [1990-01-01, 2100-01-01) -> ``timesta
 boolean        INTEGER 0/1 only (``boolean_value`` otherwise).
 embedding      TEXT holding a JSON array, or a float32 little-endian BLOB (sqlite-vec), checked by
                :mod:`dealhunter_vectors.embeddings` (``embedding_<rule>``: type, json, dimensions,
-               finite, zero_norm, half_precision_range). Dimensions come from the target column.
+               finite, zero_norm, norm_range, half_precision_range). Dimensions come from the target column.
 =============  ==============================================================================
 
 NULL in a NOT NULL column is ``null_not_allowed``. In the staging table, rows whose foreign
@@ -47,6 +47,7 @@ import contextlib
 import json
 import math
 import multiprocessing
+import os
 import re
 import sqlite3
 import sys
@@ -248,22 +249,39 @@ def _decode_text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def open_source(path: str | Path) -> sqlite3.Connection:
+def open_source(path: str | Path, *, preflight: bool = True) -> sqlite3.Connection:
     """Open the legacy SQLite file read-only (``mode=ro``) for this module's readers.
 
     TEXT arrives as ``str`` (invalid UTF-8 as surrogate escapes, reported later), BLOB as
-    ``bytes``. Raises :class:`MigrationError` when the file is missing or not a database.
+    ``bytes``. Raises :class:`MigrationError` (one line) when the file is missing, not a
+    database, or (``preflight``) fails ``PRAGMA quick_check``: the b-tree structure of every
+    page is checked before a single row is loaded (0.3 s for a 214 MB file with a warm page
+    cache; a damaged page would otherwise stop the load in the middle of a table).
     """
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise MigrationError(f"source database {p} does not exist")
     uri = "file:" + urllib.parse.quote(str(p)) + "?mode=ro"
+    failure: MigrationError | None = None
+    conn: sqlite3.Connection | None = None
+    stage = "cannot read it as an SQLite database"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.text_factory = _decode_text
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if preflight:
+            stage = "is damaged (PRAGMA quick_check)"
+            found = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
+            if found != ["ok"]:
+                detail = "; ".join(" ".join(line.split()) for line in found)[:300]
+                failure = MigrationError(f"source database {p} is damaged (PRAGMA quick_check: {detail})")
     except sqlite3.DatabaseError as exc:
-        raise MigrationError(f"cannot read {p} as an SQLite database: {exc}") from exc
+        failure = MigrationError(f"source database {p} {stage}: {exc}")
+    if failure is not None:  # raised here: no sqlite3 exception chained
+        if conn is not None:
+            conn.close()
+        raise failure
+    assert conn is not None
     return conn
 
 
@@ -613,18 +631,48 @@ def _warm_up() -> int:
     return 0
 
 
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the kernel sends SIGKILL to this worker when its parent dies.
+
+    ``kill -9`` of the loader cannot run any cleanup, so without this its workers would
+    live on as orphans. Linux only (``prctl(PR_SET_PDEATHSIG)``); the signal fires when the
+    thread that forked the worker exits, which is the loader's thread that created the pool.
+    If the parent died before the call, the worker exits at once.
+    """
+    if sys.platform != "linux":  # pragma: no cover - other platforms keep the default
+        return
+    import ctypes
+    import os
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:  # pragma: no cover - prctl cannot fail here
+        return
+    if os.getppid() != parent:  # the parent is already gone (we were re-parented)
+        os._exit(1)
+
+
 def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
     """A process pool for embedding parsing (``None`` when *workers* is 0), workers started.
 
     On Linux the workers are forked (``spawn``/``forkserver`` would re-import the caller's
     main module, which breaks scripts without an ``if __name__ == "__main__"`` guard); they
     are forked at once, before the loader starts its own threads, and only run
-    :func:`parse_embedding_cells`. Elsewhere ``spawn`` is used.
+    :func:`parse_embedding_cells`. Elsewhere ``spawn`` is used. Each worker dies with the
+    loader, also on ``kill -9`` (:func:`_die_with_parent`).
     """
     if workers <= 0:
         return None
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     for fut in [pool.submit(_warm_up) for _ in range(workers)]:
         fut.result()
     return pool

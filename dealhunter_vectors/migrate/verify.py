@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from ..db.pool import Pool, close_pool, create_pool
+from ..db.pool import Pool, close_pool, create_pool, is_connection_error
 from ..db.schema import quote_ident
+from ..embeddings import MAX_NORM, MIN_NORM, embedding_norm
+from ..errors import DatabaseUnavailableError, MigrationError
 from .loader import DEFAULT_BATCH_SIZE, _masked
 from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
 from .source import BatchReader, TablePlan, _check_source_table, load_order, open_source, process_pool, table_plans
@@ -124,6 +127,8 @@ def _check_vectors(plan: TablePlan, record: asyncpg.Record, problems: list[Vecto
             reason, detail = "finite", "holds NaN or Infinity"
         elif not arr.any():
             reason, detail = "zero_norm", "zero vector"
+        elif not (MIN_NORM <= (norm := embedding_norm(arr)) <= MAX_NORM):
+            reason, detail = "norm_range", f"norm {norm:.3g} outside [{MIN_NORM:g}, {MAX_NORM:g}]"
         if reason is not None and len(problems) < LIST_LIMIT:
             problems.append(
                 VectorProblem(table=plan.name, row_id=record[0], column=col.name, reason=reason, detail=detail)  # type: ignore[arg-type]
@@ -225,13 +230,20 @@ async def verify_migration(
 
     *db* is a pool or a URL. The source is opened read-only and read in one snapshot.
     ``report.ok`` is True only when every table has the same rows on both sides (counts,
-    checksums, ids) and every stored vector is valid.
+    checksums, ids) and every stored vector is valid. A damaged source (``PRAGMA
+    quick_check``, an unreadable page) or a lost server is a one-line :class:`MigrationError`
+    (``retryable`` for the server).
     """
     started = time.perf_counter()
     order = load_order(tables)
     source = open_source(sqlite_path)
     own_pool = isinstance(db, str)
-    pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
+    try:
+        pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
+    except BaseException:
+        source.close()
+        raise
+    failure: MigrationError | None = None
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-verify")
     results: list[TableVerification] = []
@@ -257,6 +269,16 @@ async def verify_migration(
                 )
                 results.append(await _verify_table(conn, reader, plan, batch_size))
         masked = _masked(pool)
+    except sqlite3.Error as exc:
+        failure = MigrationError(f"reading the source {Path(sqlite_path)} failed: {exc} (the file is damaged)")
+    except Exception as exc:
+        if not (isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc)):
+            raise
+        failure = MigrationError(
+            f"lost the connection to {_masked(pool)} during verify ({type(exc).__name__});"
+            " re-run once the server is back",
+            retryable=True,
+        )
     finally:
         if processes is not None:
             processes.shutdown(wait=True, cancel_futures=True)
@@ -264,6 +286,8 @@ async def verify_migration(
         source.close()
         if own_pool:
             await close_pool(pool)
+    if failure is not None:
+        raise failure from None
     return VerificationReport(
         source=str(Path(sqlite_path)),
         database=masked,

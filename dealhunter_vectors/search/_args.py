@@ -1,73 +1,173 @@
-"""Argument validation of the search functions: every check names the argument it refuses."""
+"""Validation of public arguments, in Python, before anything reaches the server.
+
+Every check raises :class:`~dealhunter_vectors.errors.InvalidArgumentError` (a
+``ValueError``) whose message starts with the argument's name. The rules:
+
+* integers are ``int`` or numpy integers, never ``bool`` (``limit=True`` is an error) and
+  never floats (``limit=5.0`` is an error); values a PostgreSQL ``integer`` receives must
+  lie in int32; ``limit`` lies in ``[1, MAX_LIMIT]``;
+* flags are ``bool`` (or ``numpy.bool_``) only: ``inclusive=1`` is an error;
+* numbers (thresholds, percents) are real, finite and within their range; ``bool`` is not a
+  number;
+* texts (ids, agent names, tech stack, categories) are ``str`` without NUL characters and
+  without lone surrogates (PostgreSQL ``text`` can hold neither);
+* text lists are a ``str`` (one item) or a list / tuple / set of texts; a numpy array,
+  a mapping or bytes is an error.
+
+Query embeddings are checked by :func:`dealhunter_vectors.embeddings.as_embedding`
+(``InvalidEmbeddingError``, also a ``ValueError``).
+
+The search functions' own helpers (:func:`query_vector`, :func:`check_threshold`,
+:func:`check_limit`, :func:`one_owner`, ...) are built on these rules; the write paths
+(:mod:`dealhunter_vectors.writes`) use the generic ones for every column they store.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any, Final
 
+import numpy as np
 import orjson
 
 from ..config import get_settings
 from ..embeddings import Float32Array, as_embedding
+from ..errors import InvalidArgumentError
 from ._sql import OwnerColumn
+
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+MAX_LIMIT: Final = 1_000_000
+"""Largest ``limit`` of any search or listing (so every derived server setting, e.g.
+``hnsw.max_scan_tuples = 4 x (limit + 8)``, stays inside its int32 range)."""
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
+
+
+def integer(value: Any, name: str, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX) -> int:
+    """An integer in ``[minimum, maximum]`` (int32 by default); bool and floats are rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(name, f"must be an integer, got {_kind(value)}")
+    number = int(value)
+    if not (minimum <= number <= maximum):
+        raise InvalidArgumentError(name, f"must lie in [{minimum}, {maximum}], got {number}")
+    return number
+
+
+def optional_integer(value: Any, name: str, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX) -> int | None:
+    """:func:`integer` or None."""
+    return None if value is None else integer(value, name, minimum=minimum, maximum=maximum)
+
+
+def limit(value: Any, name: str = "limit", *, maximum: int = MAX_LIMIT) -> int:
+    """A row limit in ``[1, maximum]``."""
+    return integer(value, name, minimum=1, maximum=maximum)
+
+
+def optional_limit(value: Any, name: str = "limit", *, maximum: int = MAX_LIMIT) -> int | None:
+    """:func:`limit` or None (no limit)."""
+    return None if value is None else limit(value, name, maximum=maximum)
+
+
+def flag(value: Any, name: str) -> bool:
+    """A ``bool`` (``numpy.bool_`` accepted); 0/1, strings and None are rejected."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(name, f"must be True or False, got {_kind(value)}")
+    return bool(value)
+
+
+def optional_flag(value: Any, name: str) -> bool | None:
+    """:func:`flag` or None."""
+    return None if value is None else flag(value, name)
+
+
+def number(value: Any, name: str, *, minimum: float, maximum: float) -> float:
+    """A finite real number in ``[minimum, maximum]``; bool, complex, NaN, strings are rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(name, f"must be a number in [{minimum:g}, {maximum:g}], got {_kind(value)}")
+    result = float(value)
+    if not math.isfinite(result) or not (minimum <= result <= maximum):
+        raise InvalidArgumentError(name, f"must lie in [{minimum:g}, {maximum:g}], got {value!r}")
+    return result
+
+
+def text(value: Any, name: str) -> str:
+    """A ``str`` that PostgreSQL ``text`` can hold (no NUL, valid UTF-8: no lone surrogates)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(name, f"must be a string, got {_kind(value)}")
+    if "\x00" in value:
+        raise InvalidArgumentError(name, f"contains a NUL character at index {value.index(chr(0))}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(name, f"is not valid Unicode text ({exc.reason} at index {exc.start})") from None
+    return str(value)  # a numpy str_ becomes a plain str
+
+
+def optional_text(value: Any, name: str) -> str | None:
+    """:func:`text` or None."""
+    return None if value is None else text(value, name)
+
+
+def text_list(value: Any, name: str) -> list[str] | None:
+    """None, one ``str`` or a list / tuple / set of texts -> a list (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [text(value, name)]
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidArgumentError(name, f"must be a string or a list of strings, got {_kind(value)}")
+    items: Iterable[Any] = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+    return [text(item, f"{name}[{i}]") for i, item in enumerate(items)]
+
+
+# --------------------------------------------------------------------------- the search arguments
 
 
 def query_vector(value: Any) -> Float32Array:
+    """The query embedding (``InvalidEmbeddingError`` naming ``query_embedding``)."""
     return as_embedding(value, dimensions=get_settings().embedding_dimensions, where="query_embedding")
 
 
-def check_threshold(threshold: float, name: str = "threshold") -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ValueError(f"{name} must be a number in [-1, 1], got {type(threshold).__name__}")
-    t = float(threshold)
-    if not (-1.0 <= t <= 1.0):  # also rejects NaN
-        raise ValueError(f"{name} must lie in [-1, 1], got {threshold!r}")
-    return t
+def check_threshold(threshold: Any, name: str = "threshold") -> float:
+    """A similarity threshold in [-1, 1]."""
+    return number(threshold, name, minimum=-1.0, maximum=1.0)
 
 
-def check_limit(limit: int, *, maximum: int | None = None) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise ValueError(f"limit must be an integer >= 1, got {type(limit).__name__}")
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    if maximum is not None and limit > maximum:
-        raise ValueError(f"limit must be <= {maximum}, got {limit}")
-    return min(limit, 2**31 - 1)
+def check_limit(value: Any, *, maximum: int | None = None, name: str = "limit") -> int:
+    """A row limit in ``[1, maximum or MAX_LIMIT]``."""
+    return limit(value, name, maximum=MAX_LIMIT if maximum is None else maximum)
 
 
-def one_owner(qualification_id: str | None, pre_qualification_id: str | None) -> tuple[OwnerColumn, str]:
+def one_owner(qualification_id: Any, pre_qualification_id: Any) -> tuple[OwnerColumn, str]:
+    """Exactly one of the two owner ids."""
     if (qualification_id is None) == (pre_qualification_id is None):
-        raise ValueError("give exactly one of qualification_id and pre_qualification_id")
+        raise InvalidArgumentError(
+            "qualification_id/pre_qualification_id", "give exactly one of qualification_id and pre_qualification_id"
+        )
     if qualification_id is not None:
         return "qualification_id", check_id(qualification_id, "qualification_id")
-    assert pre_qualification_id is not None
     return "pre_qualification_id", check_id(pre_qualification_id, "pre_qualification_id")
 
 
 def check_id(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    return value
+    """A row id: a text without NUL."""
+    return text(value, name)
 
 
-def string_list(value: str | Sequence[str] | None, name: str) -> str | None:
+def string_list(value: Any, name: str) -> str | None:
     """A list filter as JSON array text (for ``jsonb ? text``), or None when absent."""
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else list(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise ValueError(f"{name} must be strings, got {type(item).__name__}")
-    return orjson.dumps(items).decode()
+    items = text_list(value, name)
+    return None if items is None else orjson.dumps(items).decode()
 
 
-def substring(value: str | None, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    # The old code skipped an empty filter (JavaScript: '' is falsy).
-    return value or None
+def substring(value: Any, name: str) -> str | None:
+    """A substring filter; the old code skipped an empty one (JavaScript: '' is falsy)."""
+    return optional_text(value, name) or None
 
 
 def max_distance(threshold: float) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..db.pool import operation
+from ..errors import InvalidArgumentError
 from ..models import (
     DealChunkHit,
     DealChunkSearch,
@@ -30,6 +32,7 @@ SearchResult = list[DealChunkHit] | list[RawChunkHit] | list[SimilarityHit] | li
 """One request's result list."""
 
 
+@operation("search_many", read_only=True)
 async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchResult]:
     """Run several searches together; results in request order (one list per request).
 
@@ -67,6 +70,8 @@ async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchR
         raw_plans.append(params)
         return len(raw_plans) - 1
 
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise InvalidArgumentError("requests", f"must be a list of search requests, got {type(requests).__name__}")
     for req in requests:
         if isinstance(req, DealChunkSearch):
             slots.append(("deal", *add_deal(_DealParams(req))))
@@ -83,7 +88,7 @@ async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchR
         elif isinstance(req, PreQualificationSearch):
             slots.append(("pq", _PreQualPlan(req)))
         else:
-            raise TypeError(f"unsupported search request: {type(req).__name__}")
+            raise InvalidArgumentError("requests", f"unsupported search request: {type(req).__name__}")
 
     statements = sum(1 for bucket in deal_plans.values() if bucket) + (1 if raw_plans else 0)
     statements += sum(1 for slot in slots if slot[0] == "pq")

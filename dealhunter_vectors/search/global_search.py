@@ -13,9 +13,11 @@ from typing import Any, Final
 
 import asyncpg
 
+from ..db.pool import operation
+from ..errors import InvalidArgumentError
 from ..models import PreQualificationMatch, PreQualificationSearch
 from . import _sql
-from ._args import check_id, check_limit, query_vector
+from ._args import check_id, check_limit, number, optional_flag, query_vector
 from ._db import Db, connection
 from .results import similarity, similarity_percent
 
@@ -49,14 +51,14 @@ class _PreQualPlan:
     def __init__(self, req: PreQualificationSearch) -> None:
         self.vector = query_vector(req.query_embedding)
         self.exclude_id = None if req.exclude_id is None else check_id(req.exclude_id, "exclude_id")
-        p = req.min_similarity_percent
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 <= p <= 100):
-            raise ValueError(f"min_similarity_percent must be a number in [0, 100], got {p!r}")
-        self.min_percent = float(p)
+        self.min_percent = number(req.min_similarity_percent, "min_similarity_percent", minimum=0.0, maximum=100.0)
         self.limit = None if req.limit is None else check_limit(req.limit)
-        if req.exact is False and self.limit is None:
-            raise ValueError("an approximate (index) search needs a limit; use exact=True or give a limit")
-        self.exact = self.limit is None if req.exact is None else bool(req.exact)
+        exact = optional_flag(req.exact, "exact")
+        if exact is False and self.limit is None:
+            raise InvalidArgumentError(
+                "exact", "an approximate (index) search needs a limit; use exact=True or give a limit"
+            )
+        self.exact = self.limit is None if exact is None else exact
         # round((cos + 1) / 2 * 100) >= P  <=>  (cos + 1) / 2 * 100 >= P - 0.5  <=>  cos >= (P - 0.5) / 50 - 1
         min_cos = max(-1.0, (self.min_percent - 0.5) / 50.0 - 1.0)
         self.max_distance = 1.0 - min_cos + _PERCENT_SLACK
@@ -117,6 +119,7 @@ def _crowded(
     return bool(rows[0]["frontier"] < boundary + ANN_FRONTIER_MARGIN)
 
 
+@operation("find_similar_pre_qualifications", read_only=True)
 async def find_similar_pre_qualifications(
     db: Db,
     query_embedding: Any,
@@ -138,7 +141,7 @@ async def find_similar_pre_qualifications(
     distance; ``exact=True`` forces the exact scan, ``exact=False`` without a limit is a
     ``ValueError``.
     """
-    req = PreQualificationSearch(
+    req = PreQualificationSearch.model_construct(  # no coercion: _PreQualPlan checks every value
         query_embedding=query_embedding,
         exclude_id=exclude_id,
         min_similarity_percent=min_similarity_percent,

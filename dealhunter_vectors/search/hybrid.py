@@ -53,15 +53,20 @@ from typing import Any, Final
 import asyncpg
 from pgvector import Vector
 
-from ..errors import InvalidQueryTextError, SchemaError
+from ..db.pool import operation
+from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
 from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
 from . import _sql, mmr
 from ._args import (
     check_id,
     check_limit,
     check_threshold,
+    flag,
+    integer,
     max_distance,
+    number,
     one_owner,
+    optional_integer,
     query_vector,
     string_list,
     substring,
@@ -115,12 +120,7 @@ def _query_text(value: Any) -> str | None:
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number >= 0, got {type(value).__name__}")
-    number = float(value)
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return number
+    return number(value, name, minimum=0.0, maximum=math.inf)
 
 
 class _Common:
@@ -155,20 +155,19 @@ class _Common:
         self.text = _query_text(query_text)
         self.vector = None if query_embedding is None else Vector(query_vector(query_embedding))
         if query_text is None and query_embedding is None:
-            raise ValueError("give query_text and/or query_embedding")
+            raise InvalidArgumentError("query_text/query_embedding", "give query_text and/or query_embedding")
         self.limit = check_limit(limit)
         self.max_distance = None if threshold is None else max_distance(check_threshold(threshold))
         self.rrf_k = _non_negative(rrf_k, "rrf_k")
         self.text_weight = _non_negative(text_weight, "text_weight")
         self.vector_weight = _non_negative(vector_weight, "vector_weight")
         if self.text_weight == 0 and self.vector_weight == 0:
-            raise ValueError("text_weight and vector_weight are both 0: no leg left to rank by")
-        if isinstance(candidates, bool) or not isinstance(candidates, int):
-            raise ValueError(f"candidates must be an integer, got {type(candidates).__name__}")
-        if not (1 <= candidates <= MAX_CANDIDATES):
-            raise ValueError(f"candidates must lie in [1, {MAX_CANDIDATES}], got {candidates}")
+            raise InvalidArgumentError(
+                "text_weight/vector_weight", "text_weight and vector_weight are both 0: no leg left to rank by"
+            )
+        candidates = integer(candidates, "candidates", minimum=1, maximum=MAX_CANDIDATES)
         if candidates < self.limit:
-            raise ValueError(f"candidates ({candidates}) must be >= limit ({self.limit})")
+            raise InvalidArgumentError("candidates", f"candidates ({candidates}) must be >= limit ({self.limit})")
         self.candidates = candidates
         self.mmr_lambda = mmr.check_mmr_lambda(mmr_lambda)
         # With MMR the fused list's top `candidates` are the pool MMR chooses `limit` from.
@@ -201,6 +200,7 @@ async def _fetch(db: Db, sql: str, args: Sequence[Any], *, table: mmr.MmrTable, 
 # --------------------------------------------------------------------------- public API
 
 
+@operation("hybrid_search_deal_embeddings", read_only=True)
 async def hybrid_search_deal_embeddings(
     db: Db,
     query_text: str | None,
@@ -246,16 +246,16 @@ async def hybrid_search_deal_embeddings(
         mmr_lambda=mmr_lambda,
     )
     owner_column, owner_id = one_owner(qualification_id, pre_qualification_id)
-    if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int)):
-        raise ValueError(f"min_confidence must be an integer, got {type(min_confidence).__name__}")
+    min_conf = optional_integer(min_confidence, "min_confidence")
+    categories = string_list(chunk_categories, "chunk_categories")
     args = (
         common.vector,
         owner_id,
         common.text,
         common.max_distance,
-        string_list(chunk_categories, "chunk_categories") if chunk_categories else None,
-        min_confidence if min_confidence is not None and min_confidence > 0 else None,
-        bool(only_validated),
+        categories if categories != "[]" else None,
+        min_conf if min_conf is not None and min_conf > 0 else None,
+        flag(only_validated, "only_validated"),
         substring(agent_name_contains, "agent_name_contains"),
         string_list(agent_names, "agent_names"),
         substring(tech_stack, "tech_stack"),
@@ -269,6 +269,7 @@ async def hybrid_search_deal_embeddings(
     return [_deal_hit(row) for row in rows]
 
 
+@operation("hybrid_search_raw_chunks", read_only=True)
 async def hybrid_search_raw_chunks(
     db: Db,
     query_text: str | None,

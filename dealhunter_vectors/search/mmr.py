@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from ..models import DealChunkSearch, RawChunkSearch, SearchRequest
 from . import _db, _sql
-from ._args import check_limit
+from ._args import check_limit, integer, number
 from ._db import connection
 
 __all__ = [
@@ -67,12 +67,7 @@ def check_mmr_lambda(value: Any) -> float | None:
     """``None`` (MMR off) or a number in [0, 1]; anything else is a ``ValueError``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"mmr_lambda must be None or a number in [0, 1], got {type(value).__name__}")
-    lam = float(value)
-    if not (0.0 <= lam <= 1.0):  # also rejects NaN
-        raise ValueError(f"mmr_lambda must lie in [0, 1], got {value!r}")
-    return lam
+    return number(value, "mmr_lambda", minimum=0.0, maximum=1.0)
 
 
 def default_mmr_candidates(limit: int) -> int:
@@ -84,11 +79,7 @@ def mmr_candidates(value: Any, limit: int) -> int:
     """Validate ``mmr_candidates`` (None = the default) against ``limit``."""
     if value is None:
         return max(limit, default_mmr_candidates(limit))
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"mmr_candidates must be an integer, got {type(value).__name__}")
-    if value < limit or value > MAX_MMR_CANDIDATES:
-        raise ValueError(f"mmr_candidates must lie in [limit ({limit}), {MAX_MMR_CANDIDATES}], got {value}")
-    return value
+    return integer(value, "mmr_candidates", minimum=limit, maximum=MAX_MMR_CANDIDATES)
 
 
 def mmr_select(relevance: Sequence[float], similarity: npt.NDArray[np.float64], mmr_lambda: float, k: int) -> list[int]:

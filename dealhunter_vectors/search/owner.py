@@ -18,7 +18,9 @@ import asyncpg
 import numpy as np
 
 from ..db.codecs import HalfVector, Vector
+from ..db.pool import operation
 from ..embeddings import Float32Array
+from ..errors import InvalidArgumentError
 from ..models import (
     DealChunkHit,
     DealChunkSearch,
@@ -33,8 +35,10 @@ from ._args import (
     check_id,
     check_limit,
     check_threshold,
+    flag,
     max_distance,
     one_owner,
+    optional_integer,
     query_vector,
     string_list,
     substring,
@@ -110,24 +114,22 @@ class _DealParams:
         self.owner_column, owner_id = one_owner(req.qualification_id, req.pre_qualification_id)
         threshold = check_threshold(req.threshold)
         limit = check_limit(req.limit)
-        categories = req.chunk_categories
-        min_conf = req.min_confidence
-        if min_conf is not None and (isinstance(min_conf, bool) or not isinstance(min_conf, int)):
-            raise ValueError(f"min_confidence must be an integer, got {type(min_conf).__name__}")
+        categories = string_list(req.chunk_categories, "chunk_categories")
+        min_conf = optional_integer(req.min_confidence, "min_confidence")
         self.params: tuple[Any, ...] = (
             Vector(vector),
             owner_id,
             max_distance(threshold),
-            bool(req.inclusive),
+            flag(req.inclusive, "inclusive"),
             # the old code ignored an empty category list and a min confidence <= 0
-            string_list(categories, "chunk_categories") if categories else None,
+            categories if categories != "[]" else None,
             min_conf if min_conf is not None and min_conf > 0 else None,
-            bool(req.only_validated),
+            flag(req.only_validated, "only_validated"),
             substring(req.agent_name_contains, "agent_name_contains"),
             string_list(req.agent_names, "agent_names"),
             substring(req.tech_stack, "tech_stack"),
-            bool(req.filter_fallback),
-            bool(req.fallback_to_top_k),
+            flag(req.filter_fallback, "filter_fallback"),
+            flag(req.fallback_to_top_k, "fallback_to_top_k"),
             limit,
             query_half(vector),
         )
@@ -161,7 +163,10 @@ class _SimilarPlan:
     def __init__(self, req: SimilaritySearch) -> None:
         vector = query_vector(req.query_embedding)
         if req.qualification_id is None and req.pre_qualification_id is None:
-            raise ValueError("give qualification_id and/or pre_qualification_id")
+            raise InvalidArgumentError(
+                "qualification_id/pre_qualification_id", "give qualification_id and/or pre_qualification_id"
+            )
+        include_raw = flag(req.include_raw_chunks, "include_raw_chunks")
         threshold = check_threshold(req.threshold)
         self.limit = check_limit(req.limit, maximum=MAX_SIMILAR_LIMIT)
         self.lead: _DealParams | None = None
@@ -180,7 +185,7 @@ class _SimilarPlan:
         if req.pre_qualification_id is not None:
             owner = check_id(req.pre_qualification_id, "pre_qualification_id")
             self.agent = _DealParams(DealChunkSearch(pre_qualification_id=owner, **common))
-            if req.include_raw_chunks:
+            if include_raw:
                 self.raw = _RawParams(vector, owner, threshold, True, self.limit)
 
     @property
@@ -293,6 +298,7 @@ async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchReq
 # --------------------------------------------------------------------------- public API
 
 
+@operation("search_deal_embeddings", read_only=True)
 async def search_deal_embeddings(
     db: Db,
     query_embedding: Any,
@@ -339,7 +345,8 @@ async def search_deal_embeddings(
     search's best ``mmr_candidates`` (default ``max(20, 4 * limit)``) by maximal marginal
     relevance (:mod:`dealhunter_vectors.search.mmr`).
     """
-    req = DealChunkSearch(
+    # model_construct: no pydantic coercion (limit=True must not become 1); _DealParams checks every value
+    req = DealChunkSearch.model_construct(
         query_embedding=query_embedding,
         qualification_id=qualification_id,
         pre_qualification_id=pre_qualification_id,
@@ -365,6 +372,7 @@ async def search_deal_embeddings(
     return [deal_hit(row, similarity(row["distance"])) for row in rows]
 
 
+@operation("search_raw_chunks", read_only=True)
 async def search_raw_chunks(
     db: Db,
     query_embedding: Any,
@@ -381,7 +389,7 @@ async def search_raw_chunks(
     ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``. ``mmr_lambda`` /
     ``mmr_candidates``: maximal marginal relevance, as in :func:`search_deal_embeddings`.
     """
-    req = RawChunkSearch(
+    req = RawChunkSearch.model_construct(
         query_embedding=query_embedding,
         pre_qualification_id=pre_qualification_id,
         threshold=threshold,
@@ -397,6 +405,7 @@ async def search_raw_chunks(
     return [raw_hit(row) for row in rows]
 
 
+@operation("search_similar", read_only=True)
 async def search_similar(
     db: Db,
     query_embedding: Any,
@@ -415,7 +424,7 @@ async def search_similar(
     similarity (ties: lead, agent, raw, then id) and sliced to ``limit``. A row owned by
     both ids appears once per source, as in the old action.
     """
-    req = SimilaritySearch(
+    req = SimilaritySearch.model_construct(
         query_embedding=query_embedding,
         qualification_id=qualification_id,
         pre_qualification_id=pre_qualification_id,
@@ -431,6 +440,7 @@ async def search_similar(
     return _merge_similar(plan, lead, agent, raw)
 
 
+@operation("list_deal_chunks", read_only=True)
 async def list_deal_chunks(
     db: Db,
     *,
@@ -453,19 +463,19 @@ async def list_deal_chunks(
     """
     owner_column, owner_id = one_owner(qualification_id, pre_qualification_id)
     row_limit = None if limit is None else check_limit(limit)
-    if min_confidence is not None and (isinstance(min_confidence, bool) or not isinstance(min_confidence, int)):
-        raise ValueError(f"min_confidence must be an integer, got {type(min_confidence).__name__}")
+    min_conf = optional_integer(min_confidence, "min_confidence")
+    categories = string_list(chunk_categories, "chunk_categories")
+    params = (
+        owner_id,
+        string_list(agent_names, "agent_names"),
+        categories if categories != "[]" else None,
+        min_conf if min_conf is not None and min_conf > 0 else None,
+        flag(only_validated, "only_validated"),
+        substring(agent_name_contains, "agent_name_contains"),
+        flag(filter_fallback, "filter_fallback"),
+        row_limit,
+    )
     sql = LIST_BY_QUALIFICATION_SQL if owner_column == "qualification_id" else LIST_BY_PRE_QUALIFICATION_SQL
     async with connection(db) as conn:
-        rows = await conn.fetch(
-            sql,
-            owner_id,
-            string_list(agent_names, "agent_names"),
-            string_list(chunk_categories, "chunk_categories") if chunk_categories else None,
-            min_confidence if min_confidence is not None and min_confidence > 0 else None,
-            bool(only_validated),
-            substring(agent_name_contains, "agent_name_contains"),
-            bool(filter_fallback),
-            row_limit,
-        )
+        rows = await conn.fetch(sql, *params)
     return [deal_hit(row, None) for row in rows]
