@@ -110,14 +110,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run_pg_command(
-    command: str, args: Sequence[str], *, user: str | None = None, timeout: float = START_TIMEOUT
+    command: str,
+    args: Sequence[str],
+    *,
+    user: str | None = None,
+    timeout: float = START_TIMEOUT,
+    binaries: Path | None = None,
 ) -> str:
     """Run an embedded PostgreSQL binary (as *user* when given); return stdout.
 
     Output goes through temporary files, not pipes: ``pg_ctl start`` leaves a server
-    running that would otherwise keep a pipe open. Failures raise :class:`EmbeddedServerError`.
+    running that would otherwise keep a pipe open. *binaries* defaults to :func:`bin_dir`
+    (another PostgreSQL 16 install, e.g. one with Citus added, may be given).
+    Failures raise :class:`EmbeddedServerError`.
     """
-    cmd = [str(bin_dir() / command), *args]
+    cmd = [str((binaries or bin_dir()) / command), *args]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out, tempfile.TemporaryFile("w+", encoding="utf-8") as err:
         try:
             result = subprocess.run(
@@ -154,6 +161,8 @@ class LocalServer:
     settings: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     host: str = "127.0.0.1"
+    binaries: Path | None = None
+    """The ``bin/`` directory to run (default: the embedded PostgreSQL 16's)."""
 
     @property
     def log_file(self) -> Path:
@@ -192,6 +201,7 @@ class LocalServer:
                     ],
                     user=self.user,
                     timeout=START_TIMEOUT + 10,
+                    binaries=self.binaries,
                 )
                 return self
             except EmbeddedServerError as exc:
@@ -206,12 +216,16 @@ class LocalServer:
         """Stop the server (``fast``: open sessions are terminated; ``immediate``: no shutdown checkpoint)."""
         if not self.is_running():
             return
-        run_pg_command("pg_ctl", ["-w", "-D", str(self.data_dir), "-m", mode, "stop"], user=self.user)
+        run_pg_command(
+            "pg_ctl", ["-w", "-D", str(self.data_dir), "-m", mode, "stop"], user=self.user, binaries=self.binaries
+        )
 
     def is_running(self) -> bool:
         """Whether ``pg_ctl status`` finds a server on the data directory."""
         try:
-            run_pg_command("pg_ctl", ["-D", str(self.data_dir), "status"], user=self.user, timeout=30)
+            run_pg_command(
+                "pg_ctl", ["-D", str(self.data_dir), "status"], user=self.user, timeout=30, binaries=self.binaries
+            )
         except EmbeddedServerError:
             return False
         return True
@@ -238,11 +252,14 @@ def init_server(
     port: int | None = None,
     settings: Mapping[str, str] | None = None,
     start: bool = True,
+    binaries: Path | None = None,
 ) -> LocalServer:
     """``initdb`` a new data directory (trust auth, UTF-8, superuser ``postgres``) and start it.
 
     *data_dir* must not exist yet or be empty; its parent is created. *settings* become
     ``-c`` options of every start (``shared_preload_libraries``, ``wal_level``, ``fsync``, ...).
+    *binaries*: another PostgreSQL 16 ``bin/`` (e.g. a copy of the embedded install with
+    Citus added); default the embedded one.
     """
     path = Path(data_dir).resolve()
     user = server_user()
@@ -254,8 +271,9 @@ def init_server(
         ["--auth=trust", "--encoding=utf8", "--no-instructions", "-U", "postgres", "-D", str(path)],
         user=user,
         timeout=120,
+        binaries=binaries,
     )
-    server = LocalServer(path, port or free_port(), dict(settings or {}), user)
+    server = LocalServer(path, port or free_port(), dict(settings or {}), user, binaries=binaries)
     return server.start() if start else server
 
 
@@ -298,10 +316,11 @@ def clone_standby(
         ],
         user=user,
         timeout=300,
+        binaries=primary.binaries,
     )
     (path / "server.log").unlink(missing_ok=True)  # the primary's log came along with the copy
     merged = {**primary.settings, **(settings or {})}
-    server = LocalServer(path, port or free_port(), merged, user)
+    server = LocalServer(path, port or free_port(), merged, user, binaries=primary.binaries)
     return server.start() if start else server
 
 
