@@ -374,3 +374,27 @@ def test_cli_on_a_standby_fails_with_one_line(standby: LocalServer, tmp_path: Pa
     assert "ReadOnlySQLTransactionError" not in proc.stderr + proc.stdout
     lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
     assert len(lines) == 1 and "server is a read-only standby" in lines[0], lines
+
+
+def test_doctor_reports_each_replica(primary_url: str, standby: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    dead = f"postgresql://postgres:s3cret-pw@127.0.0.1:{free_port()}/{DB}"
+    env = {
+        **os.environ,
+        "COLUMNS": "250",
+        "DATABASE_URL": primary_url,
+        "DATABASE_REPLICA_URLS": f"{standby.url(DB)},{dead}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "dealhunter_vectors.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out and "s3cret-pw" not in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") >= 3}
+    assert "ok" in rows[f"replica {standby.url(DB)}"]
+    assert "down" in rows[f"replica {dead.replace('s3cret-pw', '***')}"]
+    assert "searches on 1 of 2 replicas" in rows["read routing"]
