@@ -38,6 +38,7 @@ Retry policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -50,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeAlia
 import asyncpg
 
 from ..config import mask_text, mask_url
-from ..errors import DatabaseUnavailableError, ReadOnlyServerError
+from ..errors import DatabaseUnavailableError, PoolExhaustedError, ReadOnlyServerError
 from ..pool import Pool, close_pool, create_pool
 
 if TYPE_CHECKING:
@@ -237,6 +238,7 @@ class ReplicatedPool(Pool):
         self._check_lock = asyncio.Lock()
         self._turn = 0
         self._retiring: set[asyncio.Task[None]] = set()
+        self._refresh_task: asyncio.Task[list[ReplicaStatus]] | None = None
         self.reads_served: dict[str, int] = {}
         """Routed reads per server (``"replica <url>"`` / ``"primary <url>"``), for monitoring and tests."""
         self.failovers = 0
@@ -295,6 +297,10 @@ class ReplicatedPool(Pool):
                 await r.pool.expire_connections()
 
     async def close(self) -> None:
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh_task
         replicas = [r.pool for r in self._replicas if r.pool is not None]
         for r in self._replicas:
             r.pool = None
@@ -400,8 +406,7 @@ class ReplicatedPool(Pool):
     # ---- routing
     async def run_read(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         """Run ``fn(pool)`` on a healthy replica's pool (else the primary's) with the retry policy."""
-        if time.monotonic() - self._checked_at >= self.check_interval:
-            await self.refresh_replicas(force=False)
+        self._refresh_if_stale()
         tried: set[int] = set()
         attempts = 0
         while True:
@@ -417,6 +422,10 @@ class ReplicatedPool(Pool):
                 continue
             try:
                 result = await fn(pool)
+            except PoolExhaustedError:
+                # the replica is busy (or slow to connect): nothing ran there, try the next server
+                self.failovers += 1
+                continue
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
@@ -428,6 +437,17 @@ class ReplicatedPool(Pool):
         result = await fn(self._primary)
         self._served(ServedBy("primary", self.masked_url, attempts + 1))
         return result
+
+    def _refresh_if_stale(self) -> None:
+        """Start a background check when the status is older than the interval.
+
+        Reads never wait for it: a check of an unreachable host may take the whole connect
+        timeout, and meanwhile reads go by the last status (failing over by themselves).
+        """
+        if time.monotonic() - self._checked_at < self.check_interval:
+            return
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.get_running_loop().create_task(self.refresh_replicas(force=False))
 
     def _served(self, served: ServedBy) -> None:
         _served_by.set(served)
