@@ -287,6 +287,19 @@ async def test_replica_stopped_during_50_concurrent_searches(primary_url: str, s
         assert await all_searches(pool) == expected and last_served_by().role == "replica"  # type: ignore[union-attr]
 
 
+async def test_errors_that_are_not_the_replicas_fault_are_not_retried(primary_url: str, standby: LocalServer) -> None:
+    async with routed(primary_url, standby.url(DB), replica_check_interval=3600) as pool:
+        await wait_state(pool, "ok")
+        with pytest.raises(dv.InvalidEmbeddingError):  # bad input: rejected before any query
+            await dv.search_raw_chunks(pool, [1.0, 2.0], pre_qualification_id="pq1")
+        with pytest.raises(asyncpg.DivisionByZeroError):  # an SQL error is the same on every server
+            await pool.run_read(lambda p: p.fetchval("SELECT 1 / 0"))
+        with pytest.raises(TimeoutError):  # a statement timeout: the query may still run, not repeated
+            await pool.run_read(lambda p: p.fetchval("SELECT pg_sleep(3)", timeout=0.5))
+        assert pool.failovers == 0 and pool.replica_status()[0].state == "ok"
+        assert last_served_by() is None or last_served_by().role == "replica"  # type: ignore[union-attr]
+
+
 async def test_promoted_standby_is_no_longer_used_as_a_replica(
     primary: LocalServer, primary_url: str, cluster_dir: Path
 ) -> None:
