@@ -201,6 +201,28 @@ async def test_writes_schema_and_pool_methods_go_to_the_primary(primary_url: str
         await wait_for_replay(primary_url, standby.url(DB))
 
 
+async def test_loader_runs_on_the_primary_and_the_replica_follows(
+    primary: LocalServer, standby: LocalServer, tmp_path: Path
+) -> None:
+    from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
+
+    legacy = build_legacy_database(tmp_path / "local.db", LegacyDatasetSpec.tiny(dims=DIMS, seed=5))
+    admin = await asyncpg.connect(primary.url())
+    try:
+        await admin.execute('CREATE DATABASE "dhv_loaded"')
+    finally:
+        await admin.close()
+    url = primary.url("dhv_loaded")
+    async with routed(url, standby.url("dhv_loaded"), max_size=4) as pool:
+        report = await dv.migrate_sqlite(legacy.path, pool)  # schema, COPY, index builds: all on the primary
+        assert report.status == "completed" and report.inserted == report.source_rows > 0
+        await wait_for_replay(url, standby.url("dhv_loaded"))
+        await wait_state(pool, "ok")  # down at start (the database was not on the standby yet), back now
+        count = "SELECT count(*) FROM deal_embeddings"
+        assert await pool.run_read(lambda p: p.fetchval(count)) == await pool.primary.fetchval(count) > 0
+        assert last_served_by().role == "replica"  # type: ignore[union-attr]
+
+
 async def test_lagging_replica_is_skipped_and_reads_go_to_the_primary(primary_url: str, standby: LocalServer) -> None:
     direct = await asyncpg.connect(standby.url(DB))
     try:
