@@ -204,7 +204,7 @@ async def test_writes_schema_and_pool_methods_go_to_the_primary(primary_url: str
 async def test_loader_runs_on_the_primary_and_the_replica_follows(
     primary: LocalServer, standby: LocalServer, tmp_path: Path
 ) -> None:
-    from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
+    from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 
     legacy = build_legacy_database(tmp_path / "local.db", LegacyDatasetSpec.tiny(dims=DIMS, seed=5))
     admin = await asyncpg.connect(primary.url())

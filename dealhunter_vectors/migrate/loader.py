@@ -60,6 +60,7 @@ from ..db.schema import (
     apply_schema,
     create_vector_indexes,
     drop_vector_indexes,
+    ensure_writable,
     quote_ident,
 )
 from ..errors import DatabaseUnavailableError, DealhunterVectorsError, MigrationError, MigrationStoppedError
@@ -678,6 +679,7 @@ async def migrate_sqlite(
     loop = asyncio.get_running_loop()
     try:
         run.rejects.open_empty()
+        await ensure_writable(pool, action="migrate")
         await apply_schema(pool)
         async with pool.acquire() as conn:
             await check_privileges(conn, order, overwrite=overwrite)

