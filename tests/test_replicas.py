@@ -375,6 +375,11 @@ async def test_replicas_from_the_environment(
         await dv.close_pool(plain)
     with pytest.raises(ValueError, match="max_replica_lag"):
         await dv.create_pool(primary_url, replicas=[standby.url(DB)], max_replica_lag=-1)
+    with pytest.raises(dv.ConfigurationError, match="not a postgresql:// URL") as bad:
+        await dv.create_pool(primary_url, replicas=["mysql://u:s3cret-pw@h/db"])
+    assert "s3cret-pw" not in str(bad.value)
+    with pytest.raises(dv.ConfigurationError, match="list of URLs"):
+        await dv.create_pool(primary_url, replicas=standby.url(DB))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- standby refuses schema changes

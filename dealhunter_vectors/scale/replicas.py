@@ -47,12 +47,13 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from ..config import mask_text, mask_url
 from ..db.pool import Pool, close_pool, create_pool, is_connection_error
-from ..errors import DatabaseUnavailableError, PoolExhaustedError
+from ..errors import ConfigurationError, DatabaseUnavailableError, PoolExhaustedError
 
 if TYPE_CHECKING:
     from ..db.doctor import Check
@@ -201,7 +202,14 @@ async def connect_replicated(
         raise ValueError(f"max_replica_lag must be a number of seconds >= 0, got {max_replica_lag!r}")
     if isinstance(check_interval, bool) or not isinstance(check_interval, (int, float)) or not (check_interval >= 0):
         raise ValueError(f"check_interval must be a number of seconds >= 0, got {check_interval!r}")
+    if isinstance(replicas, str):
+        raise ConfigurationError(
+            "replicas must be a list of URLs, not one string (DATABASE_REPLICA_URLS is split at commas)"
+        )
     urls = [str(u).strip() for u in replicas if str(u).strip()]
+    for u in urls:
+        if urlsplit(u).scheme not in ("postgres", "postgresql"):
+            raise ConfigurationError(f"replica URL {mask_url(u)!r} is not a postgresql:// URL")
     primary = await create_pool(primary_url, replicas=[], **pool_options)
     pool = ReplicatedPool(
         primary,
