@@ -196,7 +196,7 @@ async def connect_replicated(
 
     A replica that cannot be reached now is marked down and retried at the next check,
     so a pool opens while a replica is being rebuilt. *pool_options* are
-    :func:`~dealhunter_vectors.pool.create_pool` options, used for every server.
+    :func:`~dealhunter_vectors.db.pool.create_pool` options, used for every server.
     """
     if isinstance(max_replica_lag, bool) or not isinstance(max_replica_lag, (int, float)) or not (max_replica_lag >= 0):
         raise ValueError(f"max_replica_lag must be a number of seconds >= 0, got {max_replica_lag!r}")
