@@ -140,6 +140,10 @@ async def routed(primary_url: str, *replica_urls: str, **options: Any) -> AsyncI
         await dv.close_pool(pool, timeout=10)
 
 
+CALLS = 9
+"""Calls in :func:`all_searches`."""
+
+
 async def all_searches(db: Any) -> list[Any]:
     """One call of every routed search function (results as plain data for comparison)."""
     q = near(1, 999, 0.3)
@@ -150,6 +154,9 @@ async def all_searches(db: Any) -> list[Any]:
         await dv.search_similar(db, near(2, 996, 0.3), pre_qualification_id="pq1", threshold=0.1, limit=10),
         await dv.find_similar_pre_qualifications(db, near(4, 995, 0.1), min_similarity_percent=50, exact=True),
         await dv.list_deal_chunks(db, qualification_id="q1"),
+        await dv.hybrid_search_deal_embeddings(db, "chunk", near(1, 994, 0.3), qualification_id="q1", limit=10),
+        await dv.hybrid_search_raw_chunks(db, "raw", near(3, 993, 0.3), pre_qualification_id="pq1", limit=10),
+        await dv.search_deal_embeddings(db, q, qualification_id="q1", threshold=0.1, limit=4, mmr_lambda=0.5),
     ]
     return [[hit.model_dump() for hit in hits] for hits in results]
 
@@ -173,16 +180,16 @@ async def test_searches_run_on_the_replica_with_the_primarys_results(primary_url
         await wait_state(pool, "ok")
         log.in_recovery.clear()
         on_replica = await all_searches(pool)
-        assert log.in_recovery == [True] * 6  # every search acquired exactly one connection, on the standby
+        assert log.in_recovery == [True] * CALLS  # every search acquired exactly one connection, on the standby
         assert last_served_by() is not None and last_served_by().role == "replica"  # type: ignore[union-attr]
         assert last_served_by().url == standby.url(DB)  # type: ignore[union-attr]
         log.in_recovery.clear()
         on_primary_ = await all_searches(pool.primary)
-        assert log.in_recovery == [False] * 6
+        assert log.in_recovery == [False] * CALLS
         assert on_replica == on_primary_
         assert all(on_replica)  # the data set makes every search find something
         assert await pool.run_read(lambda p: p.fetchval("SELECT pg_is_in_recovery()")) is True
-        assert pool.reads_served[f"replica {standby.url(DB)}"] >= 6
+        assert pool.reads_served[f"replica {standby.url(DB)}"] >= CALLS
 
 
 async def test_writes_schema_and_pool_methods_go_to_the_primary(primary_url: str, standby: LocalServer) -> None:

@@ -6,8 +6,8 @@ whose own connections are the primary's, so every function that takes a pool wor
 unchanged and writes to the primary (``insert_deal_chunks``, ``apply_schema``, the
 loader, ``pool.execute``, ``pool.acquire()``). Only the search functions
 (``search_deal_embeddings``, ``search_raw_chunks``, ``search_similar``,
-``find_similar_pre_qualifications``, ``list_deal_chunks``, ``search_many``) are routed:
-they run on a healthy replica.
+``find_similar_pre_qualifications``, ``list_deal_chunks``, ``search_many``, the hybrid
+searches; each decorated with :func:`routed_read`) are routed: they run on a healthy replica.
 
 Routing rules
     A replica is *healthy* when it answers, ``pg_is_in_recovery()`` is true (a promoted
