@@ -447,3 +447,19 @@ def test_doctor_reports_each_replica(primary_url: str, standby: LocalServer, mon
     assert "ok" in rows[f"replica {standby.url(DB)}"]
     assert "down" in rows[f"replica {dead.replace('s3cret-pw', '***')}"]
     assert "searches on 1 of 2 replicas" in rows["read routing"]
+
+
+def test_every_public_search_function_is_routed() -> None:
+    """A search function added to ``dealhunter_vectors.search`` without ``@routed`` would run on the primary."""
+    import inspect
+
+    functions = [
+        getattr(dv, n)
+        for n in dv.__all__
+        if inspect.iscoroutinefunction(getattr(dv, n))
+        and getattr(dv, n).__module__.startswith("dealhunter_vectors.search")
+    ]
+    db_first = [f for f in functions if list(inspect.signature(f).parameters)[:1] == ["db"]]
+    assert len(db_first) >= 8
+    unrouted = [f.__name__ for f in db_first if getattr(f, "__wrapped__", None) is None]
+    assert unrouted == [], f"decorate with dealhunter_vectors.search._db.routed: {unrouted}"
