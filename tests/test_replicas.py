@@ -26,7 +26,7 @@ import pytest_asyncio
 import dealhunter_vectors as dv
 from dealhunter_vectors.errors import ReadOnlyServerError
 from dealhunter_vectors.scale.local import LocalServer, clone_standby, free_port, init_server, wait_for_replay
-from dealhunter_vectors.scale.replicas import ReplicatedPool, last_served_by, on_primary
+from dealhunter_vectors.scale.replicas import ROUTED_MARK, ReplicatedPool, last_served_by, on_primary
 from dealhunter_vectors.testing import seed_owners
 
 pytestmark = pytest.mark.replica
@@ -461,5 +461,5 @@ def test_every_public_search_function_is_routed() -> None:
     ]
     db_first = [f for f in functions if list(inspect.signature(f).parameters)[:1] == ["db"]]
     assert len(db_first) >= 8
-    unrouted = [f.__name__ for f in db_first if getattr(f, "__wrapped__", None) is None]
+    unrouted = [f.__name__ for f in db_first if not getattr(f, ROUTED_MARK, False)]
     assert unrouted == [], f"decorate with dealhunter_vectors.search._db.routed: {unrouted}"

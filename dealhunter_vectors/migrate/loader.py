@@ -63,7 +63,13 @@ from ..db.schema import (
     ensure_writable,
     quote_ident,
 )
-from ..errors import DatabaseUnavailableError, DealhunterVectorsError, MigrationError, MigrationStoppedError
+from ..errors import (
+    DatabaseUnavailableError,
+    DealhunterVectorsError,
+    MigrationError,
+    MigrationStoppedError,
+    ReadOnlyServerError,
+)
 from .reports import LIST_LIMIT, MigrationReport, RowProblem, TableReport
 from .source import (
     Batch,
@@ -707,8 +713,8 @@ async def migrate_sqlite(
             analyzed = await _analyze_loaded(conn, run, states)
         report = make_report("stopped" if stopped else "completed")
     except MigrationError as exc:
-        if exc.report is not None or isinstance(exc, MigrationStoppedError):
-            raise
+        if exc.report is not None or isinstance(exc, (MigrationStoppedError, ReadOnlyServerError)):
+            raise  # a standby target: nothing ran, nothing to resume
         failure = MigrationError(str(exc), report=make_report("failed"), retryable=exc.retryable)
     except sqlite3.Error as exc:
         failure = MigrationError(
