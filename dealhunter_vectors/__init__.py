@@ -15,6 +15,8 @@
 * Errors (docs/reliability.md): :class:`InvalidArgumentError` / :class:`InvalidEmbeddingError`
   for bad input, :class:`DatabaseUnavailableError` (retryable) for a lost server,
   :class:`QueryTimeoutError` for the command timeout, all under :class:`DealhunterVectorsError`.
+* Scale reads: ``create_pool(url, replicas=[...])`` returns a :class:`ReplicatedPool` whose
+  searches run on healthy streaming standbys; :func:`on_primary` for read-your-writes.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .errors import (
     NotFoundError,
     PoolExhaustedError,
     QueryTimeoutError,
+    ReadOnlyServerError,
     SchemaError,
 )
 from .migrate.loader import MigrationProgress, migrate_sqlite
@@ -69,6 +72,7 @@ from .models import (
     SimilaritySearch,
     section_confidence,
 )
+from .scale.replicas import ReplicaStatus, ReplicatedPool, ServedBy, last_served_by, on_primary
 from .search import (
     find_similar_pre_qualifications,
     list_deal_chunks,
@@ -114,9 +118,13 @@ __all__ = [
     "RawChunk",
     "RawChunkHit",
     "RawChunkSearch",
+    "ReadOnlyServerError",
+    "ReplicaStatus",
+    "ReplicatedPool",
     "RowProblem",
     "SchemaError",
     "SearchRequest",
+    "ServedBy",
     "Settings",
     "SimilarityHit",
     "SimilaritySearch",
@@ -134,11 +142,13 @@ __all__ = [
     "hybrid_search_deal_embeddings",
     "hybrid_search_raw_chunks",
     "insert_deal_chunks",
+    "last_served_by",
     "lifespan",
     "list_deal_chunks",
     "load_order",
     "mask_url",
     "migrate_sqlite",
+    "on_primary",
     "open_pool",
     "parse_blob_embedding",
     "parse_json_embedding",

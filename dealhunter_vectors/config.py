@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     ``DEALHUNTER_STATEMENT_CACHE_SIZE``       0 for PgBouncer transaction mode (default 100)
     ``DEALHUNTER_EMBEDDING_DIMENSIONS``       embedding size (default 3072)
     ``DEALHUNTER_EMBEDDED_DATA_DIR``          data directory of the embedded server
+    ``DATABASE_REPLICA_URLS``                 read replicas of ``DATABASE_URL``, comma separated
+    ``DEALHUNTER_MAX_REPLICA_LAG``            s a replica may lag and still serve reads (default 5)
+    ``DEALHUNTER_REPLICA_CHECK_INTERVAL``     s a replica status is reused (default 1)
     ========================================  ===========================================
     """
 
@@ -65,11 +68,21 @@ class Settings(BaseSettings):
     statement_cache_size: int = Field(default=100, ge=0)
     embedding_dimensions: int = Field(default=3072, ge=1, le=16000)
     embedded_data_dir: Path | None = None
+    database_replica_urls: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("DATABASE_REPLICA_URLS", "DEALHUNTER_DATABASE_REPLICA_URLS"),
+    )
+    max_replica_lag: float = Field(default=5.0, ge=0)
+    replica_check_interval: float = Field(default=1.0, ge=0)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """``DATABASE_REPLICA_URLS`` split at commas (blanks dropped)."""
+        return [u.strip() for u in self.database_replica_urls.get_secret_value().split(",") if u.strip()]
 
     def __repr__(self) -> str:  # the masked URL (more useful than SecretStr's stars)
         fields = ", ".join(
-            f"{k}={mask_url(v.get_secret_value()) if isinstance(v, SecretStr) else repr(v)}"
-            for k, v in self.__dict__.items()
+            f"{k}={_masked(k, v) if isinstance(v, SecretStr) else repr(v)}" for k, v in self.__dict__.items()
         )
         return f"Settings({fields})"
 
@@ -77,11 +90,12 @@ class Settings(BaseSettings):
 
     def __rich_repr__(self) -> Any:  # rich.print(settings): the masked URL too
         for k, v in self.__dict__.items():
-            yield k, mask_url(v.get_secret_value()) if isinstance(v, SecretStr) else v
+            yield k, _masked(k, v) if isinstance(v, SecretStr) else v
 
 
 _ENV_NAMES: tuple[str, ...] = (
     "DATABASE_URL",
+    "DATABASE_REPLICA_URLS",
     *(f"DEALHUNTER_{name.upper()}" for name in Settings.model_fields),
 )
 _cached: tuple[tuple[object, ...], Settings] | None = None
@@ -94,10 +108,18 @@ def _environment_key() -> tuple[object, ...]:
     return (len(environ), *(environ.get(name) for name in _ENV_NAMES))
 
 
+def _masked(name: str, value: SecretStr) -> str:
+    """A secret setting for display: the URL (or each URL of a list) with its password masked."""
+    text = value.get_secret_value()
+    if name == "database_replica_urls":
+        return ",".join(mask_url(u.strip()) for u in text.split(","))
+    return mask_url(text)
+
+
 def get_settings() -> Settings:
     """The settings of the current environment.
 
-    Re-read whenever a ``DEALHUNTER_*`` variable or ``DATABASE_URL`` changed (tests change
+    Re-read whenever a ``DEALHUNTER_*`` variable, ``DATABASE_URL`` or ``DATABASE_REPLICA_URLS`` changed (tests change
     them), otherwise cached: building :class:`Settings` costs ~3 ms of pydantic-settings
     work, more than a whole search used to spend in Python (every search reads the
     configured embedding dimensions).

@@ -110,3 +110,7 @@ class InvalidQueryTextError(DealhunterVectorsError, ValueError):
     def __init__(self, message: str, *, where: str = "query_text") -> None:
         self.where = where
         super().__init__(f"{where}: {message}")
+
+
+class ReadOnlyServerError(SchemaError, MigrationError):
+    """A schema change or load was pointed at a read-only server (a streaming standby): use the primary."""

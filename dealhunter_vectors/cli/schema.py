@@ -11,6 +11,7 @@ from rich.table import Table
 from ..db.doctor import run_doctor
 from ..db.pool import Pool
 from ..db.schema import apply_schema, create_vector_indexes
+from ..scale.replicas import ReplicatedPool, replica_checks
 from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect
 
 __all__ = ["doctor_report", "register"]
@@ -34,6 +35,8 @@ async def doctor_report(pool: Pool, console: Console) -> bool:
     """Print the doctor table for *pool*; return whether the database is healthy."""
     async with pool.acquire() as conn:
         report = await run_doctor(conn)
+    if isinstance(pool, ReplicatedPool):
+        report.checks.extend(await replica_checks(pool))
     table = Table(title=f"doctor: {pool.masked_url}", title_justify="left")
     table.add_column("check")
     table.add_column("status")

@@ -42,7 +42,7 @@ import functools
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -391,6 +391,9 @@ async def create_pool(
     create_extension: bool = True,
     server_settings: Mapping[str, str] | None = None,
     settings: Settings | None = None,
+    replicas: Sequence[str] | None = None,
+    max_replica_lag: float | None = None,
+    replica_check_interval: float | None = None,
     **connect_kwargs: Any,
 ) -> Pool:
     """Create and initialise a pgvector-ready pool.
@@ -402,8 +405,29 @@ async def create_pool(
     transaction pooling mode. ``command_timeout=None`` disables the per-statement
     timeout (default: the settings' 60 s). Raises :class:`DatabaseUnavailableError` (URL masked)
     when the server cannot be reached or refuses the login.
+
+    *replicas* (default: ``DATABASE_REPLICA_URLS`` when *url* is ``DATABASE_URL``'s) are
+    streaming standbys of *url*: the result is then a
+    :class:`~dealhunter_vectors.scale.replicas.ReplicatedPool`, whose searches run on a
+    replica lagging at most *max_replica_lag* seconds (default 5) and everything else on
+    the primary (docs/scaling.md, "Read replicas").
     """
     cfg = settings or get_settings()
+    if replicas is None and (url is None or url == cfg.database_url.get_secret_value()):
+        replicas = cfg.replica_urls
+    if replicas:
+        from ..scale.replicas import connect_replicated
+
+        return await connect_replicated(
+            url if url is not None else cfg.database_url.get_secret_value(),
+            replicas,
+            max_replica_lag=cfg.max_replica_lag if max_replica_lag is None else max_replica_lag,
+            check_interval=cfg.replica_check_interval if replica_check_interval is None else replica_check_interval,
+            min_size=min_size, max_size=max_size, max_inactive_connection_lifetime=max_inactive_connection_lifetime,
+            connect_timeout=connect_timeout, acquire_timeout=acquire_timeout, command_timeout=command_timeout,
+            pgbouncer=pgbouncer, statement_cache_size=statement_cache_size, create_extension=create_extension,
+            server_settings=server_settings, settings=cfg, **connect_kwargs,
+        )  # fmt: skip
     dsn = resolve_database_url(url if url is not None else cfg.database_url)  # ConfigurationError when malformed
     masked = mask_url(dsn)
     dsn, secret = split_password(dsn)

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import ConfigurationError, SchemaError
+from ..errors import ConfigurationError, ReadOnlyServerError, SchemaError
 from .pool import operation
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "apply_schema",
     "create_vector_indexes",
     "drop_vector_indexes",
+    "ensure_writable",
     "legacy_schema",
     "migrations",
     "quote_ident",
@@ -162,6 +163,29 @@ async def _schema_is_current(conn: asyncpg.Connection, target: int | None) -> bo
     return not status.changed and all(v in status.applied for v in wanted)
 
 
+async def ensure_writable(
+    db: asyncpg.Pool | asyncpg.Connection, *, action: str, target: str = "DATABASE_URL (--database-url)"
+) -> None:
+    """Raise :class:`ReadOnlyServerError` when *db* is a read-only standby (or read-only by default).
+
+    :func:`apply_schema` and the loader call this first, so ``schema apply`` or ``migrate``
+    pointed at a replica fails with one line instead of a ``ReadOnlySQLTransactionError``
+    traceback halfway through.
+    """
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            await ensure_writable(conn, action=action, target=target)
+        return
+    row = await db.fetchrow("SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro")
+    assert row is not None
+    if row["standby"]:
+        raise ReadOnlyServerError(f"{action}: server is a read-only standby: point {target} at the primary")
+    if row["ro"] == "on" and not db.is_in_transaction():
+        raise ReadOnlyServerError(
+            f"{action}: server is read-only (default_transaction_read_only = on): point {target} at a writable primary"
+        )
+
+
 @operation("apply_schema")
 async def apply_schema(
     db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None, text_search_config: str | None = None
@@ -184,6 +208,7 @@ async def apply_schema(
         async with db.acquire() as conn:
             return await apply_schema(conn, target=target, text_search_config=text_search_config)
     conn = db
+    await ensure_writable(conn, action="schema apply")
     applied: list[int] = []
     if await _schema_is_current(conn, target):
         # Read-only check first: a role without DDL rights (no CREATE on the schema, not

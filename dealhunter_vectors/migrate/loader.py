@@ -60,9 +60,16 @@ from ..db.schema import (
     apply_schema,
     create_vector_indexes,
     drop_vector_indexes,
+    ensure_writable,
     quote_ident,
 )
-from ..errors import DatabaseUnavailableError, DealhunterVectorsError, MigrationError, MigrationStoppedError
+from ..errors import (
+    DatabaseUnavailableError,
+    DealhunterVectorsError,
+    MigrationError,
+    MigrationStoppedError,
+    ReadOnlyServerError,
+)
 from .reports import LIST_LIMIT, MigrationReport, RowProblem, TableReport
 from .source import (
     Batch,
@@ -678,6 +685,7 @@ async def migrate_sqlite(
     loop = asyncio.get_running_loop()
     try:
         run.rejects.open_empty()
+        await ensure_writable(pool, action="migrate")
         await apply_schema(pool)
         async with pool.acquire() as conn:
             await check_privileges(conn, order, overwrite=overwrite)
@@ -705,8 +713,8 @@ async def migrate_sqlite(
             analyzed = await _analyze_loaded(conn, run, states)
         report = make_report("stopped" if stopped else "completed")
     except MigrationError as exc:
-        if exc.report is not None or isinstance(exc, MigrationStoppedError):
-            raise
+        if exc.report is not None or isinstance(exc, (MigrationStoppedError, ReadOnlyServerError)):
+            raise  # a standby target: nothing ran, nothing to resume
         failure = MigrationError(str(exc), report=make_report("failed"), retryable=exc.retryable)
     except sqlite3.Error as exc:
         failure = MigrationError(

@@ -1,4 +1,9 @@
-"""The connection a search runs on: a pool (acquire one) or a caller's connection (use it)."""
+"""The connection a search runs on: a pool (acquire one) or a caller's connection (use it).
+
+Every public search function is decorated with :func:`routed`: given a pool with read
+replicas (:class:`~dealhunter_vectors.scale.replicas.ReplicatedPool`) it runs on a healthy
+replica's pool, with failover (docs/scaling.md, "Read replicas"); anything else passes through.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import asyncpg
+
+from ..scale.replicas import routed_read as routed
+
+__all__ = ["Db", "connection", "routed", "snapshot"]
 
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 """What every search function accepts: a pool or a connection (inside a caller's transaction)."""

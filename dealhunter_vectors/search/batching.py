@@ -20,7 +20,7 @@ from ..models import (
     SimilaritySearch,
 )
 from . import mmr
-from ._db import Db, connection, snapshot
+from ._db import Db, connection, routed, snapshot
 from ._sql import OwnerColumn
 from .global_search import _PreQualPlan, _run_pre_qualification
 from .owner import _DealParams, _merge_similar, _prepare_raw, _RawParams, _run_deal_batch, _run_raw_batch, _SimilarPlan
@@ -33,6 +33,7 @@ SearchResult = list[DealChunkHit] | list[RawChunkHit] | list[SimilarityHit] | li
 
 
 @operation("search_many", read_only=True)
+@routed
 async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchResult]:
     """Run several searches together; results in request order (one list per request).
 

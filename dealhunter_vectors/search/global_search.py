@@ -18,7 +18,7 @@ from ..errors import InvalidArgumentError
 from ..models import PreQualificationMatch, PreQualificationSearch
 from . import _sql
 from ._args import check_id, check_limit, number, optional_flag, query_vector
-from ._db import Db, connection
+from ._db import Db, connection, routed
 from .results import similarity, similarity_percent
 
 __all__ = [
@@ -120,6 +120,7 @@ def _crowded(
 
 
 @operation("find_similar_pre_qualifications", read_only=True)
+@routed
 async def find_similar_pre_qualifications(
     db: Db,
     query_embedding: Any,

@@ -71,7 +71,7 @@ from ._args import (
     string_list,
     substring,
 )
-from ._db import Db
+from ._db import Db, routed
 from .results import parse_metadata
 
 __all__ = [
@@ -201,6 +201,7 @@ async def _fetch(db: Db, sql: str, args: Sequence[Any], *, table: mmr.MmrTable, 
 
 
 @operation("hybrid_search_deal_embeddings", read_only=True)
+@routed
 async def hybrid_search_deal_embeddings(
     db: Db,
     query_text: str | None,
@@ -270,6 +271,7 @@ async def hybrid_search_deal_embeddings(
 
 
 @operation("hybrid_search_raw_chunks", read_only=True)
+@routed
 async def hybrid_search_raw_chunks(
     db: Db,
     query_text: str | None,

@@ -43,7 +43,7 @@ from ._args import (
     string_list,
     substring,
 )
-from ._db import Db, connection, snapshot
+from ._db import Db, connection, routed, snapshot
 from ._sql import OwnerColumn
 from .bound import HALF_NORM_RANGE
 from .results import deal_hit, parse_metadata, raw_hit, similarity
@@ -299,6 +299,7 @@ async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchReq
 
 
 @operation("search_deal_embeddings", read_only=True)
+@routed
 async def search_deal_embeddings(
     db: Db,
     query_embedding: Any,
@@ -373,6 +374,7 @@ async def search_deal_embeddings(
 
 
 @operation("search_raw_chunks", read_only=True)
+@routed
 async def search_raw_chunks(
     db: Db,
     query_embedding: Any,
@@ -406,6 +408,7 @@ async def search_raw_chunks(
 
 
 @operation("search_similar", read_only=True)
+@routed
 async def search_similar(
     db: Db,
     query_embedding: Any,
@@ -441,6 +444,7 @@ async def search_similar(
 
 
 @operation("list_deal_chunks", read_only=True)
+@routed
 async def list_deal_chunks(
     db: Db,
     *,
