@@ -14,11 +14,12 @@ benchmark (no ``test_`` functions): the numbers are medians of ``--repeats`` seq
    the hybrid search text + vector / text only / vector only / with MMR; the query text is the
    query's exact term.
 2. **MMR pairwise matrix**: the server computing the candidates' cosine matrix
-   (``search/sql/mmr_pairwise.sql``) vs fetching their 12 KB vectors and using numpy.
+   (``search/sql/mmr_pairwise_*.sql``) vs fetching their 12 KB vectors and using numpy.
 3. **Recall@5** of vector-only, text-only and hybrid search on the synthetic corpus.
-4. **Migration 005 and write paths**: the same rows written at schema version 4 and 5
-   (``insert_deal_chunks``, ``replace_raw_chunks``), migration 005 over existing rows,
-   ``set_text_search_config``, and the column / index sizes.
+4. **Migration 005 and write paths**: the same rows written at schema version 4 and 5, both
+   without the chunk HNSW indexes (migration 006 drops them): ``insert_deal_chunks``,
+   ``replace_raw_chunks``, migration 005 over existing rows, ``set_text_search_config``, and
+   the column / index sizes.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ import dealhunter_vectors as dv  # noqa: E402
 from dealhunter_vectors.config import with_database  # noqa: E402
 from dealhunter_vectors.db.embedded import is_embedded_url, start_embedded, stop_embedded  # noqa: E402
 from dealhunter_vectors.db.fulltext import set_text_search_config  # noqa: E402
-from dealhunter_vectors.db.schema import apply_schema, create_vector_indexes, drop_vector_indexes  # noqa: E402
+from dealhunter_vectors.db.schema import apply_schema  # noqa: E402
 from dealhunter_vectors.search.hybrid import hybrid_search_deal_embeddings  # noqa: E402
 from dealhunter_vectors.search.mmr import pairwise_similarity  # noqa: E402
 from dealhunter_vectors.testing import seed_owners  # noqa: E402
 
 OWNER = "q-bench"
+DROP_CHUNK_HNSW = 'DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx", "raw_chunks_embedding_hnsw_idx"'
+"""Both write-cost databases without the chunk HNSW indexes, as migration 006 leaves the schema."""
 
 
 async def timed_round_robin(
@@ -216,14 +219,8 @@ async def write_costs(admin: asyncpg.Connection, url: str, rows: int) -> dict[st
     try:
         for pool in pools.values():
             await seed_owners(pool, pre_qualification_ids=["pq-w"], qualification_ids=["q-w"])
-            async with pool.acquire() as conn:
-                await drop_vector_indexes(conn)
-        out["insert_no_hnsw"] = await interleaved_inserts(pools, deal)
-        for pool in pools.values():
-            await pool.execute("TRUNCATE deal_embeddings")
-            async with pool.acquire() as conn:
-                await create_vector_indexes(conn)
-        out["insert_hnsw"] = await interleaved_inserts(pools, deal)
+            await pool.execute(DROP_CHUNK_HNSW)  # as migration 006 does: the chunk tables have none
+        out["insert"] = await interleaved_inserts(pools, deal)
         replace: dict[int, list[float]] = {4: [], 5: []}
         for r in range(3):
             for version in sorted(pools) if r % 2 == 0 else sorted(pools, reverse=True):
@@ -239,7 +236,7 @@ async def write_costs(admin: asyncpg.Connection, url: str, rows: int) -> dict[st
             "SELECT avg(pg_column_size(content_tsv))::float8 FROM deal_embeddings"
         )
         t0 = time.perf_counter()
-        await apply_schema(pools[4])  # migration 005 over the existing rows, HNSW indexes present
+        await apply_schema(pools[4], target=5)  # migration 005 over the existing rows
         out["migration_005"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         await set_text_search_config(pools[5], "simple")
@@ -276,9 +273,8 @@ def report(res: dict[str, Any], writes: dict[str, Any] | None, rows: int, repeat
     print("| | schema 004 | schema 005 | change |")
     print("|---|---:|---:|---:|")
     lines = (
-        ("insert_no_hnsw", "`insert_deal_chunks`, batches of 100, no HNSW index, s"),
-        ("insert_hnsw", "`insert_deal_chunks`, batches of 100, HNSW indexes present, s"),
-        ("replace_raw", "`replace_raw_chunks` (one call, HNSW present), median of 3, s"),
+        ("insert", "`insert_deal_chunks`, batches of 100, s"),
+        ("replace_raw", "`replace_raw_chunks` (one call of all chunks), median of 3, s"),
         ("size", "deal_embeddings total size (heap, TOAST, indexes), MB"),
     )
     for key, label in lines:
@@ -286,8 +282,9 @@ def report(res: dict[str, Any], writes: dict[str, Any] | None, rows: int, repeat
         scale = 1e-6 if key == "size" else 1.0
         print(f"| {label} | {a * scale:.2f} | {b * scale:.2f} | {100 * (b / a - 1):+.0f} % |")
     print(
-        f"\nMigration 005 over those {rows:,} deal + {rows:,} raw rows (two table rewrites that also rebuild the"
-        f" HNSW indexes, two GIN builds): {writes['migration_005']:.2f} s; `set_text_search_config(pool, 'simple')`"
+        f"\nMigration 005 over those {rows:,} deal + {rows:,} raw rows (two table rewrites with their btree"
+        f" indexes, two GIN builds; no chunk HNSW index, as after migration 006): {writes['migration_005']:.2f} s;"
+        f" `set_text_search_config(pool, 'simple')`"
         f" (the same rebuild): {writes['set_config']:.2f} s. content_tsv: {writes['tsv_avg_bytes']:.0f} bytes per"
         f" row on average; GIN index of deal_embeddings: {writes['gin_bytes'] / 1e6:.2f} MB."
     )

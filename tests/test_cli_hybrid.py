@@ -144,3 +144,19 @@ async def test_hybrid_usage_errors_exit_2(
     code, _, err = await run(dhv_database_url, capsys, *args)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+async def test_schema_apply_text_search_config(
+    dhv_pool: dv.Pool, dhv_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def call(*args: str) -> int:
+        return main(["schema", "apply", *args, "--database-url", dhv_database_url])
+
+    assert await asyncio.to_thread(call, "--text-search-config", "simple") == 0
+    assert "text search configuration: simple" in capsys.readouterr().out
+    assert await dv.text_search_config(dhv_pool) == "simple"
+    assert await asyncio.to_thread(call) == 0  # kept
+    assert "text search configuration: simple" in capsys.readouterr().out
+    assert await asyncio.to_thread(call, "--text-search-config", "klingon") == 1
+    err = capsys.readouterr().err
+    assert "klingon" in err and "Traceback" not in err

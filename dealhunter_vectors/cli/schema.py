@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..db.doctor import run_doctor
+from ..db.fulltext import text_search_config
 from ..db.pool import Pool
 from ..db.schema import apply_schema, create_vector_indexes
 from ..scale.replicas import ReplicatedPool, replica_checks
@@ -19,8 +20,9 @@ __all__ = ["doctor_report", "register"]
 
 async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
     async with connect(args, min_size=1, max_size=2) as pool:
-        applied = await apply_schema(pool)
+        applied = await apply_schema(pool, text_search_config=args.text_search_config)
         console.print(f"schema: applied {applied}" if applied else "schema: up to date, nothing to apply")
+        console.print(f"text search configuration: {await text_search_config(pool)}")
     return EXIT_OK
 
 
@@ -62,6 +64,13 @@ def register(sub: Any, add_database_url: AddDatabaseUrl) -> None:
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
     p = schema_sub.add_parser("apply", help="apply pending migrations (idempotent)")
     add_database_url(p)
+    p.add_argument(
+        "--text-search-config",
+        metavar="NAME",
+        default=None,
+        help="rebuild the full-text columns with this configuration (german, simple, english, ...); "
+        "default: keep the current one (german on a new database)",
+    )
     p.set_defaults(handler=cmd_schema_apply)
     p = schema_sub.add_parser("indexes", help="(re)create the HNSW vector indexes if missing")
     add_database_url(p)

@@ -15,7 +15,7 @@ configuration builds them is a database setting:
 lock) it rebuilds both generated columns and their GIN indexes and redefines
 ``dealhunter_text_search_config()``, which the hybrid search uses to parse query text, so
 query and columns always agree. The rebuild rewrites both tables (and rebuilds their other
-indexes, the HNSW ones included): minutes on large tables, see docs/benchmarks.md.
+indexes): seconds per 1,000 rows, see docs/benchmarks.md ("Hybrid search").
 :func:`~dealhunter_vectors.apply_schema` takes ``text_search_config=`` and calls it after
 the migrations.
 """

@@ -24,6 +24,7 @@ half AS MATERIALIZED (
         SELECT o.id, o.embedding, o.embedding_half <=> qh.p AS hd
         FROM owned o CROSS JOIN query_half qh
         WHERE $1::vector IS NOT NULL AND $7::float8 > 0
+        OFFSET 0  -- a fence: flattened, the distance would be computed once per reference (3x)
     ) h
 ),
 kth AS (
