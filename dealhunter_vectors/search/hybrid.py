@@ -51,8 +51,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
-from pgvector import Vector
 
+from ..db.codecs import Vector
 from ..db.pool import operation
 from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
 from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
