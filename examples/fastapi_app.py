@@ -51,6 +51,20 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
                                  "msg": str(exc)}]},
         )
 
+    @app.exception_handler(dv.DatabaseUnavailableError)
+    @app.exception_handler(dv.PoolExhaustedError)
+    @app.exception_handler(dv.QueryTimeoutError)
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # retryable faults (docs/reliability.md): 503 + Retry-After, the masked message, no traceback
+        kind = {
+            dv.DatabaseUnavailableError: "database_unavailable",
+            dv.PoolExhaustedError: "overloaded",
+            dv.QueryTimeoutError: "query_timeout",
+        }[type(exc)]
+        return JSONResponse(
+            status_code=503, headers={"Retry-After": "1"}, content={"detail": [{"type": kind, "msg": str(exc)}]}
+        )
+
     @app.exception_handler(ValueError)
     async def bad_argument(_: Request, exc: ValueError) -> JSONResponse:
         # threshold outside [-1, 1], limit < 1, both/neither owner ...

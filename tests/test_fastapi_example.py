@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.models import DealChunk, RawChunk
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
+from dealhunter_vectors.models import DealChunk, RawChunk
 from dealhunter_vectors.testing import seed_owners
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app.py"
@@ -130,6 +130,7 @@ async def test_every_other_endpoint(client_and_data: tuple[httpx.AsyncClient, di
     [
         ([0.1] * 10, "invalid_embedding.dimensions"),
         ([0.0] * 3072, "invalid_embedding.zero_norm"),
+        ([1e-25] * 3072, "invalid_embedding.norm_range"),
         ([1e6] + [0.1] * 3071, "invalid_embedding.half_precision_range"),
         (["x"] * 3072, "float_parsing"),  # pydantic's own validation
         ("not a list", "list_type"),
@@ -169,3 +170,27 @@ async def test_hybrid_search(client_and_data: tuple[httpx.AsyncClient, dict[str,
     for body in ({"limit": 3}, {"text": "x" * 5000}, {"text": "lead", "mmr_lambda": 2}):
         r = await client.post("/qualifications/q-1/hybrid-search", json=body)
         assert r.status_code == 422, body
+
+
+async def test_a_statement_timeout_is_503_with_retry_after(dhv_database_factory: Any) -> None:
+    """Issue 10: a retryable fault is a 503 the client can act on, not a 500 with a traceback."""
+    import asyncpg
+
+    url = await dhv_database_factory()
+    async with dv.open_pool(url, min_size=1, max_size=1) as pool:
+        await seed_owners(pool, qualification_ids=["q-t"])
+    app = _load_example().create_app(url, min_size=1, max_size=2, command_timeout=0.5)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://example") as client:
+            admin = await asyncpg.connect(url)
+            try:
+                async with admin.transaction():
+                    await admin.execute('LOCK TABLE "deal_embeddings" IN ACCESS EXCLUSIVE MODE')
+                    r = await client.post("/qualifications/q-t/lead-search", json={"embedding": unit().tolist()})
+            finally:
+                await admin.close()
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert r.json()["detail"][0]["type"] == "query_timeout" and "0.5 s" in r.json()["detail"][0]["msg"]
+            r = await client.post("/qualifications/q-t/lead-search", json={"embedding": unit().tolist()})
+            assert r.status_code == 200 and r.json()["hits"] == []

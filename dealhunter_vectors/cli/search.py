@@ -253,10 +253,10 @@ async def cmd_search(args: argparse.Namespace, console: Console) -> int:
                 query = as_embedding(raw_query, where="query embedding")
             hits = await run_search(pool, args.site, query, args)
     except (QueryError, InvalidEmbeddingError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     except ValueError as exc:  # the library's argument rules (owner, threshold, limit, query text)
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_USAGE
     if args.json:
         sys.stdout.write(orjson.dumps([h.model_dump(mode="json") for h in hits]).decode() + "\n")
