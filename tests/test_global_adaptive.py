@@ -40,13 +40,13 @@ def test_crowded_rule() -> None:
 async def test_candidate_count_follows_the_table_size(dhv_pool: dv.Pool) -> None:
     settings = gs._ANN_SETTINGS_SQL
     async with dhv_pool.acquire() as conn, conn.transaction():
-        assert await conn.fetchval(settings, 100, 1000, 50_000) == 100  # empty table
+        assert await conn.fetchval(settings, 100, 1000, 50_000, True) == 100  # empty table
         await conn.execute("SELECT set_config('hnsw.ef_search', '40', true)")
         for rows, expected in ((10_000, 100), (100_000, 399), (1_000_000, 1000)):
             await conn.execute(
                 "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
             )
-            assert await conn.fetchval(settings, 100, 1000, 50_000) == expected
+            assert await conn.fetchval(settings, 100, 1000, 50_000, True) == expected
             assert await conn.fetchval("SHOW hnsw.ef_search") == str(expected)
             assert await conn.fetchval("SHOW enable_seqscan") == "off"
     # transaction-local: gone after the transaction
@@ -72,3 +72,22 @@ async def test_widening_keeps_results_exact_on_a_tight_cluster(dhv_pool: dv.Pool
     ann = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=False)
     exact = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=True)
     assert [m.pre_qualification_id for m in ann] == [m.pre_qualification_id for m in exact]
+
+
+async def test_index_settings_never_outlive_the_search(dhv_database_url: str) -> None:
+    """Pool (session settings, cleared by asyncpg's reset), bare connection and caller's transaction."""
+    q = np.random.default_rng(1).standard_normal(3072).astype(np.float32)
+    async with dv.open_pool(dhv_database_url, min_size=1, max_size=1) as pool:
+        default = await pool.fetchval("SHOW hnsw.ef_search")
+        await dv.find_similar_pre_qualifications(pool, q, limit=10)
+        async with pool.acquire() as conn:  # the same (only) connection, back from the pool
+            assert await conn.fetchval("SHOW enable_seqscan") == "on"
+            assert await conn.fetchval("SHOW hnsw.ef_search") == default
+            await dv.find_similar_pre_qualifications(conn, q, limit=10)  # a caller's connection
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SHOW enable_seqscan") == "on"
+            async with conn.transaction():  # a caller's transaction: transaction-local settings
+                await dv.find_similar_pre_qualifications(conn, q, limit=10)
+                assert await conn.fetchval("SHOW enable_seqscan") == "off"
+            assert await conn.fetchval("SHOW enable_seqscan") == "on"
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"

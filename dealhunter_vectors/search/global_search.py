@@ -75,7 +75,16 @@ class _PreQualPlan:
         return out if self.limit is None else out[: self.limit]
 
 
-async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -> list[PreQualificationMatch]:
+async def _run_pre_qualification(
+    conn: asyncpg.Connection, plan: _PreQualPlan, *, pooled: bool = False
+) -> list[PreQualificationMatch]:
+    """Run one global search on *conn*.
+
+    *pooled*: the connection was acquired from a pool for this call only and goes back
+    through asyncpg's default reset (``RESET ALL``): the index settings may then be
+    session settings (no transaction: two round trips instead of four). Otherwise they are
+    transaction-local, in the caller's transaction or in one of our own.
+    """
     # A few extra rows so that rows dropped by the exact percent rule never shorten the result.
     sql_limit = None if plan.limit is None else plan.limit + 8
     if plan.exact:
@@ -83,11 +92,13 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
         return plan.matches(rows)
     assert sql_limit is not None
     base = max(ANN_MIN_CANDIDATES, 4 * sql_limit)
+    in_tx = conn.is_in_transaction()
+    local = in_tx or not pooled or "RESET ALL" not in conn.get_reset_query()
     tx: contextlib.AbstractAsyncContextManager[Any] = (
-        contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction()
+        conn.transaction() if local and not in_tx else contextlib.nullcontext()
     )
     async with tx:
-        candidates = await conn.fetchval(_ANN_SETTINGS_SQL, base, ANN_MAX_EF_SEARCH, ANN_MAX_SCAN_TUPLES)
+        candidates = await conn.fetchval(_ANN_SETTINGS_SQL, base, ANN_MAX_EF_SEARCH, ANN_MAX_SCAN_TUPLES, local)
         while True:
             rows = await conn.fetch(
                 PRE_QUALIFICATION_ANN_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit, candidates
@@ -96,7 +107,7 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
             if candidates >= ANN_MAX_EF_SEARCH or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
                 break
             candidates = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
-            await conn.fetchval(_ANN_SETTINGS_SQL, candidates, candidates, ANN_MAX_SCAN_TUPLES)
+            await conn.fetchval(_ANN_SETTINGS_SQL, candidates, candidates, ANN_MAX_SCAN_TUPLES, local)
     return plan.matches(found)
 
 
@@ -150,5 +161,7 @@ async def find_similar_pre_qualifications(
         exact=exact,
     )
     plan = _PreQualPlan(req)
+    # asyncpg's default reset (no custom reset=) runs get_reset_query() on release
+    pooled = isinstance(db, asyncpg.Pool) and getattr(db, "_reset", None) is None
     async with connection(db) as conn:
-        return await _run_pre_qualification(conn, plan)
+        return await _run_pre_qualification(conn, plan, pooled=pooled)
