@@ -35,7 +35,6 @@ import uuid  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 import asyncpg  # noqa: E402
 import numpy as np  # noqa: E402
@@ -147,9 +146,9 @@ async def main() -> None:
         )
 
     # llama-index (halfvec HNSW, its documented parameters)
-    u = urlsplit(db_url)
     li = LlamaStore.from_params(
-        host=u.hostname, port=str(u.port), database=DB, user=u.username, password=u.password or "",
+        connection_string=db_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+        async_connection_string=lc_url,
         table_name=LI_TABLE, embed_dim=3072, use_halfvec=True,
         hnsw_kwargs={"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40,
                      "hnsw_dist_method": "halfvec_cosine_ops"},
