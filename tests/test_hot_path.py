@@ -43,8 +43,11 @@ def test_float32_fast_path_zero_and_edges() -> None:
     assert err.value.rule == "zero_norm"
     edge = np.full(16, -HALF_MAX, dtype=np.float32)
     assert as_embedding(edge, dimensions=16) is not None
-    tiny = np.full(16, np.float32(1e-45), dtype=np.float32)  # subnormal, non-zero
-    assert as_embedding(tiny, dimensions=16).dtype == np.float32
+    tiny = np.full(16, np.float32(1e-45), dtype=np.float32)  # subnormal, non-zero: norm below 1e-12
+    for value in (tiny, tiny.astype(np.float64)):
+        with pytest.raises(InvalidEmbeddingError) as err:
+            as_embedding(value, dimensions=16)
+        assert err.value.rule == "norm_range"
     strided = np.ones(32, dtype=np.float32)[::2]
     out = as_embedding(strided, dimensions=16)
     assert out.flags.c_contiguous
