@@ -25,28 +25,26 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
-import asyncpg  # noqa: E402
-import numpy as np  # noqa: E402
+import asyncpg
+import numpy as np
 
-import dealhunter_vectors as dv  # noqa: E402
-from benchmarks import datasets as ds  # noqa: E402
-from benchmarks.perf_side_by_side import THRESHOLD, exact64, same  # noqa: E402
-from dealhunter_vectors.db.pool import register_vector_codecs  # noqa: E402
-from dealhunter_vectors.db.schema import apply_schema, create_vector_indexes  # noqa: E402
-from dealhunter_vectors.legacy.synthetic import query_with_cosine  # noqa: E402
-from dealhunter_vectors.testing import with_database  # noqa: E402
+import dealhunter_vectors as dv
+from benchmarks import datasets as ds
+from benchmarks.perf_side_by_side import THRESHOLD, exact64, same
+from dealhunter_vectors.db.schema import apply_schema, create_vector_indexes
+from dealhunter_vectors.legacy.synthetic import query_with_cosine
+from dealhunter_vectors.testing import with_database
 
 OUT = Path(__file__).resolve().parents[1] / ".benchmarks" / "runs" / "perf_peers.json"
 DB = "dhv_perf_peers"
@@ -93,7 +91,9 @@ async def main() -> None:
 
     # ------------------------------------------------------------------ data
     owners = [ds.owner_chunks(i) for i in range(2)]
-    rows = [(o.qualification_id, o.rows[k], o.vectors[k]) for o in owners for k in range(len(o.rows)) if o.has_embedding[k]]
+    rows = [
+        (o.qualification_id, o.rows[k], o.vectors[k]) for o in owners for k in range(len(o.rows)) if o.has_embedding[k]
+    ]
     ids = [r[1]["id"] for r in rows]
     matrix = np.stack([r[2] for r in rows])
     space = ds.owner_space()
@@ -111,14 +111,29 @@ async def main() -> None:
         await ds._parents(conn)
         for i, o in enumerate(owners):
             pq = ds.pre_qualification_id(900 + i)
-            await conn.copy_records_to_table("pre_qualifications", records=[ds._pq_record(pq, ds._T0, None)], columns=ds._PQ_COLUMNS)
+            await conn.copy_records_to_table(
+                "pre_qualifications", records=[ds._pq_record(pq, ds._T0, None)], columns=ds._PQ_COLUMNS
+            )
             await conn.copy_records_to_table(
                 "qualifications",
-                records=[(o.qualification_id, pq, "routed", "K", "bbu0", False, "pending", ds._ts(ds._T0), ds._ts(ds._T0))],
-                columns=["id", "pre_qualification_id", "status", "customer_name", "business_unit_id",
-                         "more_info_requested", "deep_scan_status", "created_at", "updated_at"],
+                records=[
+                    (o.qualification_id, pq, "routed", "K", "bbu0", False, "pending", ds._ts(ds._T0), ds._ts(ds._T0))
+                ],
+                columns=[
+                    "id",
+                    "pre_qualification_id",
+                    "status",
+                    "customer_name",
+                    "business_unit_id",
+                    "more_info_requested",
+                    "deep_scan_status",
+                    "created_at",
+                    "updated_at",
+                ],
             )
-            await conn.copy_records_to_table("deal_embeddings", records=list(ds._deal_records(o)), columns=ds._DEAL_COLUMNS)
+            await conn.copy_records_to_table(
+                "deal_embeddings", records=list(ds._deal_records(o)), columns=ds._DEAL_COLUMNS
+            )
         await conn.execute('DROP INDEX IF EXISTS "pre_qualifications_description_embedding_hnsw_idx"')
         await conn.copy_records_to_table(
             "pre_qualifications",
@@ -138,24 +153,41 @@ async def main() -> None:
     class NoEmb(_NoEmbeddings, Embeddings):
         pass
 
-    lc = await PGVectorStore.create(lc_engine, embedding_service=NoEmb(), table_name=LC_TABLE, metadata_columns=["owner"])
+    lc = await PGVectorStore.create(
+        lc_engine, embedding_service=NoEmb(), table_name=LC_TABLE, metadata_columns=["owner"]
+    )
     for lo in range(0, len(rows), 200):
         part = rows[lo : lo + 200]
         await lc.aadd_embeddings(
-            [r[1]["content"] for r in part], [r[2].tolist() for r in part],
-            metadatas=[{"owner": r[0], "chunk_id": r[1]["id"]} for r in part], ids=[str(uuid.uuid4()) for _ in part],
+            [r[1]["content"] for r in part],
+            [r[2].tolist() for r in part],
+            metadatas=[{"owner": r[0], "chunk_id": r[1]["id"]} for r in part],
+            ids=[str(uuid.uuid4()) for _ in part],
         )
 
     # llama-index (halfvec HNSW, its documented parameters)
-    u = urlsplit(db_url)
     li = LlamaStore.from_params(
-        host=u.hostname, port=str(u.port), database=DB, user=u.username, password=u.password or "",
-        table_name=LI_TABLE, embed_dim=3072, use_halfvec=True,
-        hnsw_kwargs={"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40,
-                     "hnsw_dist_method": "halfvec_cosine_ops"},
+        connection_string=db_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+        async_connection_string=lc_url,
+        table_name=LI_TABLE,
+        embed_dim=3072,
+        use_halfvec=True,
+        hnsw_kwargs={
+            "hnsw_m": 16,
+            "hnsw_ef_construction": 64,
+            "hnsw_ef_search": 40,
+            "hnsw_dist_method": "halfvec_cosine_ops",
+        },
     )
-    nodes = [TextNode(id_=str(uuid.uuid4()), text=r[1]["content"], embedding=r[2].tolist(),
-                      metadata={"owner": r[0], "chunk_id": r[1]["id"]}) for r in rows]
+    nodes = [
+        TextNode(
+            id_=str(uuid.uuid4()),
+            text=r[1]["content"],
+            embedding=r[2].tolist(),
+            metadata={"owner": r[0], "chunk_id": r[1]["id"]},
+        )
+        for r in rows
+    ]
     for lo in range(0, len(nodes), 200):
         await li.async_add(nodes[lo : lo + 200])
     conn = await asyncpg.connect(db_url)
@@ -225,8 +257,12 @@ async def main() -> None:
                     cpu[n].append(c1 - c0)
         return {n: {**summary(samples[n]), "python_cpu_ms": statistics.median(cpu[n]) * 1e3} for n in paths}
 
-    report["owner"] = await timed({"ours": ours_owner, "langchain": lc_owner, "llama_index_hnsw": li_owner}, owner_queries)
-    report["global"] = await timed({"ours": ours_global, "langchain": lc_global, "llama_index_hnsw": li_global}, global_queries)
+    report["owner"] = await timed(
+        {"ours": ours_owner, "langchain": lc_owner, "llama_index_hnsw": li_owner}, owner_queries
+    )
+    report["global"] = await timed(
+        {"ours": ours_global, "langchain": lc_global, "llama_index_hnsw": li_global}, global_queries
+    )
 
     # inserts: 50 new chunks per batch, interleaved
     from dealhunter_vectors.models import DealChunk
@@ -238,18 +274,41 @@ async def main() -> None:
         for name in order:
             t0 = time.perf_counter()
             if name == "ours":
-                await dv.insert_deal_chunks(pool, [
-                    DealChunk(id=f"ins{b:03d}_{k:02d}", qualification_id=owner0, agent_name="tech", chunk_type="text",
-                              chunk_index=k, content="x" * 800, metadata={"cms": "drupal"}, embedding=vecs[k])
-                    for k in range(50)])
+                await dv.insert_deal_chunks(
+                    pool,
+                    [
+                        DealChunk(
+                            id=f"ins{b:03d}_{k:02d}",
+                            qualification_id=owner0,
+                            agent_name="tech",
+                            chunk_type="text",
+                            chunk_index=k,
+                            content="x" * 800,
+                            metadata={"cms": "drupal"},
+                            embedding=vecs[k],
+                        )
+                        for k in range(50)
+                    ],
+                )
             elif name == "langchain":
-                await lc.aadd_embeddings(["x" * 800] * 50, [v.tolist() for v in vecs],
-                                         metadatas=[{"owner": owner0, "chunk_id": f"ins{b}_{k}"} for k in range(50)],
-                                         ids=[str(uuid.uuid4()) for _ in range(50)])
+                await lc.aadd_embeddings(
+                    ["x" * 800] * 50,
+                    [v.tolist() for v in vecs],
+                    metadatas=[{"owner": owner0, "chunk_id": f"ins{b}_{k}"} for k in range(50)],
+                    ids=[str(uuid.uuid4()) for _ in range(50)],
+                )
             else:
-                await li.async_add([TextNode(id_=str(uuid.uuid4()), text="x" * 800, embedding=v.tolist(),
-                                             metadata={"owner": owner0, "chunk_id": f"ins{b}_{k}"})
-                                    for k, v in enumerate(vecs)])
+                await li.async_add(
+                    [
+                        TextNode(
+                            id_=str(uuid.uuid4()),
+                            text="x" * 800,
+                            embedding=v.tolist(),
+                            metadata={"owner": owner0, "chunk_id": f"ins{b}_{k}"},
+                        )
+                        for k, v in enumerate(vecs)
+                    ]
+                )
             ins[name].append(time.perf_counter() - t0)
     report["insert_rows_per_s"] = {n: 50 * len(s) / sum(s) for n, s in ins.items()}
     print(json.dumps(report, indent=1))

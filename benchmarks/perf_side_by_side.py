@@ -61,7 +61,7 @@ from benchmarks import datasets as ds
 from benchmarks.baseline_sql import OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL
 from dealhunter_vectors.db.embedded import start_embedded
 from dealhunter_vectors.db.pool import register_vector_codecs
-from dealhunter_vectors.db.schema import apply_schema
+from dealhunter_vectors.db.schema import apply_schema, quote_ident
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.testing import with_database
 
@@ -606,6 +606,66 @@ async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[
     return results
 
 
+# ------------------------------------------------------------------ migration
+
+CHUNK_HNSW_SQL = (
+    DEAL_HNSW_SQL,
+    'CREATE INDEX IF NOT EXISTS "raw_chunks_embedding_hnsw_idx" ON "raw_chunks"'
+    ' USING hnsw ((("embedding")::halfvec(3072)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 128)',
+)
+
+
+async def part_migration(url: str, admin: asyncpg.Connection, rounds: int) -> dict[str, Any]:
+    """``migrate_sqlite`` end to end on the small legacy data set; then the two chunk HNSW builds
+    that the schema before migration 006 added to every load (same loaded database, timed)."""
+    from dealhunter_vectors.legacy.database import build_legacy_database
+    from dealhunter_vectors.migrate.loader import migrate_sqlite
+
+    spec = ds._migration_spec("small")
+    data = REPO_ROOT / ".benchmarks" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"migration_small_{ds.fingerprint('migration', spec)}.sqlite"
+    if not path.exists():
+        tmp = path.with_suffix(".building")
+        build_legacy_database(tmp, spec, overwrite=True, keep_embeddings=False)
+        tmp.rename(path)
+    out: dict[str, list[float]] = {"migrate_sqlite_now": [], "chunk_hnsw_builds": []}
+    rows = 0
+    for r in range(rounds):
+        name = f"dhv_perf_mig_{r}"
+        await ds.recreate_database(admin, name)
+        db_url = with_database(url, name)
+        conn = await asyncpg.connect(db_url)
+        await apply_schema(conn)
+        await conn.close()
+        t0 = time.perf_counter()
+        report = await migrate_sqlite(path, db_url)
+        out["migrate_sqlite_now"].append(time.perf_counter() - t0)
+        assert report.status == "completed"
+        conn = await asyncpg.connect(db_url)
+        rows = int(await conn.fetchval("SELECT count(*) FROM deal_embeddings") or 0) + int(
+            await conn.fetchval("SELECT count(*) FROM raw_chunks") or 0
+        )
+        for key, value in ds.INDEX_BUILD_SETTINGS.items():
+            await conn.execute("SELECT set_config($1, $2, false)", key, value)
+        t0 = time.perf_counter()
+        for sql in CHUNK_HNSW_SQL:
+            await conn.execute(sql)
+        out["chunk_hnsw_builds"].append(time.perf_counter() - t0)
+        await conn.close()
+        await admin.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+    now = statistics.median(out["migrate_sqlite_now"])
+    extra = statistics.median(out["chunk_hnsw_builds"])
+    return {
+        "chunk_rows": rows,
+        "migrate_sqlite_now_s": now,
+        "chunk_hnsw_builds_s": extra,
+        "before_006_estimate_s": now + extra,
+        "speedup": (now + extra) / now,
+        "rounds": rounds,
+    }
+
+
 # ------------------------------------------------------------------ concurrency
 
 
@@ -727,6 +787,9 @@ async def main() -> None:
         if "write" in parts:
             report["write"] = await part_write(url, admin, args.write_batches)
             print("write", _fmt(report["write"]), flush=True)
+        if "migration" in parts:
+            report["migration"] = await part_migration(url, admin, 2)
+            print("migration", _fmt(report["migration"]), flush=True)
         if "concurrency" in parts:
             report["concurrency"] = await part_concurrency(
                 url, admin, server_pid, args.concurrency_queries, [int(x) for x in args.concurrency.split(",")]

@@ -70,6 +70,19 @@ def as_embedding(
         raise InvalidEmbeddingError("type", f"expected numbers, got values of dtype {arr.dtype}", where=where)
     if arr.shape[0] != dimensions:
         raise InvalidEmbeddingError("dimensions", f"expected {dimensions} dimensions, got {arr.shape[0]}", where=where)
+    if arr.dtype == np.float32:
+        # Fast path (every query of the search hot path): one pass for "finite and within
+        # half range" (NaN fails the comparison), no float64 copy; anything else takes the
+        # general path below for its precise error.
+        top = float(np.abs(arr).max())
+        if top <= HALF_MAX:
+            out = np.ascontiguousarray(arr)
+            if not top > 0.0:
+                raise InvalidEmbeddingError(
+                    "zero_norm", "the vector has zero norm; cosine similarity is undefined", where=where, norm=0.0
+                )
+            check_norm(out, where=where)
+            return out
     wide = arr.astype(np.float64, copy=False)
     if not np.isfinite(wide).all():
         bad = int(np.flatnonzero(~np.isfinite(wide))[0])

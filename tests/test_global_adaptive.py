@@ -38,19 +38,21 @@ def test_crowded_rule() -> None:
 
 
 async def test_candidate_count_follows_the_table_size(dhv_pool: dv.Pool) -> None:
-    settings = gs._ANN_SETTINGS_SQL
-    async with dhv_pool.acquire() as conn, conn.transaction():
-        assert await conn.fetchval(settings, 100, 1000, 50_000) == 100  # empty table
-        await conn.execute("SELECT set_config('hnsw.ef_search', '40', true)")
-        for rows, expected in ((10_000, 100), (100_000, 399), (1_000_000, 1000)):
-            await conn.execute(
-                "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
-            )
-            assert await conn.fetchval(settings, 100, 1000, 50_000) == expected
-            assert await conn.fetchval("SHOW hnsw.ef_search") == str(expected)
-            assert await conn.fetchval("SHOW enable_seqscan") == "off"
-    # transaction-local: gone after the transaction
-    assert await dhv_pool.fetchval("SHOW enable_seqscan") == "on"
+    q = np.random.default_rng(2).standard_normal(3072).astype(np.float32)
+    args = (q, None, 2.0, 18, 100, 1000, 50_000)
+    async with dhv_pool.acquire() as conn:
+        row = (await conn.fetch(gs._ANN_CALL_SQL, *args))[0]
+        assert row["ef"] == 100 and row["id"] is None and row["candidates"] == 0  # empty table
+        async with conn.transaction():
+            for rows, expected in ((10_000, 100), (100_000, 399), (1_000_000, 1000)):
+                await conn.execute(
+                    "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
+                )
+                assert (await conn.fetch(gs._ANN_CALL_SQL, *args))[0]["ef"] == expected
+            # the function's SET clauses: nothing leaks into the caller's transaction
+            assert await conn.fetchval("SHOW enable_seqscan") == "on"
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+            assert await conn.fetchval("SHOW hnsw.ef_search") == "40"
 
 
 async def test_widening_keeps_results_exact_on_a_tight_cluster(dhv_pool: dv.Pool) -> None:
@@ -72,3 +74,40 @@ async def test_widening_keeps_results_exact_on_a_tight_cluster(dhv_pool: dv.Pool
     ann = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=False)
     exact = await dv.find_similar_pre_qualifications(dhv_pool, q, min_similarity_percent=0, limit=10, exact=True)
     assert [m.pre_qualification_id for m in ann] == [m.pre_qualification_id for m in exact]
+
+
+async def test_index_settings_never_outlive_the_search(dhv_database_url: str) -> None:
+    """Pool, caller's connection, caller's transaction: the function's settings end with the call."""
+    q = np.random.default_rng(1).standard_normal(3072).astype(np.float32)
+    async with dv.open_pool(dhv_database_url, min_size=1, max_size=1) as pool:
+        await dv.find_similar_pre_qualifications(pool, q, limit=10)
+        async with pool.acquire() as conn:
+            await dv.find_similar_pre_qualifications(conn, q, limit=10)
+            assert not conn.is_in_transaction()
+            async with conn.transaction():
+                await dv.find_similar_pre_qualifications(conn, q, limit=10)
+                assert await conn.fetchval("SHOW enable_seqscan") == "on"
+                assert await conn.fetchval("SHOW hnsw.ef_search") == "40"
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+
+
+async def test_function_and_statement_file_agree(dhv_pool: dv.Pool) -> None:
+    """Migration 007's function runs search/sql/pre_qualification_ann.sql: same rows for the same input."""
+    rng = np.random.default_rng(8)
+    await dhv_pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@x', 'p', 'U')")
+    await dhv_pool.executemany(
+        "INSERT INTO pre_qualifications (id, user_id, raw_input, source, stage, input_type, extracted_requirements,"
+        " description_embedding) VALUES ($1, 'u', 'x', 'reactive', 'pre-qualification', 'freetext', '{}', $2)",
+        [(f"pq{i:03d}", rng.standard_normal(3072).astype(np.float32)) for i in range(150)],
+    )
+    q = rng.standard_normal(3072).astype(np.float32)
+    for exclude, max_distance in ((None, 2.0), ("pq007", 1.0), (None, 0.5)):
+        async with dhv_pool.acquire() as conn:
+            via_function = await conn.fetch(gs._ANN_CALL_SQL, q, exclude, max_distance, 12, 100, 100, 50_000)
+            async with dv.transaction_settings(
+                conn, {"hnsw.ef_search": 100, "hnsw.iterative_scan": "relaxed_order", "enable_seqscan": False}
+            ) as tx:
+                via_file = await tx.fetch(gs.PRE_QUALIFICATION_ANN_SQL, q, exclude, max_distance, 12, 100)
+        assert [(r["id"], r["distance"], r["frontier"], r["candidates"]) for r in via_function] == [
+            (r["id"], r["distance"], r["frontier"], r["candidates"]) for r in via_file
+        ]

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.embeddings import to_pgvector_text
 from dealhunter_vectors.db.codecs import (
     HalfVector,
     Vector,
@@ -19,6 +18,7 @@ from dealhunter_vectors.db.codecs import (
     encode_halfvec,
     encode_vector,
 )
+from dealhunter_vectors.embeddings import to_pgvector_text
 
 
 def test_wire_format_by_hand() -> None:

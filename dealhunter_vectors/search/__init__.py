@@ -62,16 +62,21 @@ How the searches run
   access), the exact distance of a candidate ~10 us (6-7 TOAST chunks). A 1,000-row owner
   needs 5-6 candidates for clustered data at the lead defaults (t = 0.3, k = 5); the
   adversarial test data (many near-ties inside the bound) needs ~70. The query's half
-  copy is computed once per request in a ``LATERAL (... OFFSET 0)`` subquery: a
-  ``vector -> halfvec`` cast of a parameter inside the row expression would be
-  re-evaluated for every row under a generic plan.
+  copy is computed once per request by the client (:func:`~.owner.query_half`) and sent
+  as a parameter: a constant of any plan (a ``vector -> halfvec`` cast of a parameter
+  inside the row expression would be re-evaluated for every row under a generic plan, and
+  computed in a ``LATERAL`` subquery it reached the per-row distance as a nested-loop
+  parameter, 2x slower).
 * **Global search** (duplicate step, :func:`find_similar_pre_qualifications`): candidates
   come from the halfvec HNSW index with ``hnsw.iterative_scan = relaxed_order`` (pgvector
   0.8; the iterative scan keeps going when the ``extracted_requirements``/``exclude_id``
   filters reject candidates), ``hnsw.ef_search`` = the candidate count (100..1000) and
   ``hnsw.max_scan_tuples`` = 50 000 (plus ``enable_seqscan = off`` and
-  ``plan_cache_mode = force_custom_plan``: this path exists to use the index), set with ``SET LOCAL`` through
-  :func:`~dealhunter_vectors.pool.transaction_settings`. The candidates are re-ranked by the
+  ``plan_cache_mode = force_custom_plan``: this path exists to use the index), carried by
+  the SET clauses of migration 007's function ``dealhunter_pre_qualification_ann`` (one
+  round trip; restored when it returns). The candidate count grows with the table and is
+  widened 4x while the scan's frontier lies within 0.02 of the result's boundary
+  (:mod:`.global_search`). The candidates are re-ranked by the
   exact ``vector`` distance in SQL, so returned similarities are the exact ones.
   ``exact=True`` forces an exact scan. **"All matches" (``limit=None``, the old behaviour
   and the default) runs the exact scan**: an ANN index needs a LIMIT and cannot promise

@@ -1,20 +1,21 @@
 """Global search: the duplicate check's semantic step over every pre-qualification.
 
-Candidates come from the halfvec HNSW index (iterative scan, ``SET LOCAL`` settings sized to
-the request) and are re-ranked by the exact ``vector`` distance; "all matches" (no limit)
-is an exact scan. Design: docs/design.md, "Global search".
+Candidates come from the halfvec HNSW index (iterative scan; a candidate count sized to the
+request and the table, widened while the result is crowded) and are re-ranked by the exact
+``vector`` distance, in one call of migration 007's function (its SET clauses carry the index
+settings: one round trip). "All matches" (no limit) is an exact scan. Design:
+docs/design.md, "Global search".
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
 
 from ..db.pool import operation
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, SchemaError
 from ..models import PreQualificationMatch, PreQualificationSearch
 from . import _sql
 from ._args import check_id, check_limit, number, optional_flag, query_vector
@@ -42,7 +43,11 @@ PRE_QUALIFICATION_EXACT_SQL: Final = _sql.load("pre_qualification_exact")
 """Exact scan of every pre-qualification with a description embedding and requirements."""
 PRE_QUALIFICATION_ANN_SQL: Final = _sql.load("pre_qualification_ann")
 """HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier)."""
-_ANN_SETTINGS_SQL: Final = _sql.load("pre_qualification_ann_settings")
+_ANN_CALL_SQL: Final = (
+    'SELECT * FROM "dealhunter_pre_qualification_ann"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
+    "$6::int4, $7::int4)"
+)
+"""The global index search as one call of migration 007's function (its SET clauses carry the settings)."""
 
 
 class _PreQualPlan:
@@ -76,28 +81,41 @@ class _PreQualPlan:
 
 
 async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -> list[PreQualificationMatch]:
+    """Run one global search on *conn*.
+
+    The index search is one call of the server-side function of migration 007, whose SET
+    clauses apply the index settings for the call only: one round trip, nothing to reset,
+    the same inside or outside a caller's transaction.
+    """
     # A few extra rows so that rows dropped by the exact percent rule never shorten the result.
     sql_limit = None if plan.limit is None else plan.limit + 8
     if plan.exact:
         rows = await conn.fetch(PRE_QUALIFICATION_EXACT_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
     assert sql_limit is not None
-    base = max(ANN_MIN_CANDIDATES, 4 * sql_limit)
-    tx: contextlib.AbstractAsyncContextManager[Any] = (
-        contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction()
-    )
-    async with tx:
-        candidates = await conn.fetchval(_ANN_SETTINGS_SQL, base, ANN_MAX_EF_SEARCH, ANN_MAX_SCAN_TUPLES)
-        while True:
+    base, cap = max(ANN_MIN_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
+    while True:
+        try:
             rows = await conn.fetch(
-                PRE_QUALIFICATION_ANN_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit, candidates
+                _ANN_CALL_SQL,
+                plan.vector,
+                plan.exclude_id,
+                plan.max_distance,
+                sql_limit,
+                base,
+                cap,
+                ANN_MAX_SCAN_TUPLES,
             )
-            found = [row for row in rows if row["id"] is not None]
-            if candidates >= ANN_MAX_EF_SEARCH or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
-                break
-            candidates = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
-            await conn.fetchval(_ANN_SETTINGS_SQL, candidates, candidates, ANN_MAX_SCAN_TUPLES)
-    return plan.matches(found)
+        except asyncpg.UndefinedFunctionError:
+            raise SchemaError(
+                "the global search needs migration 007 (dealhunter_pre_qualification_ann); run apply_schema "
+                "or `dealhunter-vectors schema apply`"
+            ) from None
+        found = [row for row in rows if row["id"] is not None]
+        candidates = rows[0]["ef"] if rows else cap
+        if candidates >= cap or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
+            return plan.matches(found)
+        base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
 
 
 def _crowded(
