@@ -1,0 +1,406 @@
+"""The distributed layout on a Citus coordinator, and the Citus forms of searches and writes.
+
+Layout (``apply_distributed_layout``, also ``apply_schema(pool, distributed=True)``): the
+single-node migrations first, then the versioned layout files ``scale/sql/layout_NNN_*.sql``
+(recorded in ``dealhunter_distributed_layout``). Every pre-qualification's rows live on one
+shard: ``pre_qualifications`` is distributed by ``id``, its direct children by
+``pre_qualification_id``, the rest of a pre-qualification's tables by a library-owned
+``tenant_id`` (the owning pre-qualification's id), all co-located; shared tables are
+reference tables. Design, kept and dropped constraints: ``docs/scaling.md``.
+
+Searches on the distributed layout (chosen automatically when the database has it):
+
+* owner-scoped searches run one statement per request with the shard key in it
+  (``scale/sql/citus_*.sql``: the single-node statements with scalar parameters plus
+  ``tenant_id = $n``), so each is a single-shard router query with the single node's
+  results; a qualification's tenant is looked up first (one query for all of a batch);
+* the global duplicate search is a distributed top-k: the exact form pushes ``ORDER BY
+  distance LIMIT`` to every shard and merges; the index form takes each shard's HNSW
+  candidates (``SET LOCAL hnsw.*`` reaches the workers through
+  ``citus.propagate_set_commands = 'local'``), keeps the best by half distance and re-ranks
+  them by the exact distance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+import asyncpg
+
+from ..errors import CitusError, NotFoundError, SchemaError
+
+__all__ = [
+    "LAYOUT_TABLE",
+    "TENANT_COLUMN",
+    "DistributedTable",
+    "apply_distributed_layout",
+    "citus_statement",
+    "deal_chunk_tenants",
+    "distributed_tables",
+    "forget_layout_cache",
+    "is_distributed",
+    "layout_migrations",
+    "qualification_tenants",
+    "run_citus_settings",
+]
+
+LAYOUT_TABLE: Final = "dealhunter_distributed_layout"
+"""Records the applied distributed-layout versions (a local table on the coordinator)."""
+TENANT_COLUMN: Final = "tenant_id"
+_ADVISORY_LOCK_KEY: Final = "dealhunter_vectors:schema"
+_LAYOUT_FILE = re.compile(r"^layout_(\d{3})_([a-z0-9_]+)\.sql$")
+_INDEX_BUILD_TIMEOUT: Final = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class DistributedTable:
+    """How one table is placed: ``reference``, or ``distributed`` by *column*."""
+
+    table: str
+    kind: str  # "reference" | "distributed"
+    column: str | None = None
+    colocated_with: str | None = "pre_qualifications"
+
+
+_REFERENCE = (
+    "business_units",
+    "users",
+    "references",
+    "competencies",
+    "technologies",
+    "employees",
+    "accounts",
+    "competitors",
+)
+_BY_PRE_QUALIFICATION = (
+    "quick_scans",
+    "deep_migration_analyses",
+    "documents",
+    "team_assignments",
+    "subjective_assessments",
+    "qualifications",
+    "raw_chunks",
+)
+_BY_TENANT = (
+    "qualification_section_data",
+    "website_audits",
+    "cms_match_results",
+    "baseline_comparisons",
+    "pt_estimations",
+    "reference_matches",
+    "competitor_matches",
+    "pitchdecks",
+    "pitchdeck_deliverables",
+    "pitchdeck_team_members",
+    "deal_embeddings",
+    "background_jobs",
+)
+
+
+def distributed_tables() -> tuple[DistributedTable, ...]:
+    """The placement of all 29 tables in the distributed layout (layout 001)."""
+    return (
+        *(DistributedTable(t, "reference", None, None) for t in _REFERENCE),
+        DistributedTable("audit_trails", "distributed", "id", None),
+        DistributedTable("pre_qualifications", "distributed", "id", None),
+        *(DistributedTable(t, "distributed", "pre_qualification_id") for t in _BY_PRE_QUALIFICATION),
+        *(DistributedTable(t, "distributed", TENANT_COLUMN) for t in _BY_TENANT),
+    )
+
+
+def tenant_tables() -> tuple[str, ...]:
+    """Tables that carry the library-owned ``tenant_id`` column."""
+    return _BY_TENANT
+
+
+# --------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class LayoutMigration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@cache
+def layout_migrations() -> tuple[LayoutMigration, ...]:
+    """The packaged distributed-layout files, in version order."""
+    found = []
+    for entry in resources.files("dealhunter_vectors.scale.sql").iterdir():
+        m = _LAYOUT_FILE.match(entry.name)
+        if m:
+            found.append(LayoutMigration(int(m[1]), m[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    return tuple(found)
+
+
+_layout_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _raw_connection(conn: Any) -> Any:
+    # A pool hands out a new proxy per acquire; cache on the connection underneath it.
+    return getattr(conn, "_con", None) or conn
+
+
+def forget_layout_cache(conn: Any) -> None:
+    """Drop the cached answer of :func:`is_distributed` for *conn*."""
+    _layout_cache.pop(_raw_connection(conn), None)
+
+
+async def is_distributed(conn: asyncpg.Connection) -> bool:
+    """Whether the database has the distributed layout (cached per connection)."""
+    raw = _raw_connection(conn)
+    try:
+        return _layout_cache[raw]
+    except (KeyError, TypeError):
+        pass
+    found = bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", LAYOUT_TABLE))
+    with contextlib.suppress(TypeError):  # not weak-referenceable: no cache
+        _layout_cache[raw] = found
+    return found
+
+
+async def _require_citus(conn: asyncpg.Connection) -> str:
+    version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'citus'")
+    if version is None:
+        available = await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'citus'")
+        if not available:
+            raise CitusError(
+                "the server is not a Citus coordinator (no citus extension): point DATABASE_URL at a Citus "
+                "coordinator, or start a local one with `dealhunter-vectors cluster start`"
+            )
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+        except asyncpg.PostgresError as exc:
+            raise CitusError(f"CREATE EXTENSION citus failed ({exc}); is citus in shared_preload_libraries?") from exc
+        version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'citus'")
+    return str(version)
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a layout file into statements (each ends with ``;`` at the end of a line)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [stmt.strip() for stmt in re.split(r";\s*$", "\n".join(lines), flags=re.M) if stmt.strip()]
+
+
+_CREATE_LAYOUT_TABLE: Final = f"""
+CREATE TABLE IF NOT EXISTS "{LAYOUT_TABLE}" (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def apply_distributed_layout(conn: asyncpg.Connection) -> list[int]:
+    """Apply the pending distributed-layout versions; return those applied now.
+
+    Expects the single-node migrations applied (``apply_schema`` does both with
+    ``distributed=True``). Idempotent; serialised with ``apply_schema`` by the same
+    advisory lock; each layout version runs in one transaction.
+    """
+    await _require_citus(conn)
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
+    try:
+        await conn.execute(_CREATE_LAYOUT_TABLE)
+        rows = await conn.fetch(f'SELECT version, checksum FROM "{LAYOUT_TABLE}"')  # noqa: S608 - constant
+        recorded = {r["version"]: r["checksum"] for r in rows}
+        known = {m.version: m for m in layout_migrations()}
+        unknown = sorted(v for v in recorded if v not in known)
+        if unknown:
+            raise SchemaError(
+                f"the database has distributed layout version(s) {unknown} that this library does not know"
+            )
+        changed = sorted(v for v, c in recorded.items() if known[v].checksum != c)
+        if changed:
+            raise SchemaError(f"distributed layout file(s) {changed} changed after they were applied")
+        for mig in layout_migrations():
+            if mig.version in recorded:
+                continue
+            try:
+                async with conn.transaction():
+                    # One statement at a time: Citus rejects some of its commands inside a
+                    # multi-statement query string.
+                    for statement in _statements(mig.sql):
+                        await conn.execute(statement, timeout=_INDEX_BUILD_TIMEOUT)
+                    await conn.execute(
+                        f'INSERT INTO "{LAYOUT_TABLE}" (version, name, checksum) VALUES ($1, $2, $3)',  # noqa: S608
+                        mig.version,
+                        mig.name,
+                        mig.checksum,
+                    )
+            except asyncpg.PostgresError as exc:
+                raise SchemaError(f"distributed layout {mig.version:03d}_{mig.name} failed: {exc}") from exc
+            applied.append(mig.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
+        forget_layout_cache(conn)
+    return applied
+
+
+# --------------------------------------------------------------------------- statements
+
+
+@cache
+def citus_statement(name: str) -> str:
+    """The Citus statement ``scale/sql/citus_<name>.sql`` (``__DELTA__``: the half-precision bound)."""
+    from ..vector_search import HALF_DISTANCE_ERROR_BOUND
+
+    text = resources.files("dealhunter_vectors.scale.sql").joinpath(f"citus_{name}.sql").read_text("utf-8")
+    return text.replace("__DELTA__", repr(HALF_DISTANCE_ERROR_BOUND))
+
+
+async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Iterable[str]) -> dict[str, str]:
+    """``{qualification id: its pre-qualification}`` for the ids that exist (one query)."""
+    ids = sorted(set(qualification_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        'SELECT "id", "pre_qualification_id" FROM "qualifications" WHERE "id" = ANY($1::text[])', ids
+    )
+    return {r["id"]: r["pre_qualification_id"] for r in rows}
+
+
+async def run_citus_settings(conn: asyncpg.Connection, settings: Mapping[str, str | int | float | bool]) -> None:
+    """``SET LOCAL`` each setting so that it reaches the workers too (inside a transaction).
+
+    Citus propagates ``SET LOCAL`` commands (not ``set_config()`` calls) to the worker
+    connections of the transaction when ``citus.propagate_set_commands = 'local'``.
+    Names are checked against ``[a-z_.]``; values are booleans, numbers or simple words.
+    """
+    await conn.execute("SET LOCAL citus.propagate_set_commands TO 'local'")
+    for name, value in settings.items():
+        if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", name):
+            raise ValueError(f"invalid setting name {name!r}")
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        elif re.fullmatch(r"[a-z_]+", value):
+            text = f"'{value}'"
+        else:
+            raise ValueError(f"invalid value for setting {name}: {value!r}")
+        await conn.execute(f"SET LOCAL {name} TO {text}")
+
+
+async def run_deal_searches(
+    conn: asyncpg.Connection, owner_column: str, batch: Sequence[tuple[Any, ...]]
+) -> list[list[asyncpg.Record]]:
+    """Citus form of the batched deal-chunk search: one router query per request.
+
+    *batch* holds each request's 13 single-node parameters (owner id second).
+    """
+    if not batch:
+        return []
+    if owner_column == "qualification_id":
+        tenants = await qualification_tenants(conn, (p[1] for p in batch))
+        sql = citus_statement("deal_search_by_qualification")
+    else:
+        tenants = {p[1]: p[1] for p in batch}
+        sql = citus_statement("deal_search_by_pre_qualification")
+    out: list[list[asyncpg.Record]] = []
+    for params in batch:
+        tenant = tenants.get(params[1])
+        out.append([] if tenant is None else await conn.fetch(sql, *params, tenant))
+    return out
+
+
+async def run_raw_searches(conn: asyncpg.Connection, batch: Sequence[tuple[Any, ...]]) -> list[list[asyncpg.Record]]:
+    """Citus form of the batched raw-chunk search: one router query per request."""
+    sql = citus_statement("raw_search")
+    return [await conn.fetch(sql, *params) for params in batch]
+
+
+async def list_deal_chunk_rows(
+    conn: asyncpg.Connection, owner_column: str, params: Sequence[Any]
+) -> list[asyncpg.Record]:
+    """Citus form of ``list_deal_chunks``: the single-node parameters (owner first) plus the tenant."""
+    owner = params[0]
+    if owner_column == "qualification_id":
+        tenant = (await qualification_tenants(conn, [owner])).get(owner)
+        if tenant is None:
+            return []
+        sql = citus_statement("list_by_qualification")
+    else:
+        tenant = owner
+        sql = citus_statement("list_by_pre_qualification")
+    return list(await conn.fetch(sql, *params, tenant))
+
+
+async def run_pre_qualification_search(
+    conn: asyncpg.Connection,
+    *,
+    vector: Any,
+    exclude_id: str | None,
+    max_distance: float,
+    sql_limit: int | None,
+    exact: bool,
+    candidates: int | None = None,
+    settings: Mapping[str, str | int | float | bool] | None = None,
+) -> list[asyncpg.Record]:
+    """Citus form of the global duplicate search (distributed top-k, re-ranked exactly)."""
+    if exact:
+        return list(
+            await conn.fetch(citus_statement("pre_qualification_exact"), vector, exclude_id, max_distance, sql_limit)
+        )
+    tx = conn.transaction() if not conn.is_in_transaction() else None
+    if tx is not None:
+        await tx.start()
+    try:
+        await run_citus_settings(conn, settings or {})
+        rows = await conn.fetch(
+            citus_statement("pre_qualification_ann"), vector, exclude_id, max_distance, sql_limit, candidates
+        )
+    except BaseException:
+        if tx is not None:
+            await tx.rollback()
+        raise
+    if tx is not None:
+        await tx.commit()
+    return list(rows)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+async def deal_chunk_tenants(conn: asyncpg.Connection, records: Sequence[Sequence[Any]]) -> list[str]:
+    """The tenant of each ``deal_embeddings`` record (id, pre_qualification_id, qualification_id, ...).
+
+    A chunk's tenant is its pre-qualification, else its qualification's pre-qualification.
+    ``NotFoundError`` names an unknown owner; a chunk whose qualification belongs to another
+    pre-qualification than the chunk's own is a ``ValueError``.
+    """
+    qualifications = await qualification_tenants(conn, (r[2] for r in records if r[2] is not None))
+    pre_ids = sorted({r[1] for r in records if r[1] is not None})
+    existing: set[str] = set()
+    if pre_ids:
+        rows = await conn.fetch('SELECT "id" FROM "pre_qualifications" WHERE "id" = ANY($1::text[])', pre_ids)
+        existing = {r["id"] for r in rows}
+    tenants = []
+    for r in records:
+        row_id, pre_id, qual_id = r[0], r[1], r[2]
+        if pre_id is not None and pre_id not in existing:
+            raise NotFoundError(f"deal_embeddings id={row_id}: pre_qualifications id={pre_id} does not exist")
+        if qual_id is not None and qual_id not in qualifications:
+            raise NotFoundError(f"deal_embeddings id={row_id}: qualifications id={qual_id} does not exist")
+        if pre_id is not None and qual_id is not None and qualifications[qual_id] != pre_id:
+            raise ValueError(
+                f"deal_embeddings id={row_id}: qualification {qual_id} belongs to pre-qualification "
+                f"{qualifications[qual_id]}, not {pre_id} (the distributed layout keeps a chunk with its tenant)"
+            )
+        tenants.append(pre_id if pre_id is not None else qualifications[qual_id])
+    return tenants
