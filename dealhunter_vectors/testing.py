@@ -21,6 +21,10 @@ Fixtures (pytest-asyncio, session event loop):
   ``../shared/vendor/citus-*.tar.gz`` next to the repository; without one the tests that
   use the fixture are skipped, saying so. ``await cluster.create_database(name)`` gives a
   database with Citus, pgvector and the nodes registered.
+* ``dhv_citus_database_factory`` (session): ``await factory()`` returns the coordinator URL
+  of a new database on that cluster with the distributed layout applied
+  (``apply_schema(pool, distributed=True)``); ``await factory(distributed=False)`` only
+  creates it (empty, Citus and pgvector installed). Dropped at session end.
 
 Each test gets its own database (``CREATE DATABASE ... TEMPLATE``), so tests that write
 the same ids, commit, or use transactions of their own never see each other.
@@ -47,7 +51,7 @@ from .scale.cluster import LocalCluster, default_citus_source, start_cluster, st
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
-__all__ = ["DatabaseFactory", "seed_owners", "with_database"]
+__all__ = ["CitusDatabaseFactory", "DatabaseFactory", "seed_owners", "with_database"]
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +90,37 @@ def dhv_citus_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         stop_cluster(cluster.directory, remove=True)
+
+
+CitusDatabaseFactory = Callable[..., Awaitable[str]]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dhv_citus_database_factory(dhv_citus_cluster: LocalCluster) -> AsyncIterator[CitusDatabaseFactory]:
+    """``await factory(distributed=True)`` -> coordinator URL of a new database on the cluster."""
+    from .scale.citus import apply_distributed_layout
+
+    created: list[str] = []
+
+    async def factory(*, distributed: bool = True) -> str:
+        name = f"dhv_citus_{uuid.uuid4().hex[:12]}"
+        url = await dhv_citus_cluster.create_database(name)
+        created.append(name)
+        if distributed:
+            pool = await create_pool(url, min_size=1, max_size=2)
+            try:
+                await apply_schema(pool)
+                async with pool.acquire() as conn:
+                    await apply_distributed_layout(conn)
+            finally:
+                await close_pool(pool)
+        return url
+
+    try:
+        yield factory
+    finally:
+        for name in created:
+            await dhv_citus_cluster.drop_database(name)
 
 
 async def _admin(url: str) -> asyncpg.Connection:
