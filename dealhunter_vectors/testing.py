@@ -98,8 +98,6 @@ CitusDatabaseFactory = Callable[..., Awaitable[str]]
 @pytest_asyncio.fixture(scope="session")
 async def dhv_citus_database_factory(dhv_citus_cluster: LocalCluster) -> AsyncIterator[CitusDatabaseFactory]:
     """``await factory(distributed=True)`` -> coordinator URL of a new database on the cluster."""
-    from .scale.citus import apply_distributed_layout
-
     created: list[str] = []
 
     async def factory(*, distributed: bool = True) -> str:
@@ -109,9 +107,7 @@ async def dhv_citus_database_factory(dhv_citus_cluster: LocalCluster) -> AsyncIt
         if distributed:
             pool = await create_pool(url, min_size=1, max_size=2)
             try:
-                await apply_schema(pool)
-                async with pool.acquire() as conn:
-                    await apply_distributed_layout(conn)
+                await apply_schema(pool, distributed=True)
             finally:
                 await close_pool(pool)
         return url

@@ -23,12 +23,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dealhunter_vectors.bulk_loader import migrate_sqlite
+from dealhunter_vectors.db.schema import legacy_schema, quote_ident
 from dealhunter_vectors.errors import MigrationStoppedError
-from dealhunter_vectors.legacy_db import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.schema import legacy_schema, quote_ident
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.migrate.loader import migrate_sqlite
+from dealhunter_vectors.migrate.verify import verify_migration
 from dealhunter_vectors.testing import CitusDatabaseFactory
-from dealhunter_vectors.verify import verify_migration
 
 pytestmark = pytest.mark.citus
 TABLES = [t["name"] for t in legacy_schema()["tables"]]

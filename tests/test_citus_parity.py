@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.legacy_db import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.pool import Pool, close_pool, create_pool
+from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.scale.citus import citus_statement
 from dealhunter_vectors.testing import CitusDatabaseFactory
 
@@ -153,20 +153,24 @@ async def test_owner_scoped_searches_are_single_shard_router_queries(
     q[0] = 1.0
     pq = legacy.pre_qualification_ids[0]
     deal = (q, pq, 1.5, False, None, None, False, None, None, None, False, False, 5, pq)
+    qual = legacy.qualification_ids[0]
+    tenant = await cluster.fetchval("SELECT pre_qualification_id FROM qualifications WHERE id = $1", qual)
     cases = {
-        "deal_search_by_pre_qualification": deal,
-        "deal_search_by_qualification": (q, legacy.qualification_ids[0], *deal[2:-1], pq),
-        "raw_search": (q, pq, 1.5, False, 5),
-        "list_by_pre_qualification": (pq, None, None, None, False, None, False, 10, pq),
-        "list_by_qualification": (legacy.qualification_ids[0], None, None, None, False, None, False, 10, pq),
+        ("deal_search", "pre_qualification_id"): deal,
+        ("deal_search", "qualification_id"): (q, qual, *deal[2:-1], tenant),
+        ("raw_search", None): (q, pq, 1.5, False, 5),
+        ("list_deal_chunks", "pre_qualification_id"): (pq, None, None, None, False, None, False, 10, pq),
+        ("list_deal_chunks", "qualification_id"): (qual, None, None, None, False, None, False, 10, tenant),
     }
     async with cluster.acquire() as conn:
-        for name, params in cases.items():
+        for name, params in cases.items():  # (statement, owner form)
             async with conn.transaction():
                 # a custom plan shows the pruned task; the library's prepared statements get the same routing
                 await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + citus_statement(name), *params))
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + citus_statement(*name), *params))
             assert "Task Count: 1" in plan, (name, plan)
+            # and it found the owner's rows (the router query is not trivially empty)
+            assert (await conn.fetch(citus_statement(*name), *params)) or name[0] == "list_deal_chunks", name
         # the global duplicate search is a multi-shard query over every shard
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")

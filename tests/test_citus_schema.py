@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,9 +11,10 @@ import asyncpg
 import numpy as np
 import pytest
 
+from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
+from dealhunter_vectors.db.schema import VECTOR_INDEXES, legacy_schema
 from dealhunter_vectors.errors import CitusError, NotFoundError
 from dealhunter_vectors.models import DealChunk, RawChunk
-from dealhunter_vectors.pool import Pool, close_pool, create_pool
 from dealhunter_vectors.scale.citus import (
     TENANT_COLUMN,
     apply_distributed_layout,
@@ -19,7 +22,6 @@ from dealhunter_vectors.scale.citus import (
     is_distributed,
     tenant_tables,
 )
-from dealhunter_vectors.schema import VECTOR_INDEXES, legacy_schema
 from dealhunter_vectors.testing import CitusDatabaseFactory, seed_owners
 from dealhunter_vectors.writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
@@ -235,3 +237,41 @@ async def test_a_chunk_cannot_leave_its_tenant(cpool: Pool) -> None:
             "INSERT INTO deal_embeddings (id, tenant_id, pre_qualification_id, agent_name, chunk_type,"
             " chunk_index, content) VALUES ('bad', 'pq-base', 't-pq1', 'a', 't', 0, 'x')"
         )
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dealhunter_vectors.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_schema_apply_distributed(dhv_citus_database_factory: CitusDatabaseFactory) -> None:
+    url = await dhv_citus_database_factory(distributed=False)
+    rc, out, err = await _cli("schema", "apply", "--distributed", "--database-url", url)
+    assert rc == 0, err
+    assert "1, 2, 3, 4" in out and "1001" in out
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_dist_partition") == len(TABLES)
+    finally:
+        await conn.close()
+    rc, out, _ = await _cli("schema", "apply", "--distributed", "--database-url", url)
+    assert rc == 0 and "nothing to apply" in out
+
+
+async def test_cli_schema_apply_distributed_on_a_plain_server_is_one_line(dhv_database_url: str) -> None:
+    rc, _, err = await _cli("schema", "apply", "--distributed", "--database-url", dhv_database_url)
+    assert rc == 1
+    assert "not a Citus coordinator" in err and "Traceback" not in err
+    conn = await asyncpg.connect(dhv_database_url)
+    try:  # the check comes first: nothing was changed
+        assert await conn.fetchval("SELECT to_regclass('dealhunter_distributed_layout')") is None
+    finally:
+        await conn.close()

@@ -49,6 +49,7 @@ __all__ = [
     "is_distributed",
     "layout_migrations",
     "qualification_tenants",
+    "require_citus",
     "run_citus_settings",
 ]
 
@@ -173,7 +174,8 @@ async def is_distributed(conn: asyncpg.Connection) -> bool:
     return found
 
 
-async def _require_citus(conn: asyncpg.Connection) -> str:
+async def require_citus(conn: asyncpg.Connection) -> str:
+    """The citus extension's version (created when available); :class:`CitusError` on a plain server."""
     version = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'citus'")
     if version is None:
         available = await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'citus'")
@@ -212,7 +214,7 @@ async def apply_distributed_layout(conn: asyncpg.Connection) -> list[int]:
     ``distributed=True``). Idempotent; serialised with ``apply_schema`` by the same
     advisory lock; each layout version runs in one transaction.
     """
-    await _require_citus(conn)
+    await require_citus(conn)
     applied: list[int] = []
     await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
     try:
@@ -256,12 +258,16 @@ async def apply_distributed_layout(conn: asyncpg.Connection) -> list[int]:
 
 
 @cache
-def citus_statement(name: str) -> str:
-    """The Citus statement ``scale/sql/citus_<name>.sql`` (``__DELTA__``: the half-precision bound)."""
-    from ..vector_search import HALF_DISTANCE_ERROR_BOUND
+def citus_statement(name: str, owner: str | None = None) -> str:
+    """The Citus statement ``scale/sql/citus_<name>.sql``, as it runs.
+
+    *owner* (``"qualification_id"`` / ``"pre_qualification_id"``) selects the owner form of
+    the statements written for a qualification (``deal_search``, ``list_deal_chunks``).
+    """
+    from ..search import _sql
 
     text = resources.files("dealhunter_vectors.scale.sql").joinpath(f"citus_{name}.sql").read_text("utf-8")
-    return text.replace("__DELTA__", repr(HALF_DISTANCE_ERROR_BOUND))
+    return text if owner is None else _sql.owner_variant(text, owner)  # type: ignore[arg-type]
 
 
 async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Iterable[str]) -> dict[str, str]:
@@ -306,12 +312,11 @@ async def run_deal_searches(
     """
     if not batch:
         return []
+    sql = citus_statement("deal_search", owner_column)
     if owner_column == "qualification_id":
         tenants = await qualification_tenants(conn, (p[1] for p in batch))
-        sql = citus_statement("deal_search_by_qualification")
     else:
         tenants = {p[1]: p[1] for p in batch}
-        sql = citus_statement("deal_search_by_pre_qualification")
     out: list[list[asyncpg.Record]] = []
     for params in batch:
         tenant = tenants.get(params[1])
@@ -334,44 +339,44 @@ async def list_deal_chunk_rows(
         tenant = (await qualification_tenants(conn, [owner])).get(owner)
         if tenant is None:
             return []
-        sql = citus_statement("list_by_qualification")
     else:
         tenant = owner
-        sql = citus_statement("list_by_pre_qualification")
-    return list(await conn.fetch(sql, *params, tenant))
+    return list(await conn.fetch(citus_statement("list_deal_chunks", owner_column), *params, tenant))
 
 
 async def run_pre_qualification_search(
-    conn: asyncpg.Connection,
-    *,
-    vector: Any,
-    exclude_id: str | None,
-    max_distance: float,
-    sql_limit: int | None,
-    exact: bool,
-    candidates: int | None = None,
-    settings: Mapping[str, str | int | float | bool] | None = None,
+    conn: asyncpg.Connection, plan: Any, sql_limit: int | None
 ) -> list[asyncpg.Record]:
-    """Citus form of the global duplicate search (distributed top-k, re-ranked exactly)."""
-    if exact:
-        return list(
-            await conn.fetch(citus_statement("pre_qualification_exact"), vector, exclude_id, max_distance, sql_limit)
-        )
-    tx = conn.transaction() if not conn.is_in_transaction() else None
-    if tx is not None:
-        await tx.start()
-    try:
-        await run_citus_settings(conn, settings or {})
-        rows = await conn.fetch(
-            citus_statement("pre_qualification_ann"), vector, exclude_id, max_distance, sql_limit, candidates
-        )
-    except BaseException:
-        if tx is not None:
-            await tx.rollback()
-        raise
-    if tx is not None:
-        await tx.commit()
-    return list(rows)
+    """Citus form of the global duplicate search (*plan*: the search's validated request).
+
+    Exact (``plan.exact``): a distributed top-k, every shard sorts and limits its own rows.
+    Index: each shard's HNSW candidates (the single node's base candidate count and index
+    settings, sent as ``SET LOCAL`` so that they reach the workers), the best of them by half
+    distance, re-ranked by the exact distance. The single node's adaptive widening is not
+    needed: each shard's graph holds a fraction of the rows.
+    """
+    if plan.exact:
+        sql = citus_statement("pre_qualification_exact")
+        return list(await conn.fetch(sql, plan.vector, plan.exclude_id, plan.max_distance, sql_limit))
+    from ..search.global_search import ANN_MAX_EF_SEARCH, ANN_MAX_SCAN_TUPLES, ANN_MIN_CANDIDATES
+
+    assert sql_limit is not None
+    candidates = min(ANN_MAX_EF_SEARCH, max(ANN_MIN_CANDIDATES, 4 * sql_limit))
+    settings: dict[str, str | int | float | bool] = {
+        "hnsw.iterative_scan": "relaxed_order",
+        "hnsw.ef_search": candidates,
+        "hnsw.max_scan_tuples": max(ANN_MAX_SCAN_TUPLES, candidates),
+        "enable_seqscan": False,  # this path exists to use the index (as on the single node)
+        "plan_cache_mode": "force_custom_plan",
+    }
+    sql = citus_statement("pre_qualification_ann")
+    args = (plan.vector, plan.exclude_id, plan.max_distance, sql_limit, candidates)
+    if conn.is_in_transaction():
+        await run_citus_settings(conn, settings)
+        return list(await conn.fetch(sql, *args))
+    async with conn.transaction():
+        await run_citus_settings(conn, settings)
+        return list(await conn.fetch(sql, *args))
 
 
 # --------------------------------------------------------------------------- writes
@@ -488,8 +493,8 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
     new rows go in with a plain ``INSERT ... SELECT`` (the staging table holds new ids only,
     so the count is exact; Citus reports selected rows and has no ``ON CONFLICT (id)``).
     """
-    from ..bulk_loader import _create_stage_sql, _row_sql, _stage, _Stopped
-    from ..migration_models import LIST_LIMIT, RowProblem
+    from ..migrate.loader import _create_stage_sql, _row_sql, _stage, _Stopped
+    from ..migrate.reports import LIST_LIMIT, RowProblem
 
     plan = state.plan
     names = [c.name for c in plan.columns]

@@ -1,8 +1,26 @@
--- Citus variant of the single-node deal-chunk search owned by a pre-qualification: one request
--- (scalar parameters $1..$13 as the elements of the single-node arrays) and $14 the tenant (the
--- pre-qualification itself), so the statement is a single-shard router query.
+-- Citus form of search/sql/deal_search.sql (the distributed layout, dealhunter_vectors.scale.citus):
+-- one request instead of a batch ($1..$13 are the elements of the single-node arrays, same order)
+-- and $14, the tenant (the owning pre-qualification: the owner itself, or the qualification's
+-- pre-qualification), on the distribution column: a single-shard router query. Everything else is
+-- the single-node statement. Written for rows owned by a qualification; the pre-qualification
+-- variant replaces the one owner predicate (search/_sql.py owner_variant).
 SELECT r.ord, h.*
-FROM (SELECT $1::vector AS q, $2::text AS owner_id, $3::float8 AS max_distance, $4::bool AS inclusive, $5::jsonb AS categories, $6::int4 AS min_confidence, $7::bool AS only_validated, $8::text AS agent_contains, $9::jsonb AS agent_names, $10::text AS tech_stack, $11::bool AS filter_fallback, $12::bool AS top_k_fallback, $13::int4 AS row_limit, 1::bigint AS ord) r
+FROM (
+    SELECT $1::vector AS q,
+        $2::text AS owner_id,
+        $3::float8 AS max_distance,
+        $4::bool AS inclusive,
+        $5::jsonb AS categories,
+        $6::int4 AS min_confidence,
+        $7::bool AS only_validated,
+        $8::text AS agent_contains,
+        $9::jsonb AS agent_names,
+        $10::text AS tech_stack,
+        $11::bool AS filter_fallback,
+        $12::bool AS top_k_fallback,
+        $13::int4 AS row_limit,
+        1::bigint AS ord
+) r
 CROSS JOIN LATERAL (
     SELECT CASE WHEN vector_norm(r.q) BETWEEN '1e-12'::float8 AND '1e15'::float8
                 THEN (l2_normalize(r.q))::halfvec(3072) END AS p
@@ -12,8 +30,8 @@ CROSS JOIN LATERAL (
     WITH half AS MATERIALIZED (
         SELECT s.*,
                (s.hd IS NULL OR s.hd = 'NaN'::float8) AS unsure,
-               (s.hd + __DELTA__ < r.max_distance) AS sure_above,
-               (s.hd <= r.max_distance + __DELTA__) AS may_above,
+               (s.hd + 0.0017128022290748934 < r.max_distance) AS sure_above,
+               (s.hd <= r.max_distance + 0.0017128022290748934) AS may_above,
                (coalesce(r.agent_names ? s.agent_name, r.agent_names IS NULL)
                 AND (r.tech_stack IS NULL
                      OR coalesce(jsonb_typeof(s.meta -> 'cms') = 'string'
@@ -22,12 +40,13 @@ CROSS JOIN LATERAL (
                                  AND strpos(lower(s.meta ->> 'framework'), lower(r.tech_stack)) > 0, false)
                 )) AS matches
         FROM (
-            SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index, d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.embedding,
+            SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
+                   d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.embedding,
                    d.embedding_half <=> qh.p AS hd,
                    CASE WHEN r.tech_stack IS NOT NULL AND pg_input_is_valid(d.metadata, 'jsonb')
                         THEN d.metadata::jsonb END AS meta
             FROM "deal_embeddings" d
-            WHERE d."pre_qualification_id" = r.owner_id
+            WHERE d."qualification_id" = r.owner_id
               AND d."tenant_id" = $14::text
               AND d.embedding IS NOT NULL
               AND (r.categories IS NULL OR coalesce(r.categories ? d.chunk_category, false))
@@ -61,12 +80,12 @@ CROSS JOIN LATERAL (
                    c.embedding <=> r.q AS distance
             FROM half c CROSS JOIN kth k
             WHERE c.unsure
-               OR (c.may_above AND c.matches AND c.hd <= k.above_match + 2 * __DELTA__)
-               OR (c.may_above AND c.hd <= k.above_any + 2 * __DELTA__)
-               OR (c.matches AND c.hd <= k.match_any + 2 * __DELTA__)
-               OR c.hd <= k.any_row + 2 * __DELTA__
+               OR (c.may_above AND c.matches AND c.hd <= k.above_match + 2 * 0.0017128022290748934)
+               OR (c.may_above AND c.hd <= k.above_any + 2 * 0.0017128022290748934)
+               OR (c.matches AND c.hd <= k.match_any + 2 * 0.0017128022290748934)
+               OR c.hd <= k.any_row + 2 * 0.0017128022290748934
                -- rows near the threshold decide the fallback flags below
-               OR (c.may_above AND c.hd >= r.max_distance - __DELTA__ AND (c.matches OR r.filter_fallback))
+               OR (c.may_above AND c.hd >= r.max_distance - 0.0017128022290748934 AND (c.matches OR r.filter_fallback))
             OFFSET 0
         ) e
     ),

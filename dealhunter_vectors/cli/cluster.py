@@ -11,10 +11,9 @@ from typing import Any
 import platformdirs
 from rich.console import Console
 
-from .errors import CitusError
-from .scale.cluster import DEFAULT_CITUS_SOURCE_ENV, STATE_FILE, default_citus_source, start_cluster, stop_cluster
-
-EXIT_OK = 0
+from ..errors import CitusError
+from ..scale.cluster import DEFAULT_CITUS_SOURCE_ENV, STATE_FILE, default_citus_source, start_cluster, stop_cluster
+from ._common import EXIT_OK
 
 
 def default_cluster_dir() -> Path:

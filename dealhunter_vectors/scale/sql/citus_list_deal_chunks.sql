@@ -1,7 +1,9 @@
--- Citus variant of the single-node listing of a qualification's chunks: $9 the tenant (the
--- qualification's pre-qualification) makes it a single-shard router query.
+-- Citus form of search/sql/list_deal_chunks.sql (the distributed layout): the same parameters
+-- $1..$8 plus $9, the tenant (the owning pre-qualification), on the distribution column: a
+-- single-shard router query. Written for a qualification; owner_variant gives the other form.
 WITH base AS MATERIALIZED (
-    SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index, d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.created_at,
+    SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
+           d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.created_at,
            coalesce($2::jsonb ? d.agent_name, $2::jsonb IS NULL) AS matches
     FROM "deal_embeddings" d
     WHERE d."qualification_id" = $1
