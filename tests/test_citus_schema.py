@@ -20,6 +20,7 @@ from dealhunter_vectors.scale.citus import (
     apply_distributed_layout,
     distributed_tables,
     is_distributed,
+    run_citus_settings,
     tenant_tables,
 )
 from dealhunter_vectors.testing import CitusDatabaseFactory, seed_owners
@@ -275,3 +276,18 @@ async def test_cli_schema_apply_distributed_on_a_plain_server_is_one_line(dhv_da
         assert await conn.fetchval("SELECT to_regclass('dealhunter_distributed_layout')") is None
     finally:
         await conn.close()
+
+
+async def test_hnsw_settings_reach_the_shards_only_through_propagated_set_local(cpool: Pool) -> None:
+    await seed_owners(cpool, pre_qualification_ids=["s-pq1", "s-pq2", "s-pq3"])
+    # evaluated on every shard (the query runs on the workers)
+    on_shards = "SELECT DISTINCT current_setting('hnsw.ef_search') AS v FROM pre_qualifications"
+    async with cpool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL hnsw.ef_search = 123")  # the coordinator only
+            assert [r["v"] for r in await conn.fetch(on_shards)] == ["40"]
+        async with conn.transaction():
+            await run_citus_settings(conn, {"hnsw.ef_search": 123, "enable_seqscan": False})
+            assert [r["v"] for r in await conn.fetch(on_shards)] == ["123"]
+        with pytest.raises(ValueError):
+            await run_citus_settings(conn, {"hnsw.ef_search; DROP TABLE x": 1})
