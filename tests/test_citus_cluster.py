@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import uuid
 from pathlib import Path
@@ -88,6 +89,13 @@ def test_build_rejects_a_missing_or_bad_tarball(tmp_path: Path) -> None:
     bad.write_bytes(b"not a tarball")
     with pytest.raises(CitusError, match="cannot unpack"):
         build_citus(bad, cache_dir=tmp_path / "cache")
+    not_citus = tmp_path / "empty.tar.gz"
+    with tarfile.open(not_citus, "w:gz") as tar:
+        tar.add(bad, arcname="src/README")
+    with pytest.raises(CitusError, match="not a Citus source tree"):
+        build_citus(not_citus, cache_dir=tmp_path / "cache")
+    # nothing was marked complete: a later call builds again
+    assert not list((tmp_path / "cache").glob("*/complete"))
 
 
 def test_stop_of_an_unknown_directory_is_a_typed_error(tmp_path: Path) -> None:

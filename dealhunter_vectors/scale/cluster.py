@@ -180,8 +180,6 @@ def build_citus(
         target.mkdir(parents=True)
         log = target / "build.log"
         _log.info("building Citus from %s into %s (log: %s)", tarball, install, log)
-        shutil.copytree(pginstall, install, symlinks=True)
-        _copy_bundled_libs(pginstall, install)
         pg_config = str(install / "bin" / "pg_config")
         with tempfile.TemporaryDirectory(prefix="citus-build-", dir=target) as tmp:
             try:
@@ -193,6 +191,8 @@ def build_citus(
             src = entries[0] if len(entries) == 1 else Path(tmp)
             if not (src / "configure").is_file():
                 raise CitusError(f"{tarball} is not a Citus source tree (no configure script)")
+            shutil.copytree(pginstall, install, symlinks=True)
+            _copy_bundled_libs(pginstall, install)
             _run(["./configure", f"PG_CONFIG={pg_config}", *_CONFIGURE_OPTIONS], cwd=src, log=log)
             _run(["make", f"-j{jobs or os.cpu_count() or 2}"], cwd=src, log=log)
             _run(["make", "install", f"PG_CONFIG={pg_config}"], cwd=src, log=log)
