@@ -187,6 +187,21 @@ async def test_write_paths_place_rows_with_their_tenant(cpool: Pool) -> None:
     assert {r["shard"] for r in rows if r["tenant_id"] == "pq-base"} == {
         await cpool.fetchval("SELECT get_shard_id_for_distribution_column('deal_embeddings', 'pq-base')")
     }
+    # a duplicate id: the single node's error class (Citus itself reports XX000 from the worker)
+    with pytest.raises(asyncpg.UniqueViolationError, match="duplicate key"):
+        await insert_deal_chunks(
+            cpool,
+            [
+                DealChunk(
+                    id=ids[0],
+                    pre_qualification_id="w-pq1",
+                    agent_name="a",
+                    chunk_type="t",
+                    chunk_index=0,
+                    content="dup",
+                )
+            ],
+        )
     with pytest.raises(NotFoundError, match="qualifications id=nope"):
         await insert_deal_chunks(
             cpool, [DealChunk(qualification_id="nope", agent_name="a", chunk_type="t", chunk_index=0, content="x")]
@@ -291,3 +306,17 @@ async def test_hnsw_settings_reach_the_shards_only_through_propagated_set_local(
             assert [r["v"] for r in await conn.fetch(on_shards)] == ["123"]
         with pytest.raises(ValueError):
             await run_citus_settings(conn, {"hnsw.ef_search; DROP TABLE x": 1})
+
+
+def test_copy_violations_reported_as_xx000_map_to_the_single_nodes_classes() -> None:
+    from dealhunter_vectors.scale.citus import copy_violation
+
+    class Internal(asyncpg.InternalServerError):
+        pass
+
+    dup = Internal('duplicate key value violates unique constraint "x_pkey_1"')
+    assert isinstance(copy_violation(dup), asyncpg.UniqueViolationError)
+    fk = Internal('insert or update on table "t_1" violates foreign key constraint "fk_1"')
+    assert isinstance(copy_violation(fk), asyncpg.ForeignKeyViolationError)
+    other = Internal("could not connect to the worker")
+    assert copy_violation(other) is other

@@ -288,8 +288,8 @@ async def run_citus_settings(conn: asyncpg.Connection, settings: Mapping[str, st
     connections of the transaction when ``citus.propagate_set_commands = 'local'``.
     Names are checked against ``[a-z_.]``; values are booleans, numbers or simple words.
     """
-    await conn.execute("SET LOCAL citus.propagate_set_commands TO 'local'")
-    for name, value in settings.items():
+    statements = ["SET LOCAL citus.propagate_set_commands TO 'local'"]
+    for name, value in settings.items():  # all checked before anything is sent
         if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", name):
             raise ValueError(f"invalid setting name {name!r}")
         if isinstance(value, bool):
@@ -300,7 +300,9 @@ async def run_citus_settings(conn: asyncpg.Connection, settings: Mapping[str, st
             text = f"'{value}'"
         else:
             raise ValueError(f"invalid value for setting {name}: {value!r}")
-        await conn.execute(f"SET LOCAL {name} TO {text}")
+        statements.append(f"SET LOCAL {name} TO {text}")
+    for statement in statements:
+        await conn.execute(statement)
 
 
 async def run_deal_searches(
@@ -380,6 +382,26 @@ async def run_pre_qualification_search(
 
 
 # --------------------------------------------------------------------------- writes
+
+_COPY_VIOLATIONS: Final[tuple[tuple[str, type[asyncpg.PostgresError]], ...]] = (
+    ("duplicate key value violates unique constraint", asyncpg.UniqueViolationError),
+    ("violates foreign key constraint", asyncpg.ForeignKeyViolationError),
+    ("violates check constraint", asyncpg.CheckViolationError),
+    ("null value in column", asyncpg.NotNullViolationError),
+)
+
+
+def copy_violation(exc: asyncpg.PostgresError) -> asyncpg.PostgresError:
+    """The error a single node raises for *exc*, a constraint violation that Citus reports
+    from a COPY on a worker as SQLSTATE XX000 (``InternalServerError``); else *exc*."""
+    if getattr(exc, "sqlstate", None) != "XX000":
+        return exc
+    message = str(exc)
+    for prefix, cls in _COPY_VIOLATIONS:
+        if prefix in message:
+            detail = getattr(exc, "detail", None)
+            return cls(f"{message}\n{detail}" if detail and detail not in message else message)
+    return exc
 
 
 async def deal_chunk_tenants(conn: asyncpg.Connection, records: Sequence[Sequence[Any]]) -> list[str]:
