@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -121,6 +123,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def _sql(url: str, *statements: str) -> object:
+    conn = await asyncpg.connect(url)
+    try:
+        result: object = None
+        for statement in statements:
+            result = await conn.fetchval(statement)
+        return result
+    finally:
+        await conn.close()
+
+
 @pytest.mark.usefixtures("dhv_citus_cluster")  # the build is cached by then
 def test_cli_cluster_start_prints_the_coordinator_url_and_stop_stops_exactly_those_servers() -> None:
     directory = Path(tempfile.mkdtemp(prefix="dhv-citus-cli-"))
@@ -132,17 +145,15 @@ def test_cli_cluster_start_prints_the_coordinator_url_and_stop_stops_exactly_tho
         cluster = load_cluster(directory)
         assert cluster.url == url and len(cluster.workers) == 1
         pids = [int((Path(n.data_dir) / "postmaster.pid").read_text().split()[0]) for n in cluster.nodes]
-
-        async def nodes() -> int:
-            conn = await asyncpg.connect(url)
-            try:
-                return int(await conn.fetchval("SELECT count(*) FROM pg_dist_node"))
-            finally:
-                await conn.close()
-
-        import asyncio
-
-        assert asyncio.run(nodes()) == 2
+        assert asyncio.run(_sql(url, "SELECT count(*) FROM pg_dist_node")) == 2
+        asyncio.run(
+            _sql(
+                url,
+                "CREATE TABLE t (id int PRIMARY KEY)",
+                "SELECT create_distributed_table('t', 'id')",
+                "INSERT INTO t SELECT generate_series(1, 50)",
+            )
+        )
         stopped = _cli("cluster", "stop", "--dir", str(directory))
         assert stopped.returncode == 0, stopped.stderr
         assert "worker1" in stopped.stdout and "coordinator" in stopped.stdout
@@ -150,6 +161,19 @@ def test_cli_cluster_start_prints_the_coordinator_url_and_stop_stops_exactly_tho
         again = _cli("cluster", "stop", "--dir", str(tmp := directory / "elsewhere"))
         assert again.returncode == 1 and "no cluster recorded" in again.stderr and "Traceback" not in again.stderr
         assert not tmp.exists()
+
+        # a restart keeps the data; a worker whose old port is taken moves and is re-registered
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may be in TIME_WAIT
+            taken.bind(("127.0.0.1", cluster.workers[0].port))
+            taken.listen()
+            restarted = _cli("cluster", "start", "--workers", "1", "--dir", str(directory))
+        assert restarted.returncode == 0, restarted.stderr
+        now = load_cluster(directory)
+        assert now.workers[0].port != cluster.workers[0].port
+        assert asyncio.run(_sql(now.url, "SELECT count(*) FROM t")) == 50
+        wrong = _cli("cluster", "start", "--workers", "2", "--dir", str(directory))
+        assert wrong.returncode == 1 and "1 worker(s), not 2" in wrong.stderr
     finally:
         if (directory / "cluster.json").exists():
             stop_cluster(directory, remove=True)

@@ -316,6 +316,8 @@ class LocalCluster:
             conn = await _connect(node.url())
             try:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except asyncpg.PostgresError as exc:
+                raise CitusError(f"dropping database {name!r} on {node.name} failed: {exc}") from exc
             finally:
                 await conn.close()
 
@@ -340,20 +342,25 @@ async def create_cluster_database(cluster: LocalCluster, name: str) -> None:
     the coordinator and the workers in it (Citus keeps its node metadata per database)."""
     if not name.replace("_", "").isalnum():
         raise CitusError(f"invalid database name {name!r}: letters, digits and _ only")
-    for node in cluster.nodes:
-        conn = await _connect(node.url())
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        conn = await _connect(node.url(name))
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        finally:
-            await conn.close()
+    try:
+        for node in cluster.nodes:
+            conn = await _connect(node.url())
+            try:
+                exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+                if not exists:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+            conn = await _connect(node.url(name))
+            try:
+                present = {r["extname"] for r in await conn.fetch("SELECT extname FROM pg_extension")}
+                for extension in ("citus", "vector"):
+                    if extension not in present:
+                        await conn.execute(f"CREATE EXTENSION {extension}")
+            finally:
+                await conn.close()
+    except asyncpg.PostgresError as exc:
+        raise CitusError(f"creating database {name!r} on the cluster nodes failed: {exc}") from exc
     conn = await _connect(cluster.coordinator.url(name))
     try:
         await conn.execute("SELECT citus_set_coordinator_host($1, $2)", "127.0.0.1", cluster.coordinator.port)
@@ -409,7 +416,8 @@ def start_cluster(
     *install_dir* is a PostgreSQL install with Citus (default: :func:`build_citus` of
     *citus_source*, default :func:`default_citus_source`). *directory* holds the data
     directories and the state file (default: a new temporary directory). A directory that
-    already holds a cluster is restarted on new ports. Nodes are registered in *database*
+    already holds a cluster is restarted (its servers stopped first; same ports when free,
+    else new ones written into the node metadata). Nodes are registered in *database*
     (created on every node).
     """
     if workers < 0:
@@ -427,13 +435,23 @@ def start_cluster(
     root.mkdir(parents=True, exist_ok=True)
     _grant(root, user, readable_tree=install)
     previous = load_cluster(root) if (root / STATE_FILE).is_file() else None
+    old_ports: dict[str, int] = {}
+    if previous is not None:
+        if len(previous.workers) != workers:
+            raise CitusError(
+                f"{root} holds a cluster with {len(previous.workers)} worker(s), not {workers}: "
+                "start it with that number or use another directory"
+            )
+        _stop_nodes(previous)
+        old_ports = {n.name: n.port for n in previous.nodes}
     nodes: list[Node] = []
     for i in range(workers + 1):
         name = "coordinator" if i == 0 else f"worker{i}"
-        nodes.append(Node(name, _free_port(), str(root / name / "data"), "coordinator" if i == 0 else "worker"))
+        # a restarted cluster keeps its ports when they are still free (Citus records them)
+        port = old_ports[name] if name in old_ports and _port_free(old_ports[name]) else _free_port()
+        nodes.append(Node(name, port, str(root / name / "data"), "coordinator" if i == 0 else "worker"))
     cluster = LocalCluster(str(root), str(install), nodes[0], nodes[1:], database, user)
-    if previous is not None:
-        _stop_nodes(previous)
+    moved = {old_ports[n.name]: n.port for n in nodes if n.name in old_ports and old_ports[n.name] != n.port}
     try:
         for node in cluster.nodes:
             node_dir = Path(node.data_dir).parent
@@ -452,12 +470,50 @@ def start_cluster(
             _pg_auto_conf(conf, _NODE_CONF.format(port=node.port), user)
             _start_node(install, node, user)
         cluster.save()
+        if moved:
+            asyncio.run(_repoint_nodes(cluster, moved))
         asyncio.run(create_cluster_database(cluster, database))
     except BaseException:
         with contextlib.suppress(Exception):
             _stop_nodes(cluster)
         raise
     return cluster
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as PostgreSQL binds: a port in TIME_WAIT after our own stop is free for it
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+async def _repoint_nodes(cluster: LocalCluster, moved: dict[int, int]) -> None:
+    """After a restart on other ports: update the node metadata of every Citus database."""
+    conn = await _connect(cluster.coordinator.url())
+    try:
+        names = [r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datallowconn")]
+    finally:
+        await conn.close()
+    for name in names:
+        conn = await _connect(cluster.coordinator.url(name))
+        try:
+            if await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'citus'") is None:
+                continue
+            for old, new in moved.items():
+                await conn.execute(
+                    "SELECT citus_update_node(nodeid, '127.0.0.1', $2) FROM pg_dist_node WHERE nodeport = $1", old, new
+                )
+            # the workers hold a copy of the metadata: sync it now, not in the background
+            for worker in cluster.workers:
+                await conn.execute("SELECT start_metadata_sync_to_node('127.0.0.1', $1)", worker.port)
+        except asyncpg.PostgresError as exc:
+            raise CitusError(f"updating the node ports in database {name!r} failed: {exc}") from exc
+        finally:
+            await conn.close()
 
 
 def _pg_auto_conf(path: Path, text: str, user: str | None) -> None:
