@@ -21,6 +21,7 @@ import dealhunter_vectors as dv
 from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
 from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.scale.citus import citus_statement
+from dealhunter_vectors.search.owner import _DealParams, _prepare_raw
 from dealhunter_vectors.testing import CitusDatabaseFactory
 
 pytestmark = pytest.mark.citus
@@ -97,6 +98,14 @@ async def _call_sites(db: Pool, q: dict[str, Any]) -> dict[str, Any]:
     res["duplicates_limit_exact"] = await dv.find_similar_pre_qualifications(
         db, query, min_similarity_percent=50, limit=3, exact=True
     )
+    # hybrid search (vector + German full-text, RRF) and MMR diversification
+    words = q["words"]
+    res["hybrid"] = await dv.hybrid_search_deal_embeddings(db, words, query, **owner, limit=8)
+    res["hybrid_raw"] = await dv.hybrid_search_raw_chunks(db, words, query, pre_qualification_id=q["pq"], limit=5)
+    res["hybrid_text_only"] = await dv.hybrid_search_deal_embeddings(db, words, None, **owner, limit=5)
+    res["mmr"] = await dv.search_deal_embeddings(db, query, **owner, threshold=0.0, limit=5, mmr_lambda=0.5)
+    res["mmr_raw"] = await dv.search_raw_chunks(db, query, pre_qualification_id=q["pq"], threshold=0.0, mmr_lambda=0.7)
+    res["hybrid_mmr"] = await dv.hybrid_search_deal_embeddings(db, words, query, **owner, limit=5, mmr_lambda=0.5)
     res["batch"] = await dv.search_many(
         db,
         [
@@ -113,7 +122,12 @@ async def test_every_call_site_returns_the_single_nodes_answers(
 ) -> None:
     single, cluster = pools
     nonempty: dict[str, int] = {}
+    # full-text query words taken from the stored chunks (the text leg must find something)
+    contents = [r["content"] for r in await single.fetch("SELECT content FROM deal_embeddings ORDER BY id LIMIT 40")]
+    vocabulary = sorted({w.strip(".,;:()") for c in contents for w in c.split() if len(w) > 6})
+    pick = random.Random(3)
     for q in _queries(legacy, seed=1):
+        q["words"] = " ".join(pick.sample(vocabulary, 2))
         expected = await _call_sites(single, q)
         got = await _call_sites(cluster, q)
         for site, hits in expected.items():
@@ -152,15 +166,19 @@ async def test_owner_scoped_searches_are_single_shard_router_queries(
     q = np.zeros(3072, dtype=np.float32)
     q[0] = 1.0
     pq = legacy.pre_qualification_ids[0]
-    deal = (q, pq, 1.5, False, None, None, False, None, None, None, False, False, 5, pq)
     qual = legacy.qualification_ids[0]
     tenant = await cluster.fetchval("SELECT pre_qualification_id FROM qualifications WHERE id = $1", qual)
+    # the parameters exactly as the search functions build them
+    by_pq = _DealParams(dv.DealChunkSearch(query_embedding=q, pre_qualification_id=pq, threshold=-1.0)).params
+    by_q = _DealParams(dv.DealChunkSearch(query_embedding=q, qualification_id=qual, threshold=-1.0)).params
+    raw = _prepare_raw(dv.RawChunkSearch(query_embedding=q, pre_qualification_id=pq, threshold=-1.0)).params
+    listing = (None, None, None, False, None, False, 10)
     cases = {
-        ("deal_search", "pre_qualification_id"): deal,
-        ("deal_search", "qualification_id"): (q, qual, *deal[2:-1], tenant),
-        ("raw_search", None): (q, pq, 1.5, False, 5),
-        ("list_deal_chunks", "pre_qualification_id"): (pq, None, None, None, False, None, False, 10, pq),
-        ("list_deal_chunks", "qualification_id"): (qual, None, None, None, False, None, False, 10, tenant),
+        ("deal_search", "pre_qualification_id"): (*by_pq, pq),
+        ("deal_search", "qualification_id"): (*by_q, tenant),
+        ("raw_search", None): raw,
+        ("list_deal_chunks", "pre_qualification_id"): (pq, *listing, pq),
+        ("list_deal_chunks", "qualification_id"): (qual, *listing, tenant),
     }
     async with cluster.acquire() as conn:
         for name, params in cases.items():  # (statement, owner form)
@@ -170,7 +188,7 @@ async def test_owner_scoped_searches_are_single_shard_router_queries(
                 plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + citus_statement(*name), *params))
             assert "Task Count: 1" in plan, (name, plan)
             # and it found the owner's rows (the router query is not trivially empty)
-            assert (await conn.fetch(citus_statement(*name), *params)) or name[0] == "list_deal_chunks", name
+            assert await conn.fetch(citus_statement(*name), *params), name  # found the owner's rows
         # the global duplicate search is a multi-shard query over every shard
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")

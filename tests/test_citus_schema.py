@@ -13,7 +13,7 @@ import pytest
 
 from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
 from dealhunter_vectors.db.schema import VECTOR_INDEXES, legacy_schema
-from dealhunter_vectors.errors import CitusError, NotFoundError
+from dealhunter_vectors.errors import CitusError, InvalidArgumentError, NotFoundError
 from dealhunter_vectors.models import DealChunk, RawChunk
 from dealhunter_vectors.scale.citus import (
     TENANT_COLUMN,
@@ -118,7 +118,13 @@ async def test_hnsw_indexes_and_the_inline_half_copy_are_on_every_shard(cpool: P
             "AND indexdef LIKE '%%halfvec(3072)%%' AND tablename = '%s'",
         )
         assert shards == 8 and indexes == shards, ix
-    for table in ("deal_embeddings", "raw_chunks"):
+    for table in ("deal_embeddings", "raw_chunks"):  # the full-text GIN index (migration 005) too
+        gin = await cpool.fetchval(
+            "SELECT sum(result::int) FROM run_command_on_shards($1, $2)",
+            table,
+            f"SELECT count(*) FROM pg_indexes WHERE indexname LIKE '{table}_content_tsv_idx%%' AND tablename = '%s'",
+        )
+        assert gin == 8, table
         results = await cpool.fetch(
             "SELECT result FROM run_command_on_shards($1, $2)",
             table,
@@ -187,8 +193,8 @@ async def test_write_paths_place_rows_with_their_tenant(cpool: Pool) -> None:
     assert {r["shard"] for r in rows if r["tenant_id"] == "pq-base"} == {
         await cpool.fetchval("SELECT get_shard_id_for_distribution_column('deal_embeddings', 'pq-base')")
     }
-    # a duplicate id: the single node's error class (Citus itself reports XX000 from the worker)
-    with pytest.raises(asyncpg.UniqueViolationError, match="duplicate key"):
+    # a duplicate id: the single node's error (Citus itself reports XX000 from the worker)
+    with pytest.raises(InvalidArgumentError, match="an id is already stored"):
         await insert_deal_chunks(
             cpool,
             [
@@ -210,7 +216,7 @@ async def test_write_paths_place_rows_with_their_tenant(cpool: Pool) -> None:
         await insert_deal_chunks(
             cpool, [DealChunk(pre_qualification_id="nope", agent_name="a", chunk_type="t", chunk_index=0, content="x")]
         )
-    with pytest.raises(ValueError, match="belongs to pre-qualification pq-base"):
+    with pytest.raises(InvalidArgumentError, match="belongs to pre-qualification pq-base"):
         await insert_deal_chunks(
             cpool,
             [

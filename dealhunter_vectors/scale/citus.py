@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ..errors import CitusError, NotFoundError, SchemaError
+from ..errors import CitusError, InvalidArgumentError, NotFoundError, SchemaError
 
 __all__ = [
     "LAYOUT_TABLE",
@@ -257,17 +257,67 @@ async def apply_distributed_layout(conn: asyncpg.Connection) -> list[int]:
 # --------------------------------------------------------------------------- statements
 
 
+def _with_tenant(sql: str, anchor: str, predicate: str, joins: tuple[str, ...] = ()) -> str:
+    """*sql* with *predicate* on every scan of the distributed table: a line after the one
+    owner filter *anchor*, and appended to each join-back condition in *joins* (the
+    statements read the display columns of the result rows by id at the end)."""
+    if sql.count(anchor) != 1:
+        raise CitusError(f"expected exactly one owner filter {anchor!r} in the statement")
+    for join in joins:
+        if sql.count(join) != 1:
+            raise CitusError(f"expected exactly one join {join!r} in the statement")
+        sql = sql.replace(join, f"{join} AND {predicate}")
+    start = sql.index(anchor)
+    line_end = sql.index("\n", start)
+    line = sql[sql.rfind("\n", 0, start) + 1 : start]
+    indent = " " * (len(line) - len(line.lstrip()))
+    return sql[:line_end] + f"\n{indent}  AND {predicate}" + sql[line_end:]
+
+
+def _next_param(sql: str) -> int:
+    return max(int(n) for n in re.findall(r"\$(\d+)", sql)) + 1
+
+
 @cache
 def citus_statement(name: str, owner: str | None = None) -> str:
-    """The Citus statement ``scale/sql/citus_<name>.sql``, as it runs.
+    """The statement the distributed layout runs for search statement *name*.
 
-    *owner* (``"qualification_id"`` / ``"pre_qualification_id"``) selects the owner form of
-    the statements written for a qualification (``deal_search``, ``list_deal_chunks``).
+    ``deal_search`` / ``raw_search``: the single node's one-request form
+    (``search/_sql.py single_request``) plus the tenant on the distribution column as one
+    more parameter (deal chunks: ``d."tenant_id" = $n``, the last parameter; raw chunks: the
+    owner parameter itself), so that Citus routes it to one shard. ``list_deal_chunks`` and
+    ``hybrid_deal_embeddings``: the single node's statement plus ``d."tenant_id" = $n``.
+    Derived from the single-node text, so the two never drift apart. ``pre_qualification_*``:
+    the files ``scale/sql/citus_<name>.sql`` (a distributed top-k). *owner* selects the owner
+    form of the statements written for a qualification.
     """
     from ..search import _sql
 
+    def owned(text: str) -> str:
+        return text if owner is None else _sql.owner_variant(text, owner)  # type: ignore[arg-type]
+
+    column = owner or "qualification_id"
+    if name == "deal_search":
+        sql = _sql.single_request(owned(_sql.load("deal_search")))
+        tenant = f'd."tenant_id" = ${_next_param(sql)}::text'
+        return _with_tenant(sql, f'd."{column}" = r.owner_id', tenant, ('JOIN "deal_embeddings" d ON d.id = t.id',))
+    if name == "raw_search":
+        sql = _sql.single_request(_sql.load("raw_search"))
+        tenant = 'c."pre_qualification_id" = $2::text'
+        return _with_tenant(sql, "c.pre_qualification_id = r.owner_id", tenant, ('JOIN "raw_chunks" c ON c.id = t.id',))
+    if name == "list_deal_chunks":
+        sql = owned(_sql.load(name))
+        return _with_tenant(sql, f'd."{column}" = $1', f'd."tenant_id" = ${_next_param(sql)}::text')
+    if name == "hybrid_deal_embeddings":
+        sql = owned(_sql.load(name))
+        tenant = f'd."tenant_id" = ${_next_param(sql)}::text'
+        return _with_tenant(sql, f'd."{column}" = $2::text', tenant, ('JOIN "deal_embeddings" d ON d.id = f.id',))
+    if name == "hybrid_raw_chunks":
+        sql = _sql.load(name)
+        tenant = 'c."pre_qualification_id" = $2::text'
+        return _with_tenant(sql, "c.pre_qualification_id = $2::text", tenant, ('JOIN "raw_chunks" c ON c.id = f.id',))
     text = resources.files("dealhunter_vectors.scale.sql").joinpath(f"citus_{name}.sql").read_text("utf-8")
-    return text if owner is None else _sql.owner_variant(text, owner)  # type: ignore[arg-type]
+    return owned(text)
 
 
 async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Iterable[str]) -> dict[str, str]:
@@ -324,6 +374,22 @@ async def run_deal_searches(
         tenant = tenants.get(params[1])
         out.append([] if tenant is None else await conn.fetch(sql, *params, tenant))
     return out
+
+
+async def hybrid_form(conn: asyncpg.Connection, sql: str, args: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """The Citus form of a hybrid search statement of ``search/hybrid.py`` and its arguments
+    (the owner is the second argument; a deal-chunk search gets the tenant appended)."""
+    from ..search import hybrid
+
+    owner = args[1]
+    if sql == hybrid._RAW_SQL:
+        return citus_statement("hybrid_raw_chunks"), tuple(args)
+    for column, text in hybrid._DEAL_SQL.items():
+        if sql == text:
+            tenants = await qualification_tenants(conn, [owner]) if column == "qualification_id" else {owner: owner}
+            # an unknown qualification has no rows: any tenant gives the empty result
+            return citus_statement("hybrid_deal_embeddings", column), (*args, tenants.get(owner, owner))
+    raise CitusError("not a hybrid search statement of this library")
 
 
 async def run_raw_searches(conn: asyncpg.Connection, batch: Sequence[tuple[Any, ...]]) -> list[list[asyncpg.Record]]:
@@ -409,7 +475,7 @@ async def deal_chunk_tenants(conn: asyncpg.Connection, records: Sequence[Sequenc
 
     A chunk's tenant is its pre-qualification, else its qualification's pre-qualification.
     ``NotFoundError`` names an unknown owner; a chunk whose qualification belongs to another
-    pre-qualification than the chunk's own is a ``ValueError``.
+    pre-qualification than the chunk's own is an ``InvalidArgumentError``.
     """
     qualifications = await qualification_tenants(conn, (r[2] for r in records if r[2] is not None))
     pre_ids = sorted({r[1] for r in records if r[1] is not None})
@@ -425,9 +491,10 @@ async def deal_chunk_tenants(conn: asyncpg.Connection, records: Sequence[Sequenc
         if qual_id is not None and qual_id not in qualifications:
             raise NotFoundError(f"deal_embeddings id={row_id}: qualifications id={qual_id} does not exist")
         if pre_id is not None and qual_id is not None and qualifications[qual_id] != pre_id:
-            raise ValueError(
-                f"deal_embeddings id={row_id}: qualification {qual_id} belongs to pre-qualification "
-                f"{qualifications[qual_id]}, not {pre_id} (the distributed layout keeps a chunk with its tenant)"
+            raise InvalidArgumentError(
+                f"deal_embeddings id={row_id}",
+                f"qualification {qual_id} belongs to pre-qualification {qualifications[qual_id]}, not {pre_id} "
+                "(the distributed layout keeps a chunk with its tenant)",
             )
         tenants.append(pre_id if pre_id is not None else qualifications[qual_id])
     return tenants
