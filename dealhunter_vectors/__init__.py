@@ -17,6 +17,9 @@
   :class:`QueryTimeoutError` for the command timeout, all under :class:`DealhunterVectorsError`.
 * Scale reads: ``create_pool(url, replicas=[...])`` returns a :class:`ReplicatedPool` whose
   searches run on healthy streaming standbys; :func:`on_primary` for read-your-writes.
+* Scale out on Citus: ``apply_schema(pool, distributed=True)`` on a coordinator; every call
+  above works unchanged there. :func:`start_cluster` / :func:`stop_cluster` run a local
+  coordinator + workers built from source (:func:`build_citus`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .db.pool import Pool, close_pool, create_pool, lifespan, open_pool, transac
 from .db.schema import VECTOR_INDEXES, apply_schema, schema_status
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
 from .errors import (
+    CitusError,
     ConfigurationError,
     DatabaseUnavailableError,
     DealhunterVectorsError,
@@ -72,6 +76,7 @@ from .models import (
     SimilaritySearch,
     section_confidence,
 )
+from .scale.cluster import LocalCluster, build_citus, start_cluster, stop_cluster
 from .scale.replicas import ReplicaStatus, ReplicatedPool, ServedBy, last_served_by, on_primary
 from .search import (
     find_similar_pre_qualifications,
@@ -92,6 +97,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "VECTOR_INDEXES",
     "ChunkSource",
+    "CitusError",
     "ConfigurationError",
     "DatabaseUnavailableError",
     "DealChunk",
@@ -105,6 +111,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidEmbeddingError",
     "InvalidQueryTextError",
+    "LocalCluster",
     "MigrationError",
     "MigrationProgress",
     "MigrationReport",
@@ -135,6 +142,7 @@ __all__ = [
     "__version__",
     "apply_schema",
     "as_embedding",
+    "build_citus",
     "close_pool",
     "create_pool",
     "find_similar_pre_qualifications",
@@ -162,7 +170,9 @@ __all__ = [
     "section_confidence",
     "set_description_embedding",
     "set_text_search_config",
+    "start_cluster",
     "start_embedded",
+    "stop_cluster",
     "stop_embedded",
     "text_search_config",
     "transaction_settings",

@@ -114,3 +114,7 @@ class InvalidQueryTextError(DealhunterVectorsError, ValueError):
 
 class ReadOnlyServerError(SchemaError, MigrationError):
     """A schema change or load was pointed at a read-only server (a streaming standby): use the primary."""
+
+
+class CitusError(DealhunterVectorsError, RuntimeError):
+    """Citus could not be built, a local cluster could not start, or the distributed layout failed."""

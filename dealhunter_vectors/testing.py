@@ -15,6 +15,16 @@ Fixtures (pytest-asyncio, session event loop):
 * ``dhv_pool`` (function): a pool on that database.
 * ``dhv_module_pool`` (module): a pool on a fresh database shared by one test module, for
   modules that build a data set once and keep their owners apart by id.
+* ``dhv_citus_cluster`` (session): a local Citus cluster (coordinator + 2 workers, built
+  from source once and cached; :mod:`dealhunter_vectors.scale.cluster`), stopped and
+  removed at session end. The source tarball is ``$DEALHUNTER_CITUS_SOURCE``, else
+  ``../shared/vendor/citus-*.tar.gz`` next to the repository; without one the tests that
+  use the fixture are skipped, saying so. ``await cluster.create_database(name)`` gives a
+  database with Citus, pgvector and the nodes registered.
+* ``dhv_citus_database_factory`` (session): ``await factory()`` returns the coordinator URL
+  of a new database on that cluster with the distributed layout applied
+  (``apply_schema(pool, distributed=True)``); ``await factory(distributed=False)`` only
+  creates it (empty, Citus and pgvector installed). Dropped at session end.
 
 Each test gets its own database (``CREATE DATABASE ... TEMPLATE``), so tests that write
 the same ids, commit, or use transactions of their own never see each other.
@@ -37,10 +47,11 @@ from .config import with_database
 from .db.embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
 from .db.pool import Pool, close_pool, create_pool
 from .db.schema import apply_schema, quote_ident
+from .scale.cluster import LocalCluster, default_citus_source, start_cluster, stop_cluster
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
-__all__ = ["DatabaseFactory", "seed_owners", "with_database"]
+__all__ = ["CitusDatabaseFactory", "DatabaseFactory", "seed_owners", "with_database"]
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +79,46 @@ def dhv_server_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def dhv_citus_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """A coordinator and two workers on free localhost ports, for the session."""
+    source = default_citus_source(Path(request.config.rootpath))
+    if source is None:
+        pytest.skip("no Citus source tarball: set DEALHUNTER_CITUS_SOURCE or put citus-*.tar.gz in ../shared/vendor")
+    cluster = start_cluster(2, directory=tempfile.mkdtemp(prefix="dhv-citus-"), citus_source=source)
+    try:
+        yield cluster
+    finally:
+        stop_cluster(cluster.directory, remove=True)
+
+
+CitusDatabaseFactory = Callable[..., Awaitable[str]]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dhv_citus_database_factory(dhv_citus_cluster: LocalCluster) -> AsyncIterator[CitusDatabaseFactory]:
+    """``await factory(distributed=True)`` -> coordinator URL of a new database on the cluster."""
+    created: list[str] = []
+
+    async def factory(*, distributed: bool = True) -> str:
+        name = f"dhv_citus_{uuid.uuid4().hex[:12]}"
+        url = await dhv_citus_cluster.create_database(name)
+        created.append(name)
+        if distributed:
+            pool = await create_pool(url, min_size=1, max_size=2)
+            try:
+                await apply_schema(pool, distributed=True)
+            finally:
+                await close_pool(pool)
+        return url
+
+    try:
+        yield factory
+    finally:
+        for name in created:
+            await dhv_citus_cluster.drop_database(name)
+
+
 async def _admin(url: str) -> asyncpg.Connection:
     return await asyncpg.connect(url, timeout=10)
 
@@ -91,18 +142,14 @@ async def dhv_template_database(dhv_server_url: str) -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def dhv_database_factory(
-    dhv_server_url: str, dhv_template_database: str
-) -> AsyncIterator[DatabaseFactory]:
+async def dhv_database_factory(dhv_server_url: str, dhv_template_database: str) -> AsyncIterator[DatabaseFactory]:
     """``await factory()`` -> URL of a new database cloned from the schema template."""
     created: list[str] = []
     admin = await _admin(dhv_server_url)
 
     async def factory() -> str:
         name = f"dhv_test_{uuid.uuid4().hex[:12]}"
-        await admin.execute(
-            f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(dhv_template_database)}"
-        )
+        await admin.execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(dhv_template_database)}")
         created.append(name)
         return with_database(dhv_server_url, name)
 

@@ -240,10 +240,33 @@ async def insert_deal_chunks(db: Db, chunks: Sequence[DealChunk]) -> list[str]:
     _check_unique((r[0] for r in records), "deal_embeddings")
     if records:
         try:
-            await db.copy_records_to_table("deal_embeddings", records=records, columns=list(DEAL_EMBEDDING_COLUMNS))
+            if isinstance(db, asyncpg.Pool):
+                async with db.acquire() as conn:
+                    await _copy_deal_records(conn, records)
+            else:
+                await _copy_deal_records(db, records)
         except (asyncpg.ForeignKeyViolationError, asyncpg.UniqueViolationError) as exc:
             raise _constraint_error("deal_embeddings", exc) from exc
     return [r[0] for r in records]
+
+
+async def _copy_deal_records(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:
+    from .scale.citus import TENANT_COLUMN, copy_violation, deal_chunk_tenants, is_distributed
+
+    columns = list(DEAL_EMBEDDING_COLUMNS)
+    if not await is_distributed(conn):
+        await conn.copy_records_to_table("deal_embeddings", records=records, columns=columns)
+        return
+    # the Citus layout places each chunk with its tenant (library-owned column, scale.citus)
+    tenants = await deal_chunk_tenants(conn, records)
+    records = [(*r, t) for r, t in zip(records, tenants, strict=True)]
+    try:
+        await conn.copy_records_to_table("deal_embeddings", records=records, columns=[*columns, TENANT_COLUMN])
+    except asyncpg.InternalServerError as exc:
+        mapped = copy_violation(exc)  # the single node's error class, not Citus's XX000
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 def _constraint_error(table: str, exc: asyncpg.PostgresError) -> NotFoundError | InvalidArgumentError:
@@ -278,6 +301,13 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
                     await conn.copy_records_to_table("raw_chunks", records=records, columns=list(RAW_CHUNK_COLUMNS))
                 except asyncpg.UniqueViolationError as exc:
                     raise _constraint_error("raw_chunks", exc) from exc
+                except asyncpg.InternalServerError as exc:  # Citus reports a worker's violation as XX000
+                    from .scale.citus import copy_violation
+
+                    mapped = copy_violation(exc)
+                    if not isinstance(mapped, asyncpg.UniqueViolationError):
+                        raise
+                    raise _constraint_error("raw_chunks", mapped) from exc
 
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:

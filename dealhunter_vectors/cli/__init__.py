@@ -28,7 +28,7 @@ from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler, add_database_url
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "default_database_url", "main"]
 
-COMMAND_GROUPS = ("schema", "migrate", "search", "demo")
+COMMAND_GROUPS = ("schema", "migrate", "search", "demo", "cluster")
 """The modules of this package that register subcommands, in ``--help`` order."""
 
 EXTRA_COMMANDS: list[Callable[[Any, Callable[[argparse.ArgumentParser], None]], None]] = []

@@ -20,7 +20,7 @@ __all__ = ["doctor_report", "register"]
 
 async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
     async with connect(args, min_size=1, max_size=2) as pool:
-        applied = await apply_schema(pool, text_search_config=args.text_search_config)
+        applied = await apply_schema(pool, text_search_config=args.text_search_config, distributed=args.distributed)
         console.print(f"schema: applied {applied}" if applied else "schema: up to date, nothing to apply")
         console.print(f"text search configuration: {await text_search_config(pool)}")
     return EXIT_OK
@@ -63,6 +63,11 @@ def register(sub: Any, add_database_url: AddDatabaseUrl) -> None:
     schema = sub.add_parser("schema", help="database schema")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
     p = schema_sub.add_parser("apply", help="apply pending migrations (idempotent)")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="on a Citus coordinator: then distribute the tables (versions 1001+; docs/scaling.md)",
+    )
     add_database_url(p)
     p.add_argument(
         "--text-search-config",

@@ -22,6 +22,7 @@ from ..errors import ConfigurationError, ReadOnlyServerError, SchemaError
 from .pool import operation
 
 __all__ = [
+    "DISTRIBUTED_LAYOUT_VERSION_OFFSET",
     "MIGRATIONS_TABLE",
     "VECTOR_INDEXES",
     "Migration",
@@ -39,6 +40,9 @@ __all__ = [
 
 MIGRATIONS_TABLE = "dealhunter_schema_migrations"
 _ADVISORY_LOCK_KEY = "dealhunter_vectors:schema"
+
+DISTRIBUTED_LAYOUT_VERSION_OFFSET = 1000
+"""``apply_schema(..., distributed=True)`` reports distributed-layout version n as 1000 + n."""
 
 INDEX_BUILD_TIMEOUT = 6 * 3600.0
 """Seconds an index build may take: far beyond the pool's per-statement command timeout."""
@@ -188,7 +192,11 @@ async def ensure_writable(
 
 @operation("apply_schema")
 async def apply_schema(
-    db: asyncpg.Pool | asyncpg.Connection, *, target: int | None = None, text_search_config: str | None = None
+    db: asyncpg.Pool | asyncpg.Connection,
+    *,
+    target: int | None = None,
+    text_search_config: str | None = None,
+    distributed: bool = False,
 ) -> list[int]:
     """Apply every pending migration (up to *target*); return the versions applied now.
 
@@ -201,12 +209,25 @@ async def apply_schema(
     migration 005 with that text search configuration unless it is already in force
     (:func:`~dealhunter_vectors.db.fulltext.set_text_search_config`); None keeps the current
     one (``german`` on a new database).
+
+    ``distributed=True`` (a Citus coordinator): then the distributed layout
+    (:mod:`dealhunter_vectors.scale.citus`, docs/scaling.md); its versions are reported as
+    ``DISTRIBUTED_LAYOUT_VERSION_OFFSET + n`` (layout 1 -> 1001).
     """
     if text_search_config is not None and target is not None and target < 5:
         raise ConfigurationError(f"text_search_config needs migration 005 (full-text columns), target is {target}")
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
-            return await apply_schema(conn, target=target, text_search_config=text_search_config)
+            return await apply_schema(
+                conn, target=target, text_search_config=text_search_config, distributed=distributed
+            )
+    if distributed:
+        from ..scale.citus import apply_distributed_layout, require_citus
+
+        await require_citus(db)  # before any table is created as a plain local table
+        applied_now = await apply_schema(db, target=target, text_search_config=text_search_config)
+        layout = await apply_distributed_layout(db)
+        return applied_now + [DISTRIBUTED_LAYOUT_VERSION_OFFSET + v for v in layout]
     conn = db
     await ensure_writable(conn, action="schema apply")
     applied: list[int] = []

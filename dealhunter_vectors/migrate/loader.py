@@ -70,6 +70,7 @@ from ..errors import (
     MigrationStoppedError,
     ReadOnlyServerError,
 )
+from ..scale import citus
 from .reports import LIST_LIMIT, MigrationReport, RowProblem, TableReport
 from .source import (
     Batch,
@@ -579,10 +580,13 @@ async def _load_table(conn: asyncpg.Connection, run: _Run, st: _TableState, read
     """Load every batch of one table (direct COPY while the target accepts it, else staging)."""
     run.emit(MigrationProgress("table_start", st.plan.name, 0, st.source_rows))
     t0 = time.perf_counter()
-    direct = await _direct_load_possible(conn, st.plan)
+    distributed = await citus.is_distributed(conn)  # the Citus layout has forms of its own
+    direct = not distributed and await _direct_load_possible(conn, st.plan)
     try:
         async for batch in reader:
-            if direct:
+            if distributed:
+                await citus.load_batch(conn, run, st, batch)
+            elif direct:
                 direct = await _load_batch_direct(conn, run, st, batch)
             else:
                 await _load_batch(conn, run, st, batch)

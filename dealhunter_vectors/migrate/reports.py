@@ -49,6 +49,7 @@ ProblemReason = Literal[
     "embedding_half_precision_range",
     "missing_parent",
     "unique_violation",
+    "tenant_unknown",
 ]
 """Why a source value or row cannot be loaded (see :mod:`dealhunter_vectors.bulk_loader`)."""
 

@@ -229,7 +229,10 @@ async def table_plans(conn: asyncpg.Connection, tables: Sequence[str]) -> list[T
                 )
             )
         known = {c.name for c in cols}
-        extra_required = [n for n, r in target.items() if n not in known and r["notnull"] and not r["hasdef"]]
+        # the Citus layout's tenant_id is library-owned: the loader fills it (scale.citus)
+        extra_required = [
+            n for n, r in target.items() if n not in known and r["notnull"] and not r["hasdef"] and n != "tenant_id"
+        ]
         if extra_required:
             raise MigrationError(f"target table {name!r} has NOT NULL column(s) {extra_required} the source lacks")
         unique = tuple(

@@ -17,6 +17,7 @@ import asyncpg
 from ..db.pool import operation
 from ..errors import InvalidArgumentError, SchemaError
 from ..models import PreQualificationMatch, PreQualificationSearch
+from ..scale import citus
 from . import _sql
 from ._args import check_id, check_limit, number, optional_flag, query_vector
 from ._db import Db, connection, routed
@@ -89,10 +90,15 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
     """
     # A few extra rows so that rows dropped by the exact percent rule never shorten the result.
     sql_limit = None if plan.limit is None else plan.limit + 8
+    distributed = await citus.is_distributed(conn)
     if plan.exact:
+        if distributed:  # Citus: a distributed top-k (scale.citus)
+            return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
         rows = await conn.fetch(PRE_QUALIFICATION_EXACT_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
     assert sql_limit is not None
+    if distributed:  # Citus: each shard's HNSW candidates; SET LOCAL reaches the shards (scale.citus)
+        return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
     base, cap = max(ANN_MIN_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
     while True:
         try:

@@ -56,6 +56,7 @@ from ..db.codecs import Vector
 from ..db.pool import operation
 from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
 from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
+from ..scale import citus
 from . import _sql, mmr
 from ._args import (
     check_id,
@@ -178,6 +179,8 @@ async def _fetch(db: Db, sql: str, args: Sequence[Any], *, table: mmr.MmrTable, 
     """Run the hybrid statement (and the MMR step) on one connection and snapshot."""
     try:
         async with mmr.snapshot(db) as conn:
+            if await citus.is_distributed(conn):  # Citus: the router form with the tenant (scale.citus)
+                sql, args = await citus.hybrid_form(conn, sql, args)
             rows = await conn.fetch(sql, *args)
             if common.mmr_lambda is None or len(rows) <= 1:
                 return list(rows)

@@ -30,6 +30,7 @@ from ..models import (
     SimilarityHit,
     SimilaritySearch,
 )
+from ..scale import citus
 from . import _sql, mmr
 from ._args import (
     check_id,
@@ -256,6 +257,8 @@ async def _run_deal_batch(
     out: list[list[asyncpg.Record]] = [[] for _ in batch]
     if not batch:
         return out
+    if await citus.is_distributed(conn):  # Citus: one single-shard router query per request
+        return await citus.run_deal_searches(conn, owner_column, [p.params for p in batch])
     by_qualification = owner_column == "qualification_id"
     if len(batch) == 1:
         one = _DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL if by_qualification else _DEAL_SEARCH_ONE_BY_PRE_QUALIFICATION_SQL
@@ -272,6 +275,8 @@ async def _run_raw_batch(conn: asyncpg.Connection, batch: Sequence[_RawParams]) 
     out: list[list[asyncpg.Record]] = [[] for _ in batch]
     if not batch:
         return out
+    if await citus.is_distributed(conn):
+        return await citus.run_raw_searches(conn, [p.params for p in batch])
     if len(batch) == 1:
         out[0] = await conn.fetch(_RAW_SEARCH_ONE_SQL, *batch[0].params)
         return out
@@ -481,5 +486,8 @@ async def list_deal_chunks(
     )
     sql = LIST_BY_QUALIFICATION_SQL if owner_column == "qualification_id" else LIST_BY_PRE_QUALIFICATION_SQL
     async with connection(db) as conn:
-        rows = await conn.fetch(sql, *params)
+        if await citus.is_distributed(conn):
+            rows = await citus.list_deal_chunk_rows(conn, owner_column, params)
+        else:
+            rows = await conn.fetch(sql, *params)
     return [deal_hit(row, None) for row in rows]

@@ -1,0 +1,1 @@
+"""Distributed-layout DDL and the Citus forms of the search statements."""
