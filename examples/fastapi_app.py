@@ -1,9 +1,10 @@
 """A FastAPI service with one endpoint per retrieval call site of the old dealhunter app.
 
-Run it (embedded server by default in this example; any DATABASE_URL works):
+Run it from the checkout, in the project's virtual environment (embedded server by default in
+this example; any DATABASE_URL works)::
 
-    pip install 'dealhunter-vectors[embedded,examples]' uvicorn
-    DATABASE_URL=embedded uvicorn examples.fastapi_app:app
+    .venv/bin/pip install -e '.[embedded,examples]'
+    DATABASE_URL=embedded .venv/bin/uvicorn examples.fastapi_app:app
 
 * The pool lives in the app's lifespan (:func:`dealhunter_vectors.lifespan`): opened at
   start-up, closed gracefully at shutdown; handlers reach it as ``request.app.state.db``.

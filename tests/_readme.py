@@ -22,6 +22,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python", "py": "python"}
 
+CHECKOUT_LINKS = ("examples", "docker-compose.yml")
 _FENCE = re.compile(r"^```([\w-]*)\s*$")
 _TAG = re.compile(r"^<!--\s*readme-test:\s*(.*?)\s*-->\s*$")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
@@ -127,17 +128,16 @@ exec {python} "$@"
 def prepare_workdir(workdir: Path, repo: Path, venv_bin: Path) -> Path:
     """Make *workdir* look like a fresh checkout with its ``.venv`` already installed.
 
-    The checkout's top-level entries are linked in (``examples/``, ``pyproject.toml``...);
+    What the README's commands use from the checkout is linked in (``examples/``; not
+    ``pyproject.toml``, whose pytest options would hide the defaults a new project has);
     ``.venv/bin/X`` runs the current environment's X; ``python3 -m venv .venv`` and
     ``pip install -e '.[extras]'`` are no-ops that check the extras exist. Returns the
     directory to put first on ``PATH`` (the ``python3`` shim).
     """
-    for entry in repo.iterdir():
-        if entry.name in {".venv", ".git", "data"} or entry.name.startswith("."):
-            continue
-        target = workdir / entry.name
-        if not target.exists():
-            target.symlink_to(entry)
+    for name in CHECKOUT_LINKS:
+        target = workdir / name
+        if (repo / name).exists() and not target.exists():
+            target.symlink_to(repo / name)
     bin_dir = workdir / ".venv" / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     python = venv_bin / "python"
