@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from .cli.search import hit_cells
+from .cli.search import hits_table
 from .config import mask_url, with_database
 from .db.embedded import resolve_database_url
 from .db.pool import Pool, open_pool
@@ -487,18 +487,11 @@ def _snippet(text: str, width: int = 38) -> str:
 
 def _print_results(console: Console, result: DemoResult, typed: dict[str, list[Any]]) -> None:
     for cs in result.call_sites:
-        table = Table(title=f"{cs.name}: {cs.description}", title_justify="left", width=min(console.width, 100))
-        table.add_column("#", justify="right")
-        table.add_column("id", no_wrap=True, min_width=12)
-        table.add_column("sim", justify="right")
-        table.add_column("agent / source")
-        table.add_column("content", overflow="ellipsis", no_wrap=True)
-        for i, hit in enumerate(typed.get(cs.name, []), 1):
-            hit_id, sim, label, content = hit_cells(hit)
-            table.add_row(str(i), hit_id[:12], sim, _snippet(label, 22), _snippet(content))
+        hits = typed.get(cs.name, [])
+        table = hits_table(f"{cs.name}: {cs.description}", hits, width=min(console.width, 120))
         if not cs.ours:
             table.add_row("", "(no hits)", "", "", "")
-        console.print(table)
+        console.print(table, highlight=False)
     timing = Table(title="timings (median): old in-process path vs this library", title_justify="left")
     timing.add_column("call site")
     timing.add_column("hits", justify="right")

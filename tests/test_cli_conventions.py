@@ -7,6 +7,7 @@ import asyncio
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.models import DealChunk
 from dealhunter_vectors.testing import seed_owners
 
@@ -69,8 +70,17 @@ def test_version_agrees_with_the_package_metadata() -> None:
 def test_help_and_readme_document_one_exit_code_scheme() -> None:
     text = _cli("--help").stdout
     readme = (REPO / "README.md").read_text()
-    for line in ("0 ", "1 ", "2 usage", "130"):
-        assert f"\n  {line}" in text.split("exit codes:", 1)[1], text
+    codes = text.split("exit codes", 1)[1]
+    for code, word in (
+        ("0", "success"),
+        ("1", "failed"),
+        ("2", "usage"),
+        ("3", "problems"),
+        ("4", "stopped"),
+        ("130", "interrupted"),
+    ):
+        assert re.search(rf"\n  {code}\s+.*{word}", codes), text
+        assert re.search(rf"\| {code} \|.*{word}", readme), code
     assert "## Exit codes" in readme
 
 

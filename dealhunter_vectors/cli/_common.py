@@ -25,7 +25,8 @@ exit codes (every subcommand):
   0    success; doctor: healthy; migrate/verify: complete and identical
   1    failed: server unreachable, a check failed, a database or file error
   2    usage: bad arguments or configuration (flags, DATABASE_URL, paths)
-  3    finished with problems: rows rejected or conflicting; verify: differences
+  3    finished with problems: rows rejected or conflicting; verify: differences;
+       server status: not running
   4    migrate stopped at the first bad row (--on-error stop)
   5    migrate lost the server mid-run: committed batches stay, re-run to finish
   130  interrupted (Ctrl-C)"""

@@ -31,6 +31,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -63,6 +64,7 @@ from ._common import (
     EXIT_STOPPED,
     EXIT_USAGE,
     default_database_url,
+    print_error,
 )
 
 
@@ -173,8 +175,21 @@ def _exit_code(report: MigrationReport) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+def _source_problem(path: str) -> str | None:
+    """Why *path* cannot be the legacy SQLite file (checked before connecting), or None."""
+    p = Path(path)
+    if p.is_dir():
+        return f"SQLITE_PATH {path} is a directory, not a SQLite file: give the database file (e.g. {p / 'local.db'})"
+    if not p.exists():
+        return f"SQLITE_PATH {path} does not exist"
+    return None
+
+
 async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``migrate``."""
+    if (problem := _source_problem(args.sqlite_path)) is not None:
+        print_error(problem)
+        return EXIT_USAGE
 
     err = Console(stderr=True)
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
@@ -195,12 +210,12 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
                 stopped = exc.report
                 assert isinstance(stopped, MigrationReport)
                 report = stopped
-                err.print(f"[bold red]stopped:[/] {exc}", highlight=False)
+                print_error(str(exc), prefix="stopped")
                 err.print("fix the row (or run with --on-error skip --reject-file PATH) and re-run; loaded rows stay.")
             except MigrationError as exc:
                 if not isinstance(exc.report, MigrationReport):
                     raise  # nothing ran: the one-line error of main()
-                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                print_error(str(exc))
                 loaded = sum(t.inserted + t.overwritten for t in exc.report.tables)
                 err.print(
                     f"loaded before the fault: {loaded} rows; re-run the same command to finish",
@@ -215,7 +230,22 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     return _exit_code(report)
 
 
+EMPTY_TARGET = "target has none of these rows: run migrate first"
+
+
+def _target_is_empty(report: VerificationReport) -> bool:
+    return sum(t.source_rows for t in report.tables) > 0 and all(t.target_rows == 0 for t in report.tables)
+
+
 def _verification_summary(report: VerificationReport, console: Console) -> None:
+    if _target_is_empty(report):
+        rows = sum(t.source_rows for t in report.tables)
+        console.print(
+            f"[bold red]DIFFERENCES FOUND[/]: {EMPTY_TARGET} ({rows} rows in {len(report.tables)} tables of "
+            f"{report.source}; {report.database} has none)",
+            highlight=False,
+        )
+        return
     table = Table(title=f"verify {report.source} <-> {report.database}", title_justify="left")
     for name in (
         "table",
@@ -259,6 +289,9 @@ def _verification_summary(report: VerificationReport, console: Console) -> None:
 
 async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``verify``."""
+    if (problem := _source_problem(args.sqlite_path)) is not None:
+        print_error(problem)
+        return EXIT_USAGE
 
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
         report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from ..config import mask_text
-from ..errors import DealhunterVectorsError, SchemaError
+from ..errors import ConfigurationError, DealhunterVectorsError, SchemaError
 from .embedded import resolve_database_url
 from .pool import PGVECTOR_MIN_SAFE
 from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, legacy_schema, schema_status
@@ -315,12 +315,15 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
     """Connect to *url* without bootstrapping anything and run every check (see module doc).
 
     Never raises for a server problem: an unreachable server, a refused login or a missing
-    database is a failing check that says what to do. Passwords never appear.
+    database is a failing check that says what to do. Passwords never appear. A malformed
+    URL raises :class:`ConfigurationError`.
     """
     report = DoctorReport()
     add = report.checks.append
     try:
         dsn = resolve_database_url(url)
+    except ConfigurationError:
+        raise  # the URL itself is wrong: a usage error, not a finding about the server
     except DealhunterVectorsError as exc:
         add(Check("server reachable", "fail", mask_text(str(exc)), "fix DATABASE_URL / --database-url"))
         return report
