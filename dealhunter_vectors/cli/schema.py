@@ -19,12 +19,13 @@ from ..db.pool import Pool
 from ..db.schema import apply_schema, create_vector_indexes
 from ..scale.replicas import ReplicatedPool, replica_checks
 from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect, default_database_url
+from ._progress import watch_index_builds
 
 __all__ = ["doctor_report", "print_doctor_report", "register"]
 
 
 async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
-    async with connect(args, min_size=1, max_size=2) as pool:
+    async with connect(args, min_size=1, max_size=2) as pool, watch_index_builds(pool, Console(stderr=True)):
         applied = await apply_schema(pool, text_search_config=args.text_search_config, distributed=args.distributed)
         console.print(f"schema: applied {applied}" if applied else "schema: up to date, nothing to apply")
         console.print(f"text search configuration: {await text_search_config(pool)}")
@@ -32,8 +33,9 @@ async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
 
 
 async def cmd_schema_indexes(args: argparse.Namespace, console: Console) -> int:
-    async with connect(args, min_size=1, max_size=2) as pool, pool.acquire() as conn:
-        await create_vector_indexes(conn)
+    async with connect(args, min_size=1, max_size=2) as pool:
+        async with watch_index_builds(pool, Console(stderr=True)), pool.acquire() as conn:
+            await create_vector_indexes(conn)
         console.print("vector indexes: present")
     return EXIT_OK
 

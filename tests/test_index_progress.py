@@ -1,0 +1,62 @@
+"""Index build progress from pg_stat_progress_create_index (the CLI's bars for index builds).
+
+Deterministic: a CREATE INDEX CONCURRENTLY waits for a transaction that holds a writer's
+lock on the table, so the build sits in its "waiting for writers" phase until we commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import asyncpg
+from rich.console import Console
+
+import dealhunter_vectors as dv
+from dealhunter_vectors.cli._progress import watch_index_builds
+from dealhunter_vectors.db.schema import index_build_progress
+
+
+async def test_no_builds_no_progress(dhv_pool: dv.Pool) -> None:
+    assert await index_build_progress(dhv_pool) == []
+
+
+async def test_a_running_build_is_reported_and_shown(dhv_database_url: str) -> None:
+    writer = await asyncpg.connect(dhv_database_url)
+    builder = await asyncpg.connect(dhv_database_url)
+    pool = await dv.create_pool(dhv_database_url, min_size=1, max_size=2)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    try:
+        tx = writer.transaction()
+        await tx.start()
+        await writer.execute("LOCK TABLE deal_embeddings IN ROW EXCLUSIVE MODE")
+        build = asyncio.create_task(
+            builder.execute("CREATE INDEX CONCURRENTLY dhv_progress_probe ON deal_embeddings (chunk_index)")
+        )
+        async with watch_index_builds(pool, console) as seen:
+            while not seen and not build.done():  # noqa: ASYNC110 - polling what the watcher saw
+                await asyncio.sleep(0.05)
+            running = await index_build_progress(pool)
+            await tx.commit()
+            await build
+        assert running, "the blocked build must be visible"
+        [b] = running
+        assert b.table == "deal_embeddings" and b.command == "CREATE INDEX CONCURRENTLY"
+        assert b.phase.startswith("waiting for writers")
+        assert seen and seen[0].table == "deal_embeddings"
+        assert "waiting for writers" in out.getvalue()
+        assert await index_build_progress(pool) == []
+    finally:
+        await dv.close_pool(pool)
+        await writer.close()
+        await builder.close()
+
+
+def test_progress_is_silent_on_a_pipe() -> None:
+    async def run() -> list[object]:
+        console = Console(file=io.StringIO(), force_terminal=False)
+        async with watch_index_builds(None, console) as seen:  # type: ignore[arg-type]
+            return list(seen)
+
+    assert asyncio.run(run()) == []
