@@ -78,7 +78,7 @@ def _stop_embedded(data_dir: Path) -> None:
     """Stop the server the README's commands left running in *data_dir* (ours only)."""
     if not (data_dir / "postmaster.pid").exists():
         return
-    from dealhunter_vectors.embedded import start_embedded, stop_embedded
+    from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 
     start_embedded(data_dir)  # reuses the running server: a handle to stop it
     stop_embedded(data_dir)
@@ -128,7 +128,7 @@ def _setup(block: Block, session: ReadmeSession) -> None:
         return
     kind, _, arg = spec.partition(" ")
     if kind == "legacy-sqlite":
-        from dealhunter_vectors.legacy_db import LegacyDatasetSpec, build_legacy_database
+        from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 
         target = session.workdir / arg
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,10 @@ pydantic model) on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,11 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     Task,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -136,6 +139,17 @@ class _Reporter:
             self.console.print(f"migrate: ANALYZE {ev.table}", highlight=False)
 
 
+@contextlib.contextmanager
+def _working(console: Console, text: str) -> Iterator[None]:
+    """A spinner with the elapsed time while a long step runs (on a terminal only)."""
+    if not console.is_terminal:
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn(text), TimeElapsedColumn(), console=console, transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
 def _migration_summary(report: MigrationReport, console: Console) -> None:
     table = Table(title=f"migrate {report.source} -> {report.database}", title_justify="left")
     for name in ("table", "source", "inserted", "present", "overwritten", "conflicts", "rejected", "rows/s"):
@@ -156,7 +170,7 @@ def _migration_summary(report: MigrationReport, console: Console) -> None:
         )
     console.print(table)
     for p in report.problems[:20]:
-        console.print(f"[red]problem:[/] {p.describe()}", highlight=False)
+        console.print(f"[red]problem:[/] {p.describe()}", highlight=False, soft_wrap=True)
     if report.problem_count > 20:
         console.print(f"... {report.problem_count - 20} more problems (see the report / reject file)")
     for t in report.tables:
@@ -294,7 +308,8 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         return EXIT_USAGE
 
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
-        report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
+        with _working(Console(stderr=True), "verify: checksumming every row on both sides"):
+            report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
     if args.json:
         print(report.model_dump_json(indent=2))
     else:
