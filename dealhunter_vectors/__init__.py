@@ -89,6 +89,7 @@ from .search import (
 from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
 from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
+
 def _package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
