@@ -31,7 +31,7 @@ import numpy as np
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -42,7 +42,7 @@ from .db.embedded import embedded_url, is_embedded_url, parse_embedded_url, reso
 from .db.pool import Pool, open_pool
 from .db.schema import apply_schema, quote_ident
 from .legacy import algorithms as legacy
-from .legacy.database import LegacyDatasetSpec, build_legacy_database
+from .legacy.database import BUILD_STEPS, BuildProgress, LegacyDatasetSpec, build_legacy_database
 from .legacy.synthetic import query_with_cosine
 from .migrate.loader import MigrationProgress, migrate_sqlite
 from .migrate.reports import MigrationReport
@@ -301,8 +301,8 @@ async def run_demo(
         say(f"[bold]1. legacy SQLite[/]: reusing {sqlite_path} ({sqlite_path.stat().st_size / 2**20:.0f} MB)")
     else:
         say(f"[bold]1. legacy SQLite[/]: writing {sqlite_path} the way the old app did (Drizzle) ...")
-        with _building_status(console, quiet=quiet):
-            summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False)
+        with _build_progress(console, quiet=quiet) as on_step:
+            summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False, progress=on_step)
         total = sum(summary.row_counts.values())
         say(
             f"   {total:,} rows in 29 tables, {sqlite_path.stat().st_size / 2**20:.0f} MB, "
@@ -384,6 +384,22 @@ async def run_demo(
 def _loaded_nothing(report: MigrationReport | None) -> bool:
     """True when the migration did not run or loaded no row (nothing worth keeping)."""
     return report is None or sum(t.inserted + t.already_present for t in report.tables) == 0
+
+
+@contextlib.contextmanager
+def _build_progress(console: Console, *, quiet: bool) -> Iterator[BuildProgress | None]:
+    """A rich bar over the legacy database's build steps (on a terminal only)."""
+    if quiet or not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("   {task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("legacy SQLite", total=len(BUILD_STEPS))
+
+        def on_step(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"legacy SQLite: {step}", completed=done, total=total)
+
+        yield on_step
 
 
 @contextlib.contextmanager

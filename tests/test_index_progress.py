@@ -1,4 +1,4 @@
-"""Index build progress from pg_stat_progress_create_index (the CLI's bars for index builds).
+"""Progress displays: index builds from pg_stat_progress_create_index (the CLI's bars for index builds).
 
 Deterministic: a CREATE INDEX CONCURRENTLY waits for a transaction that holds a writer's
 lock on the table, so the build sits in its "waiting for writers" phase until we commit.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from pathlib import Path
 
 import asyncpg
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.console import Console
 import dealhunter_vectors as dv
 from dealhunter_vectors.cli._progress import watch_index_builds
 from dealhunter_vectors.db.schema import index_build_progress
+from dealhunter_vectors.legacy.database import BUILD_STEPS, LegacyDatasetSpec, build_legacy_database
 
 
 async def test_no_builds_no_progress(dhv_pool: dv.Pool) -> None:
@@ -60,3 +62,12 @@ def test_progress_is_silent_on_a_pipe() -> None:
             return list(seen)
 
     assert asyncio.run(run()) == []
+
+
+def test_legacy_build_reports_every_step(tmp_path: Path) -> None:
+    """The demo's data-generation bar: each build step, in order, then done == total."""
+    calls: list[tuple[str, int, int]] = []
+    build_legacy_database(tmp_path / "x.db", LegacyDatasetSpec.tiny(), progress=lambda *a: calls.append(a))
+    assert [c[0] for c in calls] == [*BUILD_STEPS, "done"]
+    assert [c[1] for c in calls] == list(range(len(BUILD_STEPS) + 1))
+    assert all(c[2] == len(BUILD_STEPS) for c in calls)
