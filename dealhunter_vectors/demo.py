@@ -294,7 +294,7 @@ async def run_demo(
 
     def say(text: str) -> None:
         if not quiet:
-            console.print(text, highlight=False)
+            console.print(text, highlight=False, soft_wrap=True)  # paths and URLs never broken
 
     # 1. the legacy database
     if sqlite_path.exists():

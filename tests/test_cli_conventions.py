@@ -227,3 +227,12 @@ def test_relative_embedded_url_is_a_clear_error(tmp_path: Path) -> None:
             start_embedded(root_dir)
             stop_embedded(root_dir)
         shutil.rmtree(root_dir, ignore_errors=True)
+
+
+def test_unexpected_errors_are_one_line_without_a_traceback() -> None:
+    # the demo cannot create its data directory under /proc: an OSError, not a library error
+    proc = _cli("demo", "--size", "small", "--data-dir", "/proc/dhv-no-such/demo", "--database-url", "embedded")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "/proc/dhv-no-such" in lines[0], proc.stderr

@@ -100,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_CTRL_C
+    except Exception as exc:  # a bug or an environment problem: one line, the traceback only with -v
+        logging.getLogger("dealhunter_vectors.cli").debug("unexpected error", exc_info=True)
+        print_error(f"unexpected {type(exc).__name__}: {exc} (run with -vv for the traceback)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
