@@ -23,8 +23,8 @@ EXIT_CTRL_C = 130
 EXIT_CODES_HELP = """\
 exit codes (every subcommand):
   0    success; doctor: healthy; migrate/verify: complete and identical
-  1    failed: server unreachable, a check failed, a database or file error
-  2    usage: bad arguments or configuration (flags, DATABASE_URL, paths)
+  1    failed: server unreachable, a check failed, a database error, a missing or unreadable file
+  2    usage: bad arguments or configuration (flags, DATABASE_URL)
   3    finished with problems: rows rejected or conflicting; verify: differences;
        server status: not running
   4    migrate stopped at the first bad row (--on-error stop)

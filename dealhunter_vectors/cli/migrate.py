@@ -203,7 +203,7 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``migrate``."""
     if (problem := _source_problem(args.sqlite_path)) is not None:
         print_error(problem)
-        return EXIT_USAGE
+        return EXIT_FAILED  # an unreadable source: the run failed (exit code 1, as documented)
 
     err = Console(stderr=True)
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
@@ -305,7 +305,7 @@ async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``verify``."""
     if (problem := _source_problem(args.sqlite_path)) is not None:
         print_error(problem)
-        return EXIT_USAGE
+        return EXIT_FAILED  # an unreadable source: the run failed (exit code 1, as documented)
 
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
         with _working(Console(stderr=True), "verify: checksumming every row on both sides"):
