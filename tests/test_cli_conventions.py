@@ -236,3 +236,14 @@ def test_unexpected_errors_are_one_line_without_a_traceback() -> None:
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "/proc/dhv-no-such" in lines[0], proc.stderr
+
+
+def test_name_flags_replaces_parameters_not_words() -> None:
+    from dealhunter_vectors.cli._common import name_flags
+
+    flags = {"qualification_id": "--qualification-id", "raw": "--raw", "limit": "--limit"}
+    assert name_flags("give exactly one of qualification_id and x", flags) == (
+        "give exactly one of --qualification-id and x"
+    )
+    assert name_flags("no raw chunk with id x", flags) == "no raw chunk with id x"
+    assert name_flags("limit must be >= 1, got 0", flags) == "--limit must be >= 1, got 0"

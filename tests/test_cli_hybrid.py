@@ -134,7 +134,7 @@ async def test_mmr_option_on_the_owner_scoped_sites(
         (("lead", "--qualification-id", "q-1"), "needs --query-file or --like-chunk"),
         (("hybrid", "x" * 5000, "--qualification-id", "q-1"), "query_text"),
         (("hybrid", "TYPO3", "--raw"), "--pre-qualification-id"),
-        (("hybrid", "TYPO3", "--qualification-id", "q-1", "--mmr-lambda", "2"), "mmr_lambda"),
+        (("hybrid", "TYPO3", "--qualification-id", "q-1", "--mmr-lambda", "2"), "--mmr-lambda"),  # the flag
         (("hybrid", "TYPO3", "--qualification-id", "q-1", "--text-weight", "0", "--vector-weight", "0"), "both 0"),
     ],
 )

@@ -61,9 +61,18 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def name_flags(message: str, flags: Mapping[str, str]) -> str:
-    """*message* with the library's parameter names replaced by the CLI's flags."""
+    """*message* with the library's parameter names replaced by the CLI's flags.
+
+    A parameter name with an underscore (``qualification_id``) is replaced wherever it
+    stands alone; a one-word name (``limit``) only where it is clearly the parameter
+    (``limit must ...``, ``limit=``), so ordinary words ("raw chunk") stay as they are.
+    """
     for dest in sorted(flags, key=len, reverse=True):
-        message = re.sub(rf"(?<![\w-]){re.escape(dest)}(?![\w-])", flags[dest], message)
+        flag = flags[dest]
+        if "_" in dest:
+            message = re.sub(rf"(?<![\w-]){re.escape(dest)}(?![\w-])", flag, message)
+        else:
+            message = re.sub(rf"(?<![\w-]){re.escape(dest)}(?=\s+must\b|=)", flag, message)
     return message
 
 
