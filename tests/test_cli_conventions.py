@@ -77,6 +77,7 @@ def test_help_and_readme_document_one_exit_code_scheme() -> None:
         ("2", "usage"),
         ("3", "problems"),
         ("4", "stopped"),
+        ("5", "re-run"),
         ("130", "interrupted"),
     ):
         assert re.search(rf"\n  {code}\s+.*{word}", codes), text
