@@ -37,7 +37,8 @@ async def test_a_running_build_is_reported_and_shown(dhv_database_url: str) -> N
             builder.execute("CREATE INDEX CONCURRENTLY dhv_progress_probe ON deal_embeddings (chunk_index)")
         )
         async with watch_index_builds(pool, console) as seen:
-            while not seen and not build.done():  # noqa: ASYNC110 - polling what the watcher saw
+            # the watcher polls on its own: wait until it has seen the blocked phase
+            while not any(b.phase.startswith("waiting for writers") for b in seen) and not build.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             running = await index_build_progress(pool)
             await tx.commit()
@@ -46,7 +47,7 @@ async def test_a_running_build_is_reported_and_shown(dhv_database_url: str) -> N
         [b] = running
         assert b.table == "deal_embeddings" and b.command == "CREATE INDEX CONCURRENTLY"
         assert b.phase.startswith("waiting for writers")
-        assert seen and seen[0].table == "deal_embeddings"
+        assert seen and all(b.table == "deal_embeddings" for b in seen)
         assert "waiting for writers" in out.getvalue()
         assert await index_build_progress(pool) == []
     finally:
