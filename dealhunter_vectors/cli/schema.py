@@ -43,7 +43,7 @@ async def cmd_schema_indexes(args: argparse.Namespace, console: Console) -> int:
 def print_doctor_report(report: DoctorReport, console: Console, *, title: str) -> None:
     """The doctor table: one row per check, what to do next to each failing one."""
     table = Table(title=title, title_justify="left")
-    table.add_column("check", overflow="fold", ratio=2, min_width=12)
+    table.add_column("check", no_wrap=True)  # names are keys (scripts, tests): never folded
     table.add_column("status", no_wrap=True, min_width=6)
     table.add_column("detail", overflow="fold", ratio=3)
     table.add_column("what to do", overflow="fold", ratio=3)
