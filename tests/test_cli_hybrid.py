@@ -157,6 +157,6 @@ async def test_schema_apply_text_search_config(
     assert await dv.text_search_config(dhv_pool) == "simple"
     assert await asyncio.to_thread(call) == 0  # kept
     assert "text search configuration: simple" in capsys.readouterr().out
-    assert await asyncio.to_thread(call, "--text-search-config", "klingon") == 1
+    assert await asyncio.to_thread(call, "--text-search-config", "klingon") == 2  # a bad option value: usage
     err = capsys.readouterr().err
     assert "klingon" in err and "Traceback" not in err

@@ -43,10 +43,12 @@ async def cmd_schema_indexes(args: argparse.Namespace, console: Console) -> int:
 def print_doctor_report(report: DoctorReport, console: Console, *, title: str) -> None:
     """The doctor table: one row per check, what to do next to each failing one."""
     table = Table(title=title, title_justify="left")
-    table.add_column("check", no_wrap=True)  # names are keys (scripts, tests): never folded
+    # the check name keeps its full width when there is room (names are keys for scripts);
+    # on a narrow terminal it folds before detail and advice get squeezed
+    table.add_column("check", overflow="fold")
     table.add_column("status", no_wrap=True, min_width=6)
-    table.add_column("detail", overflow="fold", ratio=3)
-    table.add_column("what to do", overflow="fold", ratio=3)
+    table.add_column("detail", overflow="fold", ratio=1, min_width=20)
+    table.add_column("what to do", overflow="fold", ratio=1, min_width=20)
     styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     for c in report.checks:
         table.add_row(c.name, f"[{styles[c.status]}]{c.status}[/]", c.detail, c.fix or "")
