@@ -89,7 +89,18 @@ from .search import (
 from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
 from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
 
-__version__ = "0.1.0"
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dealhunter-vectors")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+        return "0+unknown"
+
+
+__version__ = _package_version()
+"""The installed distribution's version (``importlib.metadata``): what ``--version`` prints."""
 
 _compat.install()  # 0.1 module paths (dealhunter_vectors.vector_search, ...) for one release
 

@@ -15,11 +15,14 @@ as already present); ``fresh=True`` recreates both.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shlex
 import shutil
 import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,17 +31,21 @@ import numpy as np
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from .cli.search import hit_cells
+from .cli.search import hits_table
 from .config import mask_url, with_database
-from .db.embedded import resolve_database_url
+from .db.embedded import default_data_dir as default_embedded_data_dir
+from .db.embedded import embedded_url, is_embedded_url, parse_embedded_url, resolve_database_url
 from .db.pool import Pool, open_pool
 from .db.schema import apply_schema, quote_ident
 from .legacy import algorithms as legacy
-from .legacy.database import LegacyDatasetSpec, build_legacy_database
+from .legacy.database import BUILD_STEPS, BuildProgress, LegacyDatasetSpec, build_legacy_database
 from .legacy.synthetic import query_with_cosine
 from .migrate.loader import MigrationProgress, migrate_sqlite
+from .migrate.reports import MigrationReport
 from .migrate.verify import verify_migration
 from .models import DealChunkHit, PreQualificationMatch, RawChunkHit, SimilarityHit
 from .search import (
@@ -113,6 +120,13 @@ class DemoResult(BaseModel):
     rows_already_present: int
     verified: bool
     call_sites: list[CallSiteResult]
+    explore_url: str = Field(
+        default="",
+        description="the URL of the demo database for follow-up commands (explicit embedded form; password masked)",
+    )
+    follow_up: list[str] = Field(
+        default_factory=list, description="commands that explore the demo data (printed at the end)"
+    )
 
     @property
     def ok(self) -> bool:
@@ -167,7 +181,8 @@ def _legacy_id(row: dict[str, Any]) -> str:
     return str(value)
 
 
-async def _prepare_database(admin_url: str, name: str, *, fresh: bool) -> None:
+async def _prepare_database(admin_url: str, name: str, *, fresh: bool) -> bool:
+    """Create database *name* (dropped first when *fresh*); return whether it was created now."""
     admin = await asyncpg.connect(admin_url)
     try:
         if fresh:
@@ -175,8 +190,56 @@ async def _prepare_database(admin_url: str, name: str, *, fresh: bool) -> None:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
             await admin.execute(f"CREATE DATABASE {quote_ident(name)}")
+        return not exists
     finally:
         await admin.close()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+def _command_path(name: str) -> str:
+    """How to call this environment's *name* script: ``.venv/bin/NAME`` when under the working
+    directory, else its absolute path, else the bare name (found on PATH)."""
+    candidate = Path(sys.executable).parent / name
+    if not candidate.exists():
+        return name
+    try:
+        return str(candidate.relative_to(Path.cwd()))
+    except ValueError:
+        return str(candidate)
+
+
+def explore_url(database_url: str, database: str) -> str:
+    """The URL of *database* on the server of *database_url*, as a user can paste it.
+
+    The embedded server gets its explicit form (``embedded:///abs/dir?database=NAME``, which
+    starts the server again if it was stopped); any other URL is masked.
+    """
+    if is_embedded_url(database_url):
+        target = parse_embedded_url(database_url)
+        return embedded_url(target.data_dir or default_embedded_data_dir(), database)
+    return mask_url(with_database(database_url, database))
+
+
+def follow_up_commands(url: str, *, qualification_id: str, chunk_id: str | None) -> list[str]:
+    """The commands that explore the demo data: doctor, a search by a stored chunk, the web app."""
+    dhv = _command_path("dealhunter-vectors")
+    quoted = shlex.quote(url)
+    commands = [f"{dhv} doctor --database-url {quoted}"]
+    if chunk_id is not None:
+        commands.append(
+            f"{dhv} search lead --like-chunk {shlex.quote(chunk_id)} --qualification-id "
+            f"{shlex.quote(qualification_id)} --database-url {quoted}"
+        )
+    commands.append(f"DATABASE_URL={quoted} {_command_path('uvicorn')} examples.fastapi_app:app")
+    commands.append(f"curl -s http://127.0.0.1:8000/qualifications/{qualification_id}/chunks?limit=3")
+    return commands
 
 
 async def _pick(pool: Pool, sql: str) -> str:
@@ -231,14 +294,15 @@ async def run_demo(
 
     def say(text: str) -> None:
         if not quiet:
-            console.print(text, highlight=False)
+            console.print(text, highlight=False, soft_wrap=True)  # paths and URLs never broken
 
     # 1. the legacy database
     if sqlite_path.exists():
         say(f"[bold]1. legacy SQLite[/]: reusing {sqlite_path} ({sqlite_path.stat().st_size / 2**20:.0f} MB)")
     else:
         say(f"[bold]1. legacy SQLite[/]: writing {sqlite_path} the way the old app did (Drizzle) ...")
-        summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False)
+        with _build_progress(console, quiet=quiet) as on_step:
+            summary = build_legacy_database(sqlite_path, demo_spec(size, seed), keep_embeddings=False, progress=on_step)
         total = sum(summary.row_counts.values())
         say(
             f"   {total:,} rows in 29 tables, {sqlite_path.stat().st_size / 2**20:.0f} MB, "
@@ -248,34 +312,52 @@ async def run_demo(
     # 2. migrate + verify
     server_url = resolve_database_url(database_url or "embedded")
     db_name = f"dealhunter_demo_{size}"
-    await _prepare_database(server_url, db_name, fresh=fresh)
+    created = await _prepare_database(server_url, db_name, fresh=fresh)
     url = with_database(server_url, db_name)
     say(f"[bold]2. migrate[/] into {mask_url(url)}")
-    async with open_pool(url, min_size=2, max_size=10) as pool:
-        await apply_schema(pool)
-        from .cli.migrate import _Reporter  # the CLI's rich progress bars / log lines
+    report: MigrationReport | None = None
+    try:
+        async with open_pool(url, min_size=2, max_size=10) as pool:
+            await apply_schema(pool)
+            from .cli.migrate import _Reporter  # the CLI's rich progress bars / log lines
 
-        with _Reporter(console, quiet=quiet) as reporter:
+            with _Reporter(console, quiet=quiet) as reporter:
 
-            def on_progress(ev: MigrationProgress) -> None:
-                reporter(ev)
+                def on_progress(ev: MigrationProgress) -> None:
+                    reporter(ev)
 
-            report = await migrate_sqlite(sqlite_path, pool, progress=on_progress)
-        inserted = sum(t.inserted for t in report.tables)
-        present = sum(t.already_present for t in report.tables)
-        say(
-            f"   {inserted:,} rows inserted, {present:,} already present, "
-            f"{sum(t.rejected for t in report.tables)} rejected, {sum(t.conflicts for t in report.tables)} conflicts"
-        )
-        verification = await verify_migration(sqlite_path, pool)
-        say(
-            f"[bold]3. verify[/]: {'[green]every row matches[/]' if verification.ok else '[red]MISMATCH[/]'} "
-            f"({sum(t.source_rows for t in verification.tables):,} rows, checksums on both sides)"
-        )
+                report = await migrate_sqlite(sqlite_path, pool, progress=on_progress)
+            inserted = sum(t.inserted for t in report.tables)
+            present = sum(t.already_present for t in report.tables)
+            say(
+                f"   {inserted:,} rows inserted, {present:,} already present, "
+                f"{sum(t.rejected for t in report.tables)} rejected, "
+                f"{sum(t.conflicts for t in report.tables)} conflicts"
+            )
+            with _building_status(console, quiet=quiet, text="verifying every row (checksums on both sides) ..."):
+                verification = await verify_migration(sqlite_path, pool)
+            say(
+                f"[bold]3. verify[/]: {'[green]every row matches[/]' if verification.ok else '[red]MISMATCH[/]'} "
+                f"({sum(t.source_rows for t in verification.tables):,} rows, checksums on both sides)"
+            )
 
-        # 4. the call sites
-        say("[bold]4. the old call sites[/], old in-process path vs PostgreSQL + pgvector")
-        results, typed_hits = await _run_call_sites(pool, sqlite_path, seed=seed, repeat=repeat)
+            # 4. the call sites
+            say("[bold]4. the old call sites[/], old in-process path vs PostgreSQL + pgvector")
+            results, typed_hits = await _run_call_sites(pool, sqlite_path, seed=seed, repeat=repeat)
+    except BaseException:
+        if created and _loaded_nothing(report):
+            # a demo that failed before loading anything leaves no empty database behind
+            with contextlib.suppress(Exception):
+                await _drop_database(server_url, db_name)
+        raise
+
+    lead = next(c for c in results if c.name == "lead")
+    shown = explore_url(database_url or "embedded", db_name)
+    follow_up = follow_up_commands(
+        shown,
+        qualification_id=str(lead.arguments["qualification_id"]),
+        chunk_id=lead.ours[0].id if lead.ours else None,
+    )
 
     result = DemoResult(
         size=size,
@@ -286,6 +368,8 @@ async def run_demo(
         rows_already_present=present,
         verified=verification.ok,
         call_sites=results,
+        explore_url=shown,
+        follow_up=follow_up,
     )
     if not quiet:
         _print_results(console, result, typed_hits)
@@ -293,7 +377,61 @@ async def run_demo(
             f"demo finished in {time.perf_counter() - started:.1f} s: "
             + ("[green]all call sites agree with the old path[/]" if result.ok else "[red]DIFFERENCES[/]")
         )
+        _print_follow_up(console, result, database_url=database_url or "embedded")
     return result
+
+
+def _loaded_nothing(report: MigrationReport | None) -> bool:
+    """True when the migration did not run or loaded no row (nothing worth keeping)."""
+    return report is None or sum(t.inserted + t.already_present for t in report.tables) == 0
+
+
+@contextlib.contextmanager
+def _build_progress(console: Console, *, quiet: bool) -> Iterator[BuildProgress | None]:
+    """A rich bar over the legacy database's build steps (on a terminal only)."""
+    if quiet or not console.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("   {task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("legacy SQLite", total=len(BUILD_STEPS))
+
+        def on_step(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"legacy SQLite: {step}", completed=done, total=total)
+
+        yield on_step
+
+
+@contextlib.contextmanager
+def _building_status(
+    console: Console, *, quiet: bool, text: str = "generating clustered 3072-d embeddings and 29 tables ..."
+) -> Iterator[None]:
+    """A rich spinner with the elapsed time on a terminal; nothing otherwise."""
+    if quiet or not console.is_terminal:
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn(text), TimeElapsedColumn(), console=console, transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
+def _print_follow_up(console: Console, result: DemoResult, *, database_url: str) -> None:
+    """The exact commands that explore the demo's data (one per line, never wrapped)."""
+    console.print()
+    console.print(f"[bold]explore the demo data[/] (database {result.database}):", highlight=False)
+    for command in result.follow_up:
+        console.print(Text("  " + command), soft_wrap=True)
+    notes = ["the web app runs from the checkout (examples/); Ctrl-C stops it"]
+    if "***" in result.explore_url:
+        notes.append("the password is masked: put yours in place of ***")
+    if is_embedded_url(database_url):
+        data_dir = parse_embedded_url(database_url).data_dir
+        stop = f"{_command_path('dealhunter-vectors')} server stop"
+        if data_dir is not None:
+            stop += f" --data-dir {shlex.quote(str(data_dir))}"
+        notes.append(f"the embedded PostgreSQL keeps running in the background; stop it with: {stop}")
+    for note in notes:
+        console.print(Text(f"  ({note})", style="dim"), soft_wrap=True)
 
 
 async def _run_call_sites(
@@ -487,18 +625,11 @@ def _snippet(text: str, width: int = 38) -> str:
 
 def _print_results(console: Console, result: DemoResult, typed: dict[str, list[Any]]) -> None:
     for cs in result.call_sites:
-        table = Table(title=f"{cs.name}: {cs.description}", title_justify="left", width=min(console.width, 100))
-        table.add_column("#", justify="right")
-        table.add_column("id", no_wrap=True, min_width=12)
-        table.add_column("sim", justify="right")
-        table.add_column("agent / source")
-        table.add_column("content", overflow="ellipsis", no_wrap=True)
-        for i, hit in enumerate(typed.get(cs.name, []), 1):
-            hit_id, sim, label, content = hit_cells(hit)
-            table.add_row(str(i), hit_id[:12], sim, _snippet(label, 22), _snippet(content))
+        hits = typed.get(cs.name, [])
+        table = hits_table(f"{cs.name}: {cs.description}", hits, width=min(console.width, 120))
         if not cs.ours:
             table.add_row("", "(no hits)", "", "", "")
-        console.print(table)
+        console.print(table, highlight=False)
     timing = Table(title="timings (median): old in-process path vs this library", title_justify="left")
     timing.add_column("call site")
     timing.add_column("hits", justify="right")

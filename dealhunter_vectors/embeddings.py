@@ -40,6 +40,19 @@ Float32Array = npt.NDArray[np.float32]
 _NUMBER_TYPES: Final = frozenset({int, float})
 
 
+_KIND_NAMES = {
+    "U": "text",
+    "S": "bytes",
+    "O": "mixed or non-numeric values",
+    "b": "booleans",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "durations",
+    "V": "raw bytes",
+}
+"""How a rejected array's values are named in messages (never a numpy dtype code like ``<U1``)."""
+
+
 def as_embedding(
     value: Any,
     *,
@@ -67,7 +80,9 @@ def as_embedding(
     if arr.ndim != 1:
         raise InvalidEmbeddingError("type", f"expected a 1-d vector, got shape {arr.shape}", where=where)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise InvalidEmbeddingError("type", f"expected numbers, got values of dtype {arr.dtype}", where=where)
+        raise InvalidEmbeddingError(
+            "type", f"expected numbers, got {_KIND_NAMES.get(arr.dtype.kind, 'other values')}", where=where
+        )
     if arr.shape[0] != dimensions:
         raise InvalidEmbeddingError("dimensions", f"expected {dimensions} dimensions, got {arr.shape[0]}", where=where)
     if arr.dtype == np.float32:
@@ -87,13 +102,13 @@ def as_embedding(
     if not np.isfinite(wide).all():
         bad = int(np.flatnonzero(~np.isfinite(wide))[0])
         raise InvalidEmbeddingError(
-            "finite", f"value at index {bad} is {wide[bad]!r} (NaN/Infinity not allowed)", where=where
+            "finite", f"value at index {bad} is {float(wide[bad])!r} (NaN/Infinity not allowed)", where=where
         )
     if np.abs(wide).max(initial=0.0) > HALF_MAX:
         bad = int(np.flatnonzero(np.abs(wide) > HALF_MAX)[0])
         raise InvalidEmbeddingError(
             "half_precision_range",
-            f"value at index {bad} is {wide[bad]!r}, beyond half precision (|x| <= {HALF_MAX:g})",
+            f"value at index {bad} is {float(wide[bad])!r}, beyond half precision (|x| <= {HALF_MAX:g})",
             where=where,
         )
     out = np.ascontiguousarray(arr, dtype=np.float32)

@@ -1,9 +1,10 @@
 """A FastAPI service with one endpoint per retrieval call site of the old dealhunter app.
 
-Run it (embedded server by default in this example; any DATABASE_URL works):
+Run it from the checkout, in the project's virtual environment (embedded server by default in
+this example; any DATABASE_URL works)::
 
-    pip install 'dealhunter-vectors[embedded,examples]' uvicorn
-    DATABASE_URL=embedded uvicorn examples.fastapi_app:app
+    .venv/bin/pip install -e '.[embedded,examples]'
+    DATABASE_URL=embedded .venv/bin/uvicorn examples.fastapi_app:app
 
 * The pool lives in the app's lifespan (:func:`dealhunter_vectors.lifespan`): opened at
   start-up, closed gracefully at shutdown; handlers reach it as ``request.app.state.db``.
@@ -14,11 +15,14 @@ Run it (embedded server by default in this example; any DATABASE_URL works):
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -47,8 +51,9 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
     async def invalid_embedding(_: Request, exc: dv.InvalidEmbeddingError) -> JSONResponse:
         return JSONResponse(
             status_code=422,
-            content={"detail": [{"type": f"invalid_embedding.{exc.rule}", "loc": ["body", "embedding"],
-                                 "msg": str(exc)}]},
+            content={
+                "detail": [{"type": f"invalid_embedding.{exc.rule}", "loc": ["body", "embedding"], "msg": str(exc)}]
+            },
         )
 
     @app.exception_handler(dv.DatabaseUnavailableError)
@@ -65,6 +70,12 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
             status_code=503, headers={"Retry-After": "1"}, content={"detail": [{"type": kind, "msg": str(exc)}]}
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the rejected input; a NaN/Infinity (which Python's JSON
+        # parser accepts) cannot be written back as JSON: send it as text instead.
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
     @app.exception_handler(ValueError)
     async def bad_argument(_: Request, exc: ValueError) -> JSONResponse:
         # threshold outside [-1, 1], limit < 1, both/neither owner ...
@@ -78,9 +89,16 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
     async def lead_search(qualification_id: str, body: LeadSearchRequest, request: Request) -> LeadSearchResponse:
         """Lead retrieval (queryRagForLead): similarity > 0.3, agent filter with the old fallback."""
         hits = await dv.search_deal_embeddings(
-            db(request), body.embedding, qualification_id=qualification_id, threshold=0.3,
-            limit=body.limit, agent_names=body.agent_names, chunk_categories=body.chunk_categories,
-            min_confidence=body.min_confidence, only_validated=body.only_validated, filter_fallback=True,
+            db(request),
+            body.embedding,
+            qualification_id=qualification_id,
+            threshold=0.3,
+            limit=body.limit,
+            agent_names=body.agent_names,
+            chunk_categories=body.chunk_categories,
+            min_confidence=body.min_confidence,
+            only_validated=body.only_validated,
+            filter_fallback=True,
         )
         return LeadSearchResponse(hits=hits, section_confidence=section_confidence(hits))
 
@@ -92,13 +110,16 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
         return await dv.list_deal_chunks(db(request), qualification_id=qualification_id, limit=limit)
 
     @app.post("/pre-qualifications/{pre_qualification_id}/agent-search", response_model=list[DealChunkHit])
-    async def agent_search(
-        pre_qualification_id: str, body: AgentSearchRequest, request: Request
-    ) -> list[DealChunkHit]:
+    async def agent_search(pre_qualification_id: str, body: AgentSearchRequest, request: Request) -> list[DealChunkHit]:
         """Agent retrieval (queryRAG): similarity > 0.7, tech-stack filter with the old fallback."""
         return await dv.search_deal_embeddings(
-            db(request), body.embedding, pre_qualification_id=pre_qualification_id, threshold=0.7,
-            limit=body.limit, tech_stack=body.tech_stack, filter_fallback=True,
+            db(request),
+            body.embedding,
+            pre_qualification_id=pre_qualification_id,
+            threshold=0.7,
+            limit=body.limit,
+            tech_stack=body.tech_stack,
+            filter_fallback=True,
         )
 
     @app.post("/pre-qualifications/{pre_qualification_id}/raw-search", response_model=list[RawChunkHit])
@@ -109,13 +130,16 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
         )
 
     @app.post("/qualifications/{qualification_id}/expert-search", response_model=list[DealChunkHit])
-    async def expert_search(
-        qualification_id: str, body: ExpertSearchRequest, request: Request
-    ) -> list[DealChunkHit]:
+    async def expert_search(qualification_id: str, body: ExpertSearchRequest, request: Request) -> list[DealChunkHit]:
         """Deep-scan expert (queryLeadRag): > 0.2, agent substring, best k when nothing passes."""
         return await dv.search_deal_embeddings(
-            db(request), body.embedding, qualification_id=qualification_id, threshold=0.2, limit=body.limit,
-            agent_name_contains=body.agent_name_contains, fallback_to_top_k=True,
+            db(request),
+            body.embedding,
+            qualification_id=qualification_id,
+            threshold=0.2,
+            limit=body.limit,
+            agent_name_contains=body.agent_name_contains,
+            fallback_to_top_k=True,
         )
 
     @app.post("/qualifications/{qualification_id}/hybrid-search", response_model=list[HybridDealChunkHit])
@@ -128,17 +152,29 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
         (over 4,096 characters, lone surrogates) is a 422 like any other bad argument.
         """
         return await dv.hybrid_search_deal_embeddings(
-            db(request), body.text, body.embedding, qualification_id=qualification_id, limit=body.limit,
-            agent_names=body.agent_names, chunk_categories=body.chunk_categories, threshold=body.threshold,
-            text_weight=body.text_weight, vector_weight=body.vector_weight, mmr_lambda=body.mmr_lambda,
+            db(request),
+            body.text,
+            body.embedding,
+            qualification_id=qualification_id,
+            limit=body.limit,
+            agent_names=body.agent_names,
+            chunk_categories=body.chunk_categories,
+            threshold=body.threshold,
+            text_weight=body.text_weight,
+            vector_weight=body.vector_weight,
+            mmr_lambda=body.mmr_lambda,
         )
 
     @app.post("/search", response_model=list[SimilarityHit])
     async def search_action(body: SimilarRequest, request: Request) -> list[SimilarityHit]:
         """The search action (searchSimilar): >= threshold, merged over lead, agent and raw sources."""
         return await dv.search_similar(
-            db(request), body.embedding, qualification_id=body.qualification_id,
-            pre_qualification_id=body.pre_qualification_id, threshold=body.threshold, limit=body.limit,
+            db(request),
+            body.embedding,
+            qualification_id=body.qualification_id,
+            pre_qualification_id=body.pre_qualification_id,
+            threshold=body.threshold,
+            limit=body.limit,
             include_raw_chunks=body.include_raw_chunks,
         )
 
@@ -146,11 +182,25 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
     async def duplicates(body: DuplicateRequest, request: Request) -> list[PreQualificationMatch]:
         """The duplicate check's semantic step: similarity percent >= 85 by default."""
         return await dv.find_similar_pre_qualifications(
-            db(request), body.embedding, exclude_id=body.exclude_id,
-            min_similarity_percent=body.min_similarity_percent, limit=body.limit,
+            db(request),
+            body.embedding,
+            exclude_id=body.exclude_id,
+            min_similarity_percent=body.min_similarity_percent,
+            limit=body.limit,
         )
 
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """*value* with every non-finite float replaced by its text (``"nan"``, ``"inf"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
 
 
 class EmbeddingRequest(BaseModel):
@@ -175,7 +225,7 @@ class LeadSearchResponse(BaseModel):
 class HybridSearchRequest(BaseModel):
     """Query text and/or a query embedding, with the hybrid search's options."""
 
-    text: str | None = Field(default=None, description="search words: exact terms, \"phrases\", or, -word")
+    text: str | None = Field(default=None, description='search words: exact terms, "phrases", or, -word')
     embedding: list[float] | None = Field(default=None, description="query embedding (3072 numbers)")
     limit: int = Field(default=5, ge=1, le=50)
     agent_names: list[str] | None = None
@@ -198,7 +248,7 @@ class ExpertSearchRequest(EmbeddingRequest):
 class SimilarRequest(EmbeddingRequest):
     qualification_id: str | None = None
     pre_qualification_id: str | None = None
-    threshold: float = Field(default=0.5, ge=0, le=1)
+    threshold: float = Field(default=0.5, ge=0, le=1, allow_inf_nan=False)
     limit: int = Field(default=10, ge=1, le=50)
     include_raw_chunks: bool = True
 

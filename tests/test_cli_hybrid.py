@@ -134,7 +134,7 @@ async def test_mmr_option_on_the_owner_scoped_sites(
         (("lead", "--qualification-id", "q-1"), "needs --query-file or --like-chunk"),
         (("hybrid", "x" * 5000, "--qualification-id", "q-1"), "query_text"),
         (("hybrid", "TYPO3", "--raw"), "--pre-qualification-id"),
-        (("hybrid", "TYPO3", "--qualification-id", "q-1", "--mmr-lambda", "2"), "mmr_lambda"),
+        (("hybrid", "TYPO3", "--qualification-id", "q-1", "--mmr-lambda", "2"), "--mmr-lambda"),  # the flag
         (("hybrid", "TYPO3", "--qualification-id", "q-1", "--text-weight", "0", "--vector-weight", "0"), "both 0"),
     ],
 )
@@ -157,6 +157,6 @@ async def test_schema_apply_text_search_config(
     assert await dv.text_search_config(dhv_pool) == "simple"
     assert await asyncio.to_thread(call) == 0  # kept
     assert "text search configuration: simple" in capsys.readouterr().out
-    assert await asyncio.to_thread(call, "--text-search-config", "klingon") == 1
+    assert await asyncio.to_thread(call, "--text-search-config", "klingon") == 2  # a bad option value: usage
     err = capsys.readouterr().err
     assert "klingon" in err and "Traceback" not in err

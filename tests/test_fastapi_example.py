@@ -52,20 +52,37 @@ async def client_and_data(dhv_database_factory: Any) -> AsyncIterator[tuple[http
     async with dv.open_pool(url, min_size=1, max_size=2) as pool:
         await seed_owners(pool, pre_qualification_ids=["pq-1", "pq-2"], qualification_ids=["q-1"])
         chunks = [
-            DealChunk(id=f"lead-{i}", qualification_id="q-1", agent_name=f"agent-{i % 2}", chunk_type="text",
-                      content=f"lead chunk {i}", embedding=near(q, 0.9 - 0.1 * i), metadata={"cms": "Drupal"})
+            DealChunk(
+                id=f"lead-{i}",
+                qualification_id="q-1",
+                agent_name=f"agent-{i % 2}",
+                chunk_type="text",
+                content=f"lead chunk {i}",
+                embedding=near(q, 0.9 - 0.1 * i),
+                metadata={"cms": "Drupal"},
+            )
             for i in range(6)
         ] + [
-            DealChunk(id=f"agent-{i}", pre_qualification_id="pq-1", agent_name="tech-agent", chunk_type="text",
-                      content=f"agent chunk {i}", embedding=near(q, 0.95 - 0.05 * i),
-                      metadata={"cms": "TYPO3" if i else "Drupal 10"})
+            DealChunk(
+                id=f"agent-{i}",
+                pre_qualification_id="pq-1",
+                agent_name="tech-agent",
+                chunk_type="text",
+                content=f"agent chunk {i}",
+                embedding=near(q, 0.95 - 0.05 * i),
+                metadata={"cms": "TYPO3" if i else "Drupal 10"},
+            )
             for i in range(4)
         ]
         await dv.insert_deal_chunks(pool, chunks)
-        await dv.replace_raw_chunks(pool, "pq-1", [
-            RawChunk(chunk_index=i, content=f"raw {i}", token_count=10, embedding=near(q, 0.6 - 0.15 * i))
-            for i in range(5)
-        ])
+        await dv.replace_raw_chunks(
+            pool,
+            "pq-1",
+            [
+                RawChunk(chunk_index=i, content=f"raw {i}", token_count=10, embedding=near(q, 0.6 - 0.15 * i))
+                for i in range(5)
+            ],
+        )
         await dv.set_description_embedding(pool, "pq-1", q)
         await dv.set_description_embedding(pool, "pq-2", near(q, 0.8))
         data["stored"] = {c.id: c.embedding for c in chunks}
@@ -83,17 +100,19 @@ async def test_lead_search(client_and_data: tuple[httpx.AsyncClient, dict[str, A
     assert r.status_code == 200, r.text
     body = r.json()
     hits = body["hits"]
-    expected = sorted((cid for cid in data["stored"] if cid.startswith("lead-")
-                       and cos64(data["stored"][cid], data["q"]) > 0.3),
-                      key=lambda cid: -cos64(data["stored"][cid], data["q"]))[:5]
+    expected = sorted(
+        (cid for cid in data["stored"] if cid.startswith("lead-") and cos64(data["stored"][cid], data["q"]) > 0.3),
+        key=lambda cid: -cos64(data["stored"][cid], data["q"]),
+    )[:5]
     assert [h["chunk_id"] for h in hits] == expected
     for h in hits:
         assert abs(h["similarity"] - cos64(data["stored"][h["chunk_id"]], data["q"])) < 1e-5
         assert h["sources"][0]["chunk_id"] == h["chunk_id"]
     assert 0 <= body["section_confidence"] <= 100
     # agent filter with the old fallback: a name that matches nothing -> the unfiltered results
-    r2 = await client.post("/qualifications/q-1/lead-search",
-                           json={"embedding": data["q"].tolist(), "agent_names": ["nobody"]})
+    r2 = await client.post(
+        "/qualifications/q-1/lead-search", json={"embedding": data["q"].tolist(), "agent_names": ["nobody"]}
+    )
     assert [h["chunk_id"] for h in r2.json()["hits"]] == expected
 
 
@@ -107,11 +126,11 @@ async def test_every_other_endpoint(client_and_data: tuple[httpx.AsyncClient, di
     raw = r.json()
     assert [h["chunk_index"] for h in raw] == [0, 1, 2]  # > 0.2 only: cosines 0.6, 0.45, 0.3 (not 0.15, 0)
     assert raw[0]["metadata"] == {"startPosition": 0, "endPosition": 0, "type": "unknown"}
-    r = await client.post("/qualifications/q-1/expert-search",
-                          json={"embedding": q, "agent_name_contains": "AGENT-1"})
+    r = await client.post("/qualifications/q-1/expert-search", json={"embedding": q, "agent_name_contains": "AGENT-1"})
     assert r.status_code == 200 and {h["agent_name"] for h in r.json()} == {"agent-1"}
-    r = await client.post("/search", json={"embedding": q, "qualification_id": "q-1",
-                                           "pre_qualification_id": "pq-1", "threshold": 0.5})
+    r = await client.post(
+        "/search", json={"embedding": q, "qualification_id": "q-1", "pre_qualification_id": "pq-1", "threshold": 0.5}
+    )
     assert r.status_code == 200
     sims = [h["similarity"] for h in r.json()]
     assert sims == sorted(sims, reverse=True) and min(sims) >= 0.5
@@ -194,3 +213,36 @@ async def test_a_statement_timeout_is_503_with_retry_after(dhv_database_factory:
             assert r.json()["detail"][0]["type"] == "query_timeout" and "0.5 s" in r.json()["detail"][0]["msg"]
             r = await client.post("/qualifications/q-t/lead-search", json={"embedding": unit().tolist()})
             assert r.status_code == 200 and r.json()["hits"] == []
+
+
+@pytest.mark.parametrize(
+    ("field", "token", "expected_type", "expected_loc"),
+    [
+        ("embedding", "NaN", "invalid_embedding.finite", ["body", "embedding"]),
+        ("embedding", "Infinity", "invalid_embedding.finite", ["body", "embedding"]),
+        ("threshold", "NaN", "finite_number", ["body", "threshold"]),
+        ("threshold", "-Infinity", "finite_number", ["body", "threshold"]),
+    ],
+)
+async def test_non_finite_numbers_in_a_json_body_are_validation_errors(
+    client_and_data: tuple[httpx.AsyncClient, dict[str, Any]],
+    field: str,
+    token: str,
+    expected_type: str,
+    expected_loc: list[str],
+) -> None:
+    """Python's JSON parser accepts NaN/Infinity; the answer is the 422 validation error that
+    names the field, not "Out of range float values are not JSON compliant"."""
+    client, data = client_and_data
+    numbers = [repr(float(x)) for x in data["q"]]
+    if field == "embedding":
+        numbers[7] = token
+        body = f'{{"embedding": [{", ".join(numbers)}], "qualification_id": "q-1", "threshold": 0.5}}'
+    else:
+        body = f'{{"embedding": [{", ".join(numbers)}], "qualification_id": "q-1", "threshold": {token}}}'
+    r = await client.post("/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert "JSON compliant" not in detail["msg"] and "np." not in detail["msg"]
+    assert detail["type"] == expected_type, detail
+    assert detail["loc"] == expected_loc

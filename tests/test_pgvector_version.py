@@ -54,7 +54,7 @@ async def test_old_pgvector_is_flagged(
         report = await run_doctor(conn)
     finally:
         await conn.close()
-    check = next(c for c in report.checks if c.name == "pgvector")
+    check = next(c for c in report.checks if c.name == "pgvector version")
     assert check.status == "fail" and "0.8.1" in check.detail and "CVE-2026-3172" in check.detail
     assert not report.healthy
     with caplog.at_level(logging.WARNING, logger="dealhunter_vectors.db.pool"):

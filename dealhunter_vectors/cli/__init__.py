@@ -4,11 +4,16 @@
 * :mod:`.migrate`: ``migrate``, ``verify``
 * :mod:`.search`: ``search lead|agent|raw|deep-scan|similar|duplicates``
 * :mod:`.demo`: ``demo``, the main job
+* :mod:`.server`: ``server status|start|stop``, the embedded server
 
 The CLI defaults to the embedded server (so it works on a fresh machine); set
-``DATABASE_URL`` or pass ``--database-url`` for any other server. Exit codes:
-0 success / healthy, 1 a check or run failed, 2 usage or configuration error,
-3 rows rejected or conflicting (verify: differences), 4 stopped at a bad row.
+``DATABASE_URL`` or pass ``--database-url`` for any other server. Exit codes (one scheme
+for every subcommand, :data:`._common.EXIT_CODES_HELP`): 0 success / healthy, 1 a check
+or run failed, 2 usage or configuration error, 3 rows rejected or conflicting (verify:
+differences), 4 stopped at a bad row, 130 interrupted.
+
+Errors are one line on stderr (wrapped only on a terminal) and never show a traceback or
+a password; ``--json`` output is the machine format and ignores the terminal width.
 """
 
 from __future__ import annotations
@@ -16,19 +21,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
 
-from ..config import mask_url
-from ..errors import DealhunterVectorsError
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Handler, add_database_url, default_database_url
+from .. import __version__
+from ..errors import ConfigurationError, DealhunterVectorsError
+from ._common import (
+    EXIT_CODES_HELP,
+    EXIT_CTRL_C,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Handler,
+    add_database_url,
+    default_database_url,
+    print_error,
+)
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "default_database_url", "main"]
 
-COMMAND_GROUPS = ("schema", "migrate", "search", "demo", "cluster")
+COMMAND_GROUPS = ("schema", "migrate", "search", "demo", "server", "cluster")
 """The modules of this package that register subcommands, in ``--help`` order."""
 
 EXTRA_COMMANDS: list[Callable[[Any, Callable[[argparse.ArgumentParser], None]], None]] = []
@@ -47,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dealhunter-vectors",
         description="PostgreSQL + pgvector retrieval layer for dealhunter.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dealhunter-vectors {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log the library's INFO messages on stderr (-vv: DEBUG); loggers 'dealhunter_vectors.*'",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for register in EXTRA_COMMANDS:
@@ -59,16 +85,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("dealhunter_vectors").setLevel(level)
     console = Console(stderr=False)
     handler: Handler = args.handler
     try:
         return asyncio.run(handler(args, console))
+    except ConfigurationError as exc:  # DATABASE_URL, settings: the user's input
+        print_error(str(exc))
+        return EXIT_USAGE
     except DealhunterVectorsError as exc:
-        # one line (soft_wrap: rich must not fold a long path into several lines), no traceback
-        Console(stderr=True).print(f"[bold red]error:[/] {mask_url(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_CTRL_C
+    except Exception as exc:  # a bug or an environment problem: one line, the traceback only with -v
+        logging.getLogger("dealhunter_vectors.cli").debug("unexpected error", exc_info=True)
+        print_error(f"unexpected {type(exc).__name__}: {exc} (run with -vv for the traceback)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ pydantic model) on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -39,9 +41,11 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    SpinnerColumn,
     Task,
     TaskID,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -63,6 +67,7 @@ from ._common import (
     EXIT_STOPPED,
     EXIT_USAGE,
     default_database_url,
+    print_error,
 )
 
 
@@ -134,6 +139,17 @@ class _Reporter:
             self.console.print(f"migrate: ANALYZE {ev.table}", highlight=False)
 
 
+@contextlib.contextmanager
+def _working(console: Console, text: str) -> Iterator[None]:
+    """A spinner with the elapsed time while a long step runs (on a terminal only)."""
+    if not console.is_terminal:
+        yield
+        return
+    with Progress(SpinnerColumn(), TextColumn(text), TimeElapsedColumn(), console=console, transient=True) as bar:
+        bar.add_task(text, total=None)
+        yield
+
+
 def _migration_summary(report: MigrationReport, console: Console) -> None:
     table = Table(title=f"migrate {report.source} -> {report.database}", title_justify="left")
     for name in ("table", "source", "inserted", "present", "overwritten", "conflicts", "rejected", "rows/s"):
@@ -154,7 +170,7 @@ def _migration_summary(report: MigrationReport, console: Console) -> None:
         )
     console.print(table)
     for p in report.problems[:20]:
-        console.print(f"[red]problem:[/] {p.describe()}", highlight=False)
+        console.print(f"[red]problem:[/] {p.describe()}", highlight=False, soft_wrap=True)
     if report.problem_count > 20:
         console.print(f"... {report.problem_count - 20} more problems (see the report / reject file)")
     for t in report.tables:
@@ -173,8 +189,21 @@ def _exit_code(report: MigrationReport) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+def _source_problem(path: str) -> str | None:
+    """Why *path* cannot be the legacy SQLite file (checked before connecting), or None."""
+    p = Path(path)
+    if p.is_dir():
+        return f"SQLITE_PATH {path} is a directory, not a SQLite file: give the database file (e.g. {p / 'local.db'})"
+    if not p.exists():
+        return f"SQLITE_PATH {path} does not exist"
+    return None
+
+
 async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``migrate``."""
+    if (problem := _source_problem(args.sqlite_path)) is not None:
+        print_error(problem)
+        return EXIT_FAILED  # an unreadable source: the run failed (exit code 1, as documented)
 
     err = Console(stderr=True)
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
@@ -195,12 +224,12 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
                 stopped = exc.report
                 assert isinstance(stopped, MigrationReport)
                 report = stopped
-                err.print(f"[bold red]stopped:[/] {exc}", highlight=False)
+                print_error(str(exc), prefix="stopped")
                 err.print("fix the row (or run with --on-error skip --reject-file PATH) and re-run; loaded rows stay.")
             except MigrationError as exc:
                 if not isinstance(exc.report, MigrationReport):
                     raise  # nothing ran: the one-line error of main()
-                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                print_error(str(exc))
                 loaded = sum(t.inserted + t.overwritten for t in exc.report.tables)
                 err.print(
                     f"loaded before the fault: {loaded} rows; re-run the same command to finish",
@@ -215,7 +244,22 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     return _exit_code(report)
 
 
+EMPTY_TARGET = "target has none of these rows: run migrate first"
+
+
+def _target_is_empty(report: VerificationReport) -> bool:
+    return sum(t.source_rows for t in report.tables) > 0 and all(t.target_rows == 0 for t in report.tables)
+
+
 def _verification_summary(report: VerificationReport, console: Console) -> None:
+    if _target_is_empty(report):
+        rows = sum(t.source_rows for t in report.tables)
+        console.print(
+            f"[bold red]DIFFERENCES FOUND[/]: {EMPTY_TARGET} ({rows} rows in {len(report.tables)} tables of "
+            f"{report.source}; {report.database} has none)",
+            highlight=False,
+        )
+        return
     table = Table(title=f"verify {report.source} <-> {report.database}", title_justify="left")
     for name in (
         "table",
@@ -259,9 +303,13 @@ def _verification_summary(report: VerificationReport, console: Console) -> None:
 
 async def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     """Handler of ``verify``."""
+    if (problem := _source_problem(args.sqlite_path)) is not None:
+        print_error(problem)
+        return EXIT_FAILED  # an unreadable source: the run failed (exit code 1, as documented)
 
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
-        report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
+        with _working(Console(stderr=True), "verify: checksumming every row on both sides"):
+            report = await verify_migration(args.sqlite_path, pool, tables=args.tables, workers=args.workers)
     if args.json:
         print(report.model_dump_json(indent=2))
     else:

