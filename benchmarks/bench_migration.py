@@ -37,9 +37,9 @@ import dealhunter_vectors.db.schema
 from benchmarks import datasets as ds
 from benchmarks.conftest import REPO_ROOT, Runner
 from benchmarks.legacy_paths import PreparedTable, plan_script_migrate, prepare_raw_copy, raw_copy_load
-from dealhunter_vectors.legacy.database import build_legacy_database
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.db.schema import VECTOR_INDEXES, apply_schema, drop_vector_indexes, quote_ident
+from dealhunter_vectors.legacy.database import build_legacy_database
 from dealhunter_vectors.testing import with_database
 
 CASE = "migration"

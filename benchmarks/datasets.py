@@ -50,13 +50,13 @@ import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+from dealhunter_vectors.db.schema import apply_schema, migrations, quote_ident, vector_index_statements
 from dealhunter_vectors.legacy.database import (
     LegacyDatasetSpec,
     create_legacy_schema,
     embedding_to_json,
     js_json_dumps,
 )
-from dealhunter_vectors.db.schema import apply_schema, migrations, quote_ident, vector_index_statements
 from dealhunter_vectors.legacy.synthetic import (
     EmbeddingSpace,
     TextGenerator,

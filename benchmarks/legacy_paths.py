@@ -36,8 +36,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.db.schema import legacy_schema, quote_ident
+from dealhunter_vectors.legacy import algorithms as legacy
 
 
 @dataclass(frozen=True)

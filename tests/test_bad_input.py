@@ -65,12 +65,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dealhunter_vectors.migrate.loader import migrate_sqlite
-from dealhunter_vectors.errors import MigrationStoppedError
-from dealhunter_vectors.legacy.database import create_legacy_schema, embedding_to_json
-from dealhunter_vectors.migrate.reports import MigrationReport
 from dealhunter_vectors.db.pool import close_pool, create_pool
 from dealhunter_vectors.db.schema import legacy_schema, quote_ident
+from dealhunter_vectors.errors import MigrationStoppedError
+from dealhunter_vectors.legacy.database import create_legacy_schema, embedding_to_json
+from dealhunter_vectors.migrate.loader import migrate_sqlite
+from dealhunter_vectors.migrate.reports import MigrationReport
 
 Factory = Callable[[], Awaitable[str]]
 FACTS = {t["name"]: t for t in legacy_schema()["tables"]}

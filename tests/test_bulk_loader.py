@@ -22,11 +22,11 @@ import asyncpg
 import numpy as np
 import pytest
 
-from dealhunter_vectors.migrate.loader import load_order, migrate_sqlite
-from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.migrate.reports import MigrationReport
 from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
 from dealhunter_vectors.db.schema import VECTOR_INDEXES, legacy_schema, quote_ident
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.migrate.loader import load_order, migrate_sqlite
+from dealhunter_vectors.migrate.reports import MigrationReport
 
 Factory = Callable[[], Awaitable[str]]
 FACTS = {t["name"]: t for t in legacy_schema()["tables"]}

@@ -12,8 +12,8 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.cli import main
-from dealhunter_vectors.models import DealChunk, RawChunk
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
+from dealhunter_vectors.models import DealChunk, RawChunk
 from dealhunter_vectors.testing import seed_owners
 
 rng = np.random.default_rng(5)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.cli import main
+from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.testing import with_database
 
 

@@ -34,12 +34,12 @@ import asyncpg
 import numpy as np
 import pytest
 
-from dealhunter_vectors.migrate.loader import MigrationProgress, migrate_sqlite
-from dealhunter_vectors.errors import MigrationStoppedError
-from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.migrate.reports import RowProblem
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.db.schema import legacy_schema, quote_ident
+from dealhunter_vectors.errors import MigrationStoppedError
+from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
+from dealhunter_vectors.migrate.loader import MigrationProgress, migrate_sqlite
+from dealhunter_vectors.migrate.reports import RowProblem
 
 Factory = Callable[[], Awaitable[str]]
 FACTS = {t["name"]: t for t in legacy_schema()["tables"]}

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.errors import InvalidEmbeddingError
-from dealhunter_vectors.testing import seed_owners
+from dealhunter_vectors.legacy import algorithms as legacy
 from dealhunter_vectors.search import similarity_percent
+from dealhunter_vectors.testing import seed_owners
 
 DIMS = 3072
 
