@@ -55,7 +55,7 @@ import asyncpg
 from ..db.codecs import Vector
 from ..db.pool import operation
 from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
-from ..models import RAW_CHUNK_DEFAULT_METADATA, HybridDealChunkHit, HybridRawChunkHit
+from ..models import HybridDealChunkHit, HybridRawChunkHit
 from ..scale import citus
 from . import _sql, mmr
 from ._args import (
@@ -73,7 +73,7 @@ from ._args import (
     substring,
 )
 from ._db import Db, routed
-from .results import parse_metadata
+from .results import deal_fields, raw_fields
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -334,46 +334,18 @@ def _text_score(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _fusion_fields(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "vector_rank": row["vector_rank"],
+        "text_rank": row["text_rank"],
+        "text_score": _text_score(row["text_score"]),
+        "fused_score": row["fused_score"],
+    }
+
+
 def _deal_hit(row: asyncpg.Record) -> HybridDealChunkHit:
-    metadata, raw, error = parse_metadata(row["metadata"], table="deal_embeddings", row_id=row["id"], default={})
-    return HybridDealChunkHit(
-        chunk_id=row["id"],
-        pre_qualification_id=row["pre_qualification_id"],
-        qualification_id=row["qualification_id"],
-        agent_name=row["agent_name"],
-        chunk_type=row["chunk_type"],
-        chunk_index=row["chunk_index"],
-        content=row["content"],
-        similarity=_similarity(row["distance"]),
-        metadata=metadata,
-        metadata_raw=raw,
-        metadata_error=error,
-        chunk_category=row["chunk_category"],
-        confidence=row["confidence"],
-        is_validated=row["is_validated"],
-        vector_rank=row["vector_rank"],
-        text_rank=row["text_rank"],
-        text_score=_text_score(row["text_score"]),
-        fused_score=row["fused_score"],
-    )
+    return HybridDealChunkHit(**deal_fields(row, _similarity(row["distance"])), **_fusion_fields(row))
 
 
 def _raw_hit(row: asyncpg.Record) -> HybridRawChunkHit:
-    metadata, raw, error = parse_metadata(
-        row["metadata"], table="raw_chunks", row_id=row["id"], default=RAW_CHUNK_DEFAULT_METADATA
-    )
-    return HybridRawChunkHit(
-        chunk_id=row["id"],
-        pre_qualification_id=row["pre_qualification_id"],
-        chunk_index=row["chunk_index"],
-        content=row["content"],
-        token_count=row["token_count"],
-        similarity=_similarity(row["distance"]),
-        metadata=metadata,
-        metadata_raw=raw,
-        metadata_error=error,
-        vector_rank=row["vector_rank"],
-        text_rank=row["text_rank"],
-        text_score=_text_score(row["text_score"]),
-        fused_score=row["fused_score"],
-    )
+    return HybridRawChunkHit(**raw_fields(row, _similarity(row["distance"])), **_fusion_fields(row))

@@ -55,38 +55,50 @@ def similarity_percent(cosine: float) -> int:
     return _js_round((cosine + 1) / 2 * 100)
 
 
-def deal_hit(row: asyncpg.Record, similarity: float | None) -> DealChunkHit:
+def deal_fields(row: asyncpg.Record, similarity: float | None) -> dict[str, Any]:
+    """The fields of a deal-chunk hit from its row (metadata parsed); shared by every deal hit model."""
     metadata, raw, error = parse_metadata(row["metadata"], table="deal_embeddings", row_id=row["id"], default={})
-    return DealChunkHit(
-        chunk_id=row["id"],
-        pre_qualification_id=row["pre_qualification_id"],
-        qualification_id=row["qualification_id"],
-        agent_name=row["agent_name"],
-        chunk_type=row["chunk_type"],
-        chunk_index=row["chunk_index"],
-        content=row["content"],
-        similarity=similarity,
-        metadata=metadata,
-        metadata_raw=raw,
-        metadata_error=error,
-        chunk_category=row["chunk_category"],
-        confidence=row["confidence"],
-        is_validated=row["is_validated"],
-    )
+    return {
+        "chunk_id": row["id"],
+        "pre_qualification_id": row["pre_qualification_id"],
+        "qualification_id": row["qualification_id"],
+        "agent_name": row["agent_name"],
+        "chunk_type": row["chunk_type"],
+        "chunk_index": row["chunk_index"],
+        "content": row["content"],
+        "similarity": similarity,
+        "metadata": metadata,
+        "metadata_raw": raw,
+        "metadata_error": error,
+        "chunk_category": row["chunk_category"],
+        "confidence": row["confidence"],
+        "is_validated": row["is_validated"],
+    }
 
 
-def raw_hit(row: asyncpg.Record) -> RawChunkHit:
+def deal_hit(row: asyncpg.Record, similarity: float | None) -> DealChunkHit:
+    """A :class:`DealChunkHit` from a search or listing row."""
+    return DealChunkHit(**deal_fields(row, similarity))
+
+
+def raw_fields(row: asyncpg.Record, similarity: float | None) -> dict[str, Any]:
+    """The fields of a raw-chunk hit from its row (NULL metadata: the old default); shared by every raw hit model."""
     metadata, raw, error = parse_metadata(
         row["metadata"], table="raw_chunks", row_id=row["id"], default=RAW_CHUNK_DEFAULT_METADATA
     )
-    return RawChunkHit(
-        chunk_id=row["id"],
-        pre_qualification_id=row["pre_qualification_id"],
-        chunk_index=row["chunk_index"],
-        content=row["content"],
-        token_count=row["token_count"],
-        similarity=similarity(row["distance"]),
-        metadata=metadata,
-        metadata_raw=raw,
-        metadata_error=error,
-    )
+    return {
+        "chunk_id": row["id"],
+        "pre_qualification_id": row["pre_qualification_id"],
+        "chunk_index": row["chunk_index"],
+        "content": row["content"],
+        "token_count": row["token_count"],
+        "similarity": similarity,
+        "metadata": metadata,
+        "metadata_raw": raw,
+        "metadata_error": error,
+    }
+
+
+def raw_hit(row: asyncpg.Record) -> RawChunkHit:
+    """A :class:`RawChunkHit` from a search row."""
+    return RawChunkHit(**raw_fields(row, similarity(row["distance"])))
