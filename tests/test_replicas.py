@@ -447,6 +447,14 @@ def test_doctor_reports_each_replica(primary_url: str, standby: LocalServer, mon
     assert "ok" in rows[f"replica {standby.url(DB)}"]
     assert "down" in rows[f"replica {dead.replace('s3cret-pw', '***')}"]
     assert "searches on 1 of 2 replicas" in rows["read routing"]
+    # doctor's read checks ran on the healthy replica (what its searches will read), not on the down one
+    replica_schema = rows[f"replica {standby.url(DB)}: schema"]
+    assert "ok" in replica_schema and "schema version" in replica_schema
+    assert "ok" in rows[f"replica {standby.url(DB)}: pgvector version"]
+    # (the long index name folds onto the next line of the table; the row starts "...: index")
+    index_rows = [line for name, line in rows.items() if name.startswith(f"replica {standby.url(DB)}: index")]
+    assert index_rows and all(" ok " in line for line in index_rows), index_rows
+    assert not any(name.startswith(f"replica {dead.replace('s3cret-pw', '***')}:") for name in rows)
 
 
 def test_every_public_search_function_is_routed() -> None:

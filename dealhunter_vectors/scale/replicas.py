@@ -520,6 +520,7 @@ async def replica_checks(pool: ReplicatedPool) -> list[Check]:
         )
         for s in statuses
     ]
+    checks.extend(await _replica_read_checks(pool))
     healthy = sum(s.healthy for s in statuses)
     if healthy:
         checks.append(
@@ -534,5 +535,30 @@ async def replica_checks(pool: ReplicatedPool) -> list[Check]:
             Check(
                 "read routing", "warn", "no healthy replica: searches run on the primary", "see the replica rows above"
             )
+        )
+    return checks
+
+
+_READ_CHECKS = ("pgvector version", "schema", "index ")
+"""The doctor checks that read what the searches read: run on a replica, they show what it serves."""
+
+
+async def _replica_read_checks(pool: ReplicatedPool) -> list[Check]:
+    """doctor's read checks (pgvector version, schema version, indexes) on each healthy replica.
+
+    Searches run there, so these rows say what they will find; a replica that serves an older
+    schema or lacks an index fails here although its lag is fine.
+    """
+    from ..db.doctor import Check, diagnose
+
+    checks: list[Check] = []
+    for replica in pool._replicas:
+        if not replica.status.healthy:
+            continue
+        report = await diagnose(replica.url)
+        checks.extend(
+            Check(f"replica {replica.masked}: {c.name}", c.status, c.detail, c.fix)
+            for c in report.checks
+            if c.name.startswith(_READ_CHECKS)
         )
     return checks
