@@ -1,11 +1,12 @@
-"""Latency of every call site on a local 1 + 2 Citus cluster next to a single node (one run).
+"""Latency and throughput of every call site on a local 1 + 2 Citus cluster next to a single node (one run).
 
-    .venv/bin/python -m benchmarks.citus_latency [--repeat 30]
+    .venv/bin/python -m benchmarks.citus_latency [--repeat 30] [--concurrency 8]
 
 Builds one legacy SQLite database, migrates it into the embedded single node and into the
 distributed layout of a local cluster (coordinator + 2 workers, all on this machine), checks
 that every call site returns the same hits on both, then times each call site (median and
-p95 over ``--repeat`` random queries, warm caches). On one machine the cluster adds network
+p95 over ``--repeat`` random queries, warm caches) and its throughput with ``--concurrency``
+searches in flight (calls per second over ``--repeat`` x concurrency calls). On one machine the cluster adds network
 hops and the coordinator's planning; it shows correctness and routing, not speed-up.
 """
 
@@ -59,7 +60,20 @@ CALL_SITES: dict[str, Call] = {
 }
 
 
-async def main(repeat: int) -> None:
+async def _throughput(call: Call, pool: Any, queries: list[dict[str, Any]], concurrency: int) -> float:
+    """Calls per second with *concurrency* callers sharing *pool*, len(queries) x concurrency calls."""
+    calls = iter(range(len(queries) * concurrency))
+
+    async def caller() -> None:
+        for k in calls:
+            await call(pool, queries[k % len(queries)])
+
+    t = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return len(queries) * concurrency / (time.perf_counter() - t)
+
+
+async def main(repeat: int, concurrency: int) -> None:
     source = default_citus_source()
     if source is None:
         raise SystemExit("no Citus source tarball (DEALHUNTER_CITUS_SOURCE)")
@@ -81,8 +95,9 @@ async def main(repeat: int) -> None:
     admin = await dv.create_pool(server.url, min_size=1, max_size=1)
     await admin.execute("CREATE DATABASE bench")
     await dv.close_pool(admin)
-    single = await dv.create_pool(with_database(server.url, "bench"), min_size=1, max_size=2)
-    dist = await dv.create_pool(cluster.url, min_size=1, max_size=2)
+    size = max(2, concurrency)
+    single = await dv.create_pool(with_database(server.url, "bench"), min_size=1, max_size=size)
+    dist = await dv.create_pool(cluster.url, min_size=1, max_size=size)
     try:
         await dv.apply_schema(dist, distributed=True)
         for name, pool in (("single node", single), ("cluster", dist)):
@@ -124,6 +139,11 @@ async def main(repeat: int) -> None:
                 xs = sorted(times[name])
                 cells.append(f"{statistics.median(xs):.1f} / {xs[int(0.95 * (len(xs) - 1))]:.1f}")
             print(f"| {site} | {cells[0]} | {cells[1]} | {'yes' if same else 'NO'} |")
+        print(f"\n| call site | single node calls/s | cluster calls/s ({concurrency} concurrent, pool {size}) |")
+        print("|---|---:|---:|")
+        for site, call in CALL_SITES.items():
+            rates = [await _throughput(call, pool, queries, concurrency) for pool in (single, dist)]
+            print(f"| {site} | {rates[0]:.0f} | {rates[1]:.0f} |")
     finally:
         await dv.close_pool(single)
         await dv.close_pool(dist)
@@ -135,4 +155,6 @@ async def main(repeat: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=30)
-    asyncio.run(main(parser.parse_args().repeat))
+    parser.add_argument("--concurrency", type=int, default=8)
+    options = parser.parse_args()
+    asyncio.run(main(options.repeat, options.concurrency))
