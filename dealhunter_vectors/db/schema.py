@@ -116,16 +116,21 @@ def quote_ident(name: str) -> str:
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
+def versioned_sql_files(package: str, pattern: re.Pattern[str]) -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` of each file of *package* whose name *pattern* matches
+    (groups: version, name), in version order."""
+    found = []
+    for entry in resources.files(package).iterdir():
+        m = pattern.match(entry.name)
+        if m:
+            found.append((int(m[1]), m[2], entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
 @cache
 def migrations() -> tuple[Migration, ...]:
     """All packaged migrations, in version order."""
-    found = []
-    for entry in resources.files("dealhunter_vectors.db.sql").iterdir():
-        m = _MIGRATION_FILE.match(entry.name)
-        if m:
-            found.append(Migration(int(m[1]), m[2], entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda mig: mig.version)
-    return tuple(found)
+    return tuple(Migration(*f) for f in versioned_sql_files("dealhunter_vectors.db.sql", _MIGRATION_FILE))
 
 
 @cache

@@ -326,9 +326,9 @@ class _Run:
             self.progress(event)
 
 
-async def _load_batch(conn: asyncpg.Connection, run: _Run, state: _TableState, batch: Batch) -> None:
+def _reject_source_problems(run: _Run, state: _TableState, batch: Batch) -> list[int]:
+    """Report the batch's conversion problems (stop at the first, or reject each); the good rows' indices."""
     plan = state.plan
-    n = len(batch.raw)
     if batch.problems:
         first = min(batch.problems)
         if run.on_error == "stop":
@@ -340,7 +340,12 @@ async def _load_batch(conn: asyncpg.Connection, run: _Run, state: _TableState, b
             run.record(batch.problems[i])
             run.rejects.write(plan, batch.raw[i], batch.problems[i])
         state.rejected += len(batch.problems)
-    good = [i for i in range(n) if i not in batch.problems]
+    return [i for i in range(len(batch.raw)) if i not in batch.problems]
+
+
+async def _load_batch(conn: asyncpg.Connection, run: _Run, state: _TableState, batch: Batch) -> None:
+    plan = state.plan
+    good = _reject_source_problems(run, state, batch)
     by_id = {batch.ids[i]: i for i in good}
     names = [c.name for c in plan.columns]
     async with conn.transaction():

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from ..db.schema import versioned_sql_files
 from ..errors import CitusError, InvalidArgumentError, NotFoundError, SchemaError
 
 __all__ = [
@@ -139,13 +140,7 @@ class LayoutMigration:
 @cache
 def layout_migrations() -> tuple[LayoutMigration, ...]:
     """The packaged distributed-layout files, in version order."""
-    found = []
-    for entry in resources.files("dealhunter_vectors.scale.sql").iterdir():
-        m = _LAYOUT_FILE.match(entry.name)
-        if m:
-            found.append(LayoutMigration(int(m[1]), m[2], entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda mig: mig.version)
-    return tuple(found)
+    return tuple(LayoutMigration(*f) for f in versioned_sql_files("dealhunter_vectors.scale.sql", _LAYOUT_FILE))
 
 
 _layout_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -582,24 +577,12 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
     new rows go in with a plain ``INSERT ... SELECT`` (the staging table holds new ids only,
     so the count is exact; Citus reports selected rows and has no ``ON CONFLICT (id)``).
     """
-    from ..migrate.loader import _create_stage_sql, _row_sql, _stage, _Stopped
+    from ..migrate.loader import _create_stage_sql, _reject_source_problems, _row_sql, _stage, _Stopped
     from ..migrate.reports import LIST_LIMIT, RowProblem
 
     plan = state.plan
     names = [c.name for c in plan.columns]
-    n = len(batch.raw)
-    if batch.problems:
-        first = min(batch.problems)
-        if run.on_error == "stop":
-            found = batch.problems[first]
-            run.record(found)
-            run.rejects.write(plan, batch.raw[first], found)
-            raise _Stopped(found)
-        for i in sorted(batch.problems):
-            run.record(batch.problems[i])
-            run.rejects.write(plan, batch.raw[i], batch.problems[i])
-        state.rejected += len(batch.problems)
-    good = [i for i in range(n) if i not in batch.problems]
+    good = _reject_source_problems(run, state, batch)
     values = {i: list(batch.values[i]) for i in good}
     db_problems: dict[int, list[RowProblem]] = {}
 
