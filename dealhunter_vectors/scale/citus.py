@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ..db.schema import versioned_sql_files
+from ..db.schema import quote_ident, versioned_sql_files
 from ..errors import CitusError, InvalidArgumentError, NotFoundError, SchemaError
 
 __all__ = [
@@ -518,16 +518,12 @@ _TENANT_FROM_PARENT: Final[dict[str, tuple[str, str, str]]] = {
 _DISTRIBUTION_COLUMN: Final = {t.table: t.column for t in distributed_tables()}
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def _parent_values(conn: asyncpg.Connection, parent: str, column: str, ids: Iterable[Any]) -> dict[str, Any]:
     wanted = sorted({i for i in ids if i is not None})
     if not wanted:
         return {}
     rows = await conn.fetch(
-        f"SELECT id, {_q(column)} AS v FROM {_q(parent)} WHERE id = ANY($1::text[])",  # noqa: S608 - quoted
+        f"SELECT id, {quote_ident(column)} AS v FROM {quote_ident(parent)} WHERE id = ANY($1::text[])",  # noqa: S608 - quoted
         wanted,
     )
     return {r["id"]: r["v"] for r in rows}
@@ -608,10 +604,11 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
     for name in plan.unique:
         k = names.index(name)
         wanted = sorted({values[i][k] for i in good if values[i][k] is not None})
+        column, table = quote_ident(name), quote_ident(plan.name)
         taken = {
             r["v"]: r["id"]
             for r in await conn.fetch(
-                f"SELECT id, {_q(name)} AS v FROM {_q(plan.name)} WHERE {_q(name)} = ANY($1::text[])",  # noqa: S608
+                f"SELECT id, {column} AS v FROM {table} WHERE {column} = ANY($1::text[])",  # noqa: S608 - quoted
                 wanted,
             )
         }
@@ -645,7 +642,7 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
         state.rejected += len(db_problems)
     staged = [i for i in good if i not in db_problems]
     columns = [*names, TENANT_COLUMN] if tenant_table else names
-    target, stage = _q(plan.name), _stage(plan.name)
+    target, stage = quote_ident(plan.name), _stage(plan.name)
     dist = _DISTRIBUTION_COLUMN.get(plan.name)
     differing: list[str] = []
     present_count = 0
@@ -669,8 +666,8 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
                 else:
                     present_count += 1
             if differing and run.overwrite:
-                sets = [_q(c) for c in names if c not in ("id", dist)]
-                same_shard = f" AND t.{_q(dist)} = s.{_q(dist)}" if dist and dist != "id" else ""
+                sets = [quote_ident(c) for c in names if c not in ("id", dist)]
+                same_shard = f" AND t.{quote_ident(dist)} = s.{quote_ident(dist)}" if dist and dist != "id" else ""
                 status = await conn.execute(
                     f"UPDATE {target} t SET ({', '.join(sets)}) = ROW({', '.join('s.' + c for c in sets)}) "  # noqa: S608
                     f"FROM {stage} s WHERE t.id = s.id{same_shard} "
@@ -681,7 +678,7 @@ async def load_batch(conn: asyncpg.Connection, run: Any, state: Any, batch: Any)
                 await conn.execute(f"DELETE FROM {stage} WHERE id = ANY($1::text[])", existing)  # noqa: S608
             inserted = len(staged) - len(existing)
             if inserted:
-                cols = ", ".join(_q(c) for c in columns)
+                cols = ", ".join(quote_ident(c) for c in columns)
                 await conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}")  # noqa: S608
     state.batches += 1
     state.inserted += inserted
