@@ -60,6 +60,7 @@ from .embedded import resolve_database_url
 
 __all__ = [
     "Pool",
+    "acquire_for_reads",
     "close_pool",
     "create_pool",
     "is_connection_error",
@@ -198,6 +199,38 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
 
 
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+# True while a connection held by acquire_for_reads() goes back to the pool (docs/design.md,
+# "Pool reset"): the pool's reset hook then skips asyncpg's reset query.
+_SESSION_UNCHANGED: contextvars.ContextVar[bool] = contextvars.ContextVar("dhv_session_unchanged", default=False)
+
+
+async def _reset_on_release(conn: asyncpg.Connection) -> None:
+    """The pools' reset hook: asyncpg's ``Connection.reset()`` (``RESET ALL``, ``CLOSE ALL``,
+    ``UNLISTEN *``, advisory unlock: one round trip) unless the holder only ran the library's
+    read statements. asyncpg has already rolled back an open transaction before calling this."""
+    if not _SESSION_UNCHANGED.get():
+        await conn.reset()
+
+
+@contextlib.asynccontextmanager
+async def acquire_for_reads(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """Acquire a connection for the library's own read statements.
+
+    They leave the session as they found it (no session ``SET``, ``LISTEN``, cursor, advisory
+    lock or temporary table outlives them), so on release a pool made by :func:`create_pool`
+    skips the reset query and its round trip. A body that raises gets the full reset, and so
+    does every other ``acquire()``. Pools not made here (a plain ``asyncpg`` pool, a pool
+    with a caller's ``reset=``) reset as they always do.
+    """
+    token = None
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+            token = _SESSION_UNCHANGED.set(True)
+    finally:
+        if token is not None:
+            _SESSION_UNCHANGED.reset(token)
 
 
 def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
@@ -438,6 +471,7 @@ async def create_pool(
     min_sz = min(cfg.pool_min_size if min_size is None else min_size, max_sz)
     settings_map = {**DEFAULT_SERVER_SETTINGS, **(server_settings or {})}
     ssl = connect_kwargs.pop("ssl", None)
+    reset = connect_kwargs.pop("reset", None) or _reset_on_release
     failure: DealhunterVectorsError | None = None
     try:
         await _bootstrap(dsn, timeout=timeout, ssl=ssl, create_extension=create_extension, password=password)
@@ -452,6 +486,7 @@ async def create_pool(
                 else max_inactive_connection_lifetime
             ),
             init=register_vector_codecs,
+            reset=reset,
             loop=None,
             connection_class=asyncpg.Connection,
             record_class=asyncpg.Record,

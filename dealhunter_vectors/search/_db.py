@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from ..db.pool import acquire_for_reads
 from ..scale.replicas import routed_read as routed
 
 __all__ = ["Db", "connection", "routed", "snapshot"]
@@ -25,7 +26,7 @@ Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 async def connection(db: Db) -> AsyncIterator[asyncpg.Connection]:
     """A connection of *db*: acquired from a pool (and released), or *db* itself."""
     if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn:
+        async with acquire_for_reads(db) as conn:  # no reset round trip on release
             yield conn
     else:
         yield db
