@@ -876,8 +876,7 @@ async def main(args: argparse.Namespace) -> None:
         if server is not None:
             from dealhunter_vectors.db.embedded import stop_embedded
 
-            server.stop()
-            stop_embedded(PGDATA)
+            stop_embedded(PGDATA)  # once: server.stop() as well stopped it twice
 
 
 if __name__ == "__main__":

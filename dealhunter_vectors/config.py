@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     ``DEALHUNTER_POOL_MIN_SIZE``              connections opened eagerly (default 2)
     ``DEALHUNTER_POOL_MAX_SIZE``              pool maximum (default 20)
     ``DEALHUNTER_POOL_MAX_INACTIVE_LIFETIME`` idle connection lifetime, s (default 30)
-    ``DEALHUNTER_CONNECT_TIMEOUT``            connect / acquire timeout, s (default 2)
+    ``DEALHUNTER_CONNECT_TIMEOUT``            connect timeout, s (default 2; waiting for a free pool
+                                             connection: ``create_pool(acquire_timeout=...)``, 10 s)
     ``DEALHUNTER_COMMAND_TIMEOUT``            per-statement timeout, s (default 60)
     ``DEALHUNTER_STATEMENT_CACHE_SIZE``       0 for PgBouncer transaction mode (default 100)
     ``DEALHUNTER_EMBEDDING_DIMENSIONS``       embedding size (default 3072)
