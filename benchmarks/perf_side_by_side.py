@@ -466,6 +466,17 @@ class _GlobalPaths:
         res = await dv.find_similar_pre_qualifications(self.pool, self.queries[i], min_similarity_percent=0, limit=10)
         return [m.pre_qualification_id for m in res]
 
+    async def library_call(self, i: int) -> list[str]:
+        """The library's one statement (migration 007's function, the arguments it sends) on a held
+        connection: the library minus its Python work and the pool's acquire/release."""
+        from dealhunter_vectors.search import global_search as gs
+
+        rows = await self.conns[0].fetch(
+            gs._ANN_CALL_SQL, self.queries[i], None, 2.0 + 1e-9, 18, gs.ANN_MIN_CANDIDATES, gs.ANN_MAX_EF_SEARCH,
+            gs.ANN_MAX_SCAN_TUPLES,
+        )  # fmt: skip
+        return [r["id"] for r in rows if r["id"] is not None][:10]
+
     async def raw(self, ef: int, i: int) -> list[str]:
         # one round trip: the connection's session already has hnsw.ef_search = ef
         rows = await self.conns[ef].fetch(RAW_ANN_SQL, self.queries[i], ef)
@@ -485,7 +496,8 @@ async def _global_one(
     truth = ds.exact_top_k(vectors, queries, 10)
     truth_ids = [{ids[j] for j in row} for row in truth]
     pool = await dv.create_pool(db_url, min_size=1, max_size=2)
-    conns: dict[int, asyncpg.Connection] = {}
+    conns: dict[int, asyncpg.Connection] = {0: await asyncpg.connect(db_url, server_settings={"jit": "off"})}
+    await register_vector_codecs(conns[0])
     for ef in efs:
         conn = await asyncpg.connect(
             db_url,
@@ -500,7 +512,11 @@ async def _global_one(
         conns[ef] = conn
     g = _GlobalPaths(pool, conns, vectors, queries, ids)
     try:
-        paths: dict[str, Callable[[int], Awaitable[list[str]]]] = {"library": g.library, "numpy": g.numpy}
+        paths: dict[str, Callable[[int], Awaitable[list[str]]]] = {
+            "library": g.library,
+            "library_call": g.library_call,
+            "numpy": g.numpy,
+        }
         for ef in efs:
             paths[f"raw_hnsw_ef{ef}"] = functools.partial(g.raw, ef)
         recall = {}
@@ -755,6 +771,9 @@ async def part_concurrency(
             q_id, q = work[k % len(work)]
             return await raw.fetch(BARE_OWNER_SQL, q, half_copy(q), q_id, 1 - THRESHOLD, LIMIT, DELTA)
 
+        for k in range(len(work)):  # warm both paths over every owner's pages before any level is timed
+            await lib(k)
+            await bare(k)
         for level in levels:
             for name, fn in (
                 (("library", lib), ("bare_asyncpg", bare)) if level % 2 else (("bare_asyncpg", bare), ("library", lib))

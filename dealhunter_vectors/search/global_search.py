@@ -70,15 +70,17 @@ class _PreQualPlan:
         self.max_distance = 1.0 - min_cos + _PERCENT_SLACK
 
     def matches(self, rows: Sequence[asyncpg.Record]) -> list[PreQualificationMatch]:
-        out = []
-        for row in rows:
+        out: list[PreQualificationMatch] = []
+        for row in rows:  # best first: stop at the limit (no model for the slack rows)
             cos = similarity(row["distance"])
             percent = similarity_percent(cos)
             if percent >= self.min_percent:
                 out.append(
                     PreQualificationMatch(pre_qualification_id=row["id"], similarity=cos, similarity_percent=percent)
                 )
-        return out if self.limit is None else out[: self.limit]
+                if len(out) == self.limit:
+                    break
+        return out
 
 
 async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -> list[PreQualificationMatch]:
