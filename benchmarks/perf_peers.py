@@ -1,8 +1,9 @@
 """Issue 14, goal 3: the library next to langchain-postgres and llama-index on the same data, interleaved.
 
-Needs the ``benchmarks`` extra (``pip install -e '.[benchmarks]'``) and a running server::
+Needs the ``benchmarks`` extra (``pip install -e '.[benchmarks]'``); the embedded server of
+``perf_side_by_side`` unless ``PERF_DATABASE_URL`` names another::
 
-    PERF_DATABASE_URL=postgresql://... python -m benchmarks.perf_peers --rounds 40
+    python -m benchmarks.perf_peers --rounds 40 --insert-batches 200
 
 Data (one database ``dhv_perf_peers``): the chunks of two qualifications of the benchmark's
 owner-scoped set (1,904 vectors with embeddings, 3072-d), loaded into the library's schema
@@ -16,7 +17,8 @@ ef_construction 64, ef_search 40: its documented defaults; owner as a metadata f
   threshold before the top k, so they return the top 5 of the owner and the threshold is
   applied afterwards (same rows here: every query has >= 5 rows above 0.3).
 * global: top 10 over all 1,904 vectors; recall@10 against numpy float64.
-* insert: 20 batches of 50 new chunks each, per library, interleaved.
+* insert: ``--insert-batches`` batches of 50 new chunks (200: the issue's 10,000 chunks), per
+  library, batches interleaved.
 """
 
 from __future__ import annotations
@@ -77,7 +79,13 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--insert-batches", type=int, default=20)
     args = ap.parse_args()
-    url = os.environ["PERF_DATABASE_URL"]
+    url = os.environ.get("PERF_DATABASE_URL")
+    if not url:  # the embedded server of perf_side_by_side (stopped again by the caller's process exit)
+        from benchmarks.perf_side_by_side import PGDATA
+        from dealhunter_vectors.db.embedded import start_embedded
+
+        PGDATA.mkdir(parents=True, exist_ok=True)
+        url = start_embedded(PGDATA).url
     admin = await asyncpg.connect(url)
     await ds.recreate_database(admin, DB)
     await admin.close()

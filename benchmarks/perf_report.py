@@ -53,12 +53,16 @@ def owner(res: dict[str, Any]) -> str:
 def global_(res: dict[str, Any]) -> str:
     efs = sorted({int(k.removeprefix("raw_hnsw_ef")) for v in res.values() for k in v if k.startswith("raw_hnsw_ef")})
     head = (
-        "| rows | set | library p50 ms / recall | " + " | ".join(f"raw ef {e}" for e in efs) + " | numpy (1 thread) |"
+        "| rows | set | library p50 ms / recall | its statement on a held connection | "
+        + " | ".join(f"raw ef {e}" for e in efs)
+        + " | numpy (1 thread) |"
     )
-    out = [head, "|" + "---:|---|---|" + "---|" * len(efs) + "---:|"]
+    out = [head, "|" + "---:|---|---|---|" + "---|" * len(efs) + "---:|"]
     for key, paths in sorted(res.items(), key=lambda kv: (int(kv[0].split("_")[-1]), kv[0])):
         set_name, n = key.rsplit("_", 1)
         cells = [f"{int(n):,}", set_name, f"{_ms(paths['library']['p50_ms'])} / {paths['library']['recall_at_10']:.3f}"]
+        call = paths.get("library_call")
+        cells.append("-" if call is None else f"{_ms(call['p50_ms'])} / {call['recall_at_10']:.3f}")
         for e in efs:
             p = paths[f"raw_hnsw_ef{e}"]
             cells.append(f"{_ms(p['p50_ms'])} / {p['recall_at_10']:.3f}")
