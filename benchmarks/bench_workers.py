@@ -66,7 +66,7 @@ from numpy.typing import NDArray
 import dealhunter_vectors as dv
 from benchmarks import datasets as ds
 from benchmarks import perf_side_by_side as side
-from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
+from dealhunter_vectors.db.embedded import stop_embedded
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -390,18 +390,13 @@ def parse_args() -> argparse.Namespace:
 
 async def main(args: argparse.Namespace) -> None:
     worker_counts = [int(x) for x in args.workers.split(",")]
-    url = os.environ.get("PERF_DATABASE_URL")
-    server = None
-    if not url:
-        PGDATA.mkdir(parents=True, exist_ok=True)
-        server = start_embedded(PGDATA)
-        url = server.url
+    url, embedded = side.benchmark_server()
     admin = await asyncpg.connect(url)
     verify_pool: dv.Pool | None = None
     try:
         postmaster_pid = None
         pid_file = PGDATA / "postmaster.pid"
-        if server is not None and pid_file.exists():
+        if embedded and pid_file.exists():
             postmaster_pid = int(pid_file.read_text().split()[0])
         max_conn, reserved = await connection_limits(admin)
         available = max_conn - reserved - args.admin_margin
@@ -454,8 +449,8 @@ async def main(args: argparse.Namespace) -> None:
         if verify_pool is not None:
             await dv.close_pool(verify_pool)
         await admin.close()
-        if server is not None:
-            stop_embedded(PGDATA)  # stops it once (server.stop() as well would stop it twice)
+        if embedded:
+            stop_embedded(PGDATA)
 
 
 if __name__ == "__main__":

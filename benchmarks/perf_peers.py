@@ -43,7 +43,7 @@ import numpy as np
 
 import dealhunter_vectors as dv
 from benchmarks import datasets as ds
-from benchmarks.perf_side_by_side import THRESHOLD, exact64, same
+from benchmarks.perf_side_by_side import THRESHOLD, benchmark_server, exact64, same
 from dealhunter_vectors.db.schema import apply_schema, create_vector_indexes
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.testing import with_database
@@ -79,13 +79,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--insert-batches", type=int, default=20)
     args = ap.parse_args()
-    url = os.environ.get("PERF_DATABASE_URL")
-    if not url:  # the embedded server of perf_side_by_side (stopped again by the caller's process exit)
-        from benchmarks.perf_side_by_side import PGDATA
-        from dealhunter_vectors.db.embedded import start_embedded
-
-        PGDATA.mkdir(parents=True, exist_ok=True)
-        url = start_embedded(PGDATA).url
+    url, _ = benchmark_server()  # PERF_DATABASE_URL, else perf_side_by_side's embedded server
     admin = await asyncpg.connect(url)
     await ds.recreate_database(admin, DB)
     await admin.close()

@@ -128,6 +128,16 @@ SELECT s.id, s.distance FROM (
 # ------------------------------------------------------------------ helpers
 
 
+def benchmark_server() -> tuple[str, bool]:
+    """``(url, embedded)``: ``PERF_DATABASE_URL``, else the embedded server in :data:`PGDATA`
+    (started when not running; the caller stops it with ``stop_embedded(PGDATA)``)."""
+    url = os.environ.get("PERF_DATABASE_URL")
+    if url:
+        return url, False
+    PGDATA.mkdir(parents=True, exist_ok=True)
+    return start_embedded(PGDATA).url, True
+
+
 def half_copy(q: NDArray[np.float32]) -> NDArray[np.float16] | None:
     q64 = q.astype(np.float64)
     norm = float(np.linalg.norm(q64))
@@ -839,12 +849,7 @@ async def main(args: argparse.Namespace) -> None:
     global OWNERS
     OWNERS = args.owners
     parts = set(args.parts.split(","))
-    url = os.environ.get("PERF_DATABASE_URL")
-    server = None
-    if not url:
-        PGDATA.mkdir(parents=True, exist_ok=True)
-        server = start_embedded(PGDATA)
-        url = server.url
+    url, embedded = benchmark_server()
     admin = await asyncpg.connect(url)
     server_pid = None
     try:
@@ -892,10 +897,10 @@ async def main(args: argparse.Namespace) -> None:
         out.write_text(json.dumps(previous, indent=1, default=float))
     finally:
         await admin.close()
-        if server is not None:
+        if embedded:
             from dealhunter_vectors.db.embedded import stop_embedded
 
-            stop_embedded(PGDATA)  # once: server.stop() as well stopped it twice
+            stop_embedded(PGDATA)
 
 
 if __name__ == "__main__":

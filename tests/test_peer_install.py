@@ -30,7 +30,8 @@ def test_runtime_dependencies_do_not_include_pgvector_or_peers() -> None:
     assert "pgvector" not in deps
     assert not set(deps) & set(PEERS)
     extras = _project()["optional-dependencies"]
-    assert {Requirement(r).name for r in extras["benchmarks"]} == set(PEERS)  # type: ignore[index]
+    # the peers, and uvloop for perf_side_by_side --loop uvloop
+    assert {Requirement(r).name for r in extras["benchmarks"]} == {*PEERS, "uvloop"}  # type: ignore[index]
 
 
 def test_shared_pins_intersect_with_the_peers() -> None:

@@ -55,7 +55,9 @@ async def one_connection_pool(dhv_module_database_url: str) -> AsyncIterator[dv.
             for i in range(30)
         ],
     )  # fmt: skip
-    await dv.replace_raw_chunks(pool, PQ, [RawChunk(chunk_index=i, content=f"raw {i}", token_count=2, embedding=unit()) for i in range(10)])
+    await dv.replace_raw_chunks(
+        pool, PQ, [RawChunk(chunk_index=i, content=f"raw {i}", token_count=2, embedding=unit()) for i in range(10)]
+    )
     await dv.set_description_embedding(pool, PQ, unit())
     yield pool
     await dv.close_pool(pool)
@@ -92,7 +94,9 @@ SEARCHES = {
     ),
     "search_raw_chunks": lambda db, q: dv.search_raw_chunks(db, q, pre_qualification_id=PQ, threshold=-1.0),
     "search_similar": lambda db, q: dv.search_similar(db, q, qualification_id=Q, threshold=-1.0),
-    "find_similar_pre_qualifications": lambda db, q: dv.find_similar_pre_qualifications(db, q, min_similarity_percent=0),
+    "find_similar_pre_qualifications": lambda db, q: dv.find_similar_pre_qualifications(
+        db, q, min_similarity_percent=0
+    ),
     "hybrid_search_deal_embeddings": lambda db, q: dv.hybrid_search_deal_embeddings(db, "TYPO3", q, qualification_id=Q),
     "search_many": lambda db, q: dv.search_many(
         db,
