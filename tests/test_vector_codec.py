@@ -76,10 +76,16 @@ async def test_vector_arrays_take_wrapped_elements(dhv_pool: dv.Pool) -> None:
 
 
 def test_pgvector_package_objects_are_accepted_when_installed() -> None:
-    pgvector = pytest.importorskip("pgvector")
+    pytest.importorskip("pgvector")
+    try:  # pgvector >= 0.4
+        from pgvector import HalfVector as PgHalfVector
+        from pgvector import Vector as PgVector
+    except ImportError:  # 0.3.x, which langchain-postgres pins (a namespace package: classes in pgvector.utils)
+        from pgvector.utils import HalfVector as PgHalfVector  # type: ignore[no-redef]
+        from pgvector.utils import Vector as PgVector  # type: ignore[no-redef]
     v = np.array([0.5, 1.5], dtype=np.float32)
-    assert encode_vector(pgvector.Vector(v)) == encode_vector(v)
-    assert encode_halfvec(pgvector.HalfVector(v)) == encode_halfvec(v)
+    assert encode_vector(PgVector(v)) == encode_vector(v)
+    assert encode_halfvec(PgHalfVector(v)) == encode_halfvec(v)
 
 
 def test_library_does_not_need_the_pgvector_package() -> None:
