@@ -170,6 +170,30 @@ def substring(value: Any, name: str) -> str | None:
     return optional_text(value, name) or None
 
 
+def deal_filters(
+    chunk_categories: Any,
+    min_confidence: Any,
+    only_validated: Any,
+    agent_name_contains: Any,
+    agent_names: Any,
+    tech_stack: Any,
+) -> tuple[str | None, int | None, bool, str | None, str | None, str | None]:
+    """The deal-chunk filters as statement parameters, in the deal statements' order.
+
+    The old code ignored an empty category list and a min confidence <= 0 (None here).
+    """
+    categories = string_list(chunk_categories, "chunk_categories")
+    min_conf = optional_integer(min_confidence, "min_confidence")
+    return (
+        categories if categories != "[]" else None,
+        min_conf if min_conf is not None and min_conf > 0 else None,
+        flag(only_validated, "only_validated"),
+        substring(agent_name_contains, "agent_name_contains"),
+        string_list(agent_names, "agent_names"),
+        substring(tech_stack, "tech_stack"),
+    )
+
+
 def max_distance(threshold: float) -> float:
     # similarity > t  <=>  1 - distance > t  <=>  distance < 1 - t
     return 1.0 - threshold

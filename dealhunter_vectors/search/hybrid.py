@@ -62,15 +62,12 @@ from ._args import (
     check_id,
     check_limit,
     check_threshold,
-    flag,
+    deal_filters,
     integer,
     max_distance,
     number,
     one_owner,
-    optional_integer,
     query_vector,
-    string_list,
-    substring,
 )
 from ._db import Db, routed
 from .results import deal_fields, raw_fields
@@ -250,19 +247,15 @@ async def hybrid_search_deal_embeddings(
         mmr_lambda=mmr_lambda,
     )
     owner_column, owner_id = one_owner(qualification_id, pre_qualification_id)
-    min_conf = optional_integer(min_confidence, "min_confidence")
-    categories = string_list(chunk_categories, "chunk_categories")
+    filters = deal_filters(
+        chunk_categories, min_confidence, only_validated, agent_name_contains, agent_names, tech_stack
+    )
     args = (
         common.vector,
         owner_id,
         common.text,
         common.max_distance,
-        categories if categories != "[]" else None,
-        min_conf if min_conf is not None and min_conf > 0 else None,
-        flag(only_validated, "only_validated"),
-        substring(agent_name_contains, "agent_name_contains"),
-        string_list(agent_names, "agent_names"),
-        substring(tech_stack, "tech_stack"),
+        *filters,
         common.candidates,
         common.rrf_k,
         common.vector_weight,

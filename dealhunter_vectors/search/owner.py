@@ -36,6 +36,7 @@ from ._args import (
     check_id,
     check_limit,
     check_threshold,
+    deal_filters,
     flag,
     max_distance,
     one_owner,
@@ -115,20 +116,20 @@ class _DealParams:
         self.owner_column, owner_id = one_owner(req.qualification_id, req.pre_qualification_id)
         threshold = check_threshold(req.threshold)
         limit = check_limit(req.limit)
-        categories = string_list(req.chunk_categories, "chunk_categories")
-        min_conf = optional_integer(req.min_confidence, "min_confidence")
+        filters = deal_filters(
+            req.chunk_categories,
+            req.min_confidence,
+            req.only_validated,
+            req.agent_name_contains,
+            req.agent_names,
+            req.tech_stack,
+        )
         self.params: tuple[Any, ...] = (
             Vector(vector),
             owner_id,
             max_distance(threshold),
             flag(req.inclusive, "inclusive"),
-            # the old code ignored an empty category list and a min confidence <= 0
-            categories if categories != "[]" else None,
-            min_conf if min_conf is not None and min_conf > 0 else None,
-            flag(req.only_validated, "only_validated"),
-            substring(req.agent_name_contains, "agent_name_contains"),
-            string_list(req.agent_names, "agent_names"),
-            substring(req.tech_stack, "tech_stack"),
+            *filters,
             flag(req.filter_fallback, "filter_fallback"),
             flag(req.fallback_to_top_k, "fallback_to_top_k"),
             limit,
