@@ -546,27 +546,34 @@ def _deal_records(chunks: OwnerChunks) -> Iterator[tuple[Any, ...]]:
         yield tuple(rec[c] for c in _DEAL_COLUMNS)
 
 
+async def copy_owner(conn: asyncpg.Connection, chunks: OwnerChunks, pq: str, customer: str) -> None:
+    """One qualification by binary COPY: its pre-qualification parent *pq*, the qualification
+    row and its chunks (``_parents`` first)."""
+    await conn.copy_records_to_table("pre_qualifications", records=[_pq_record(pq, _T0, None)], columns=_PQ_COLUMNS)
+    await conn.copy_records_to_table(
+        "qualifications",
+        records=[(chunks.qualification_id, pq, "routed", customer, "bbu0", False, "pending", _ts(_T0), _ts(_T0))],
+        columns=["id", "pre_qualification_id", "status", "customer_name", "business_unit_id",
+                 "more_info_requested", "deep_scan_status", "created_at", "updated_at"],
+    )
+    await conn.copy_records_to_table("deal_embeddings", records=list(_deal_records(chunks)), columns=_DEAL_COLUMNS)
+
+
+async def load_owners(conn: asyncpg.Connection, count: int) -> float:
+    """The parents and the first *count* owner-scoped qualifications (``copy_owner``); seconds taken."""
+    await _parents(conn)
+    space = owner_space()
+    t = time.perf_counter()
+    for i in range(count):
+        await copy_owner(conn, owner_chunks(i, space), pre_qualification_id(i), f"Kunde {i}")
+    return time.perf_counter() - t
+
+
 async def build_owner_database(conn: asyncpg.Connection, scale: Scale) -> dict[str, Any]:
     """Schema + ``scale.owner_rows`` deal_embeddings (binary COPY) + HNSW indexes + ANALYZE."""
     await apply_schema(conn)
     await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
-    await _parents(conn)
-    space = owner_space()
-    t = time.perf_counter()
-    for i in range(scale.owner_qualifications):
-        chunks = owner_chunks(i, space)
-        pq = pre_qualification_id(i)
-        await conn.copy_records_to_table("pre_qualifications", records=[_pq_record(pq, _T0, None)], columns=_PQ_COLUMNS)
-        await conn.copy_records_to_table(
-            "qualifications",
-            records=[
-                (chunks.qualification_id, pq, "routed", f"Kunde {i}", "bbu0", False, "pending", _ts(_T0), _ts(_T0))
-            ],
-            columns=["id", "pre_qualification_id", "status", "customer_name", "business_unit_id",
-                     "more_info_requested", "deep_scan_status", "created_at", "updated_at"],
-        )
-        await conn.copy_records_to_table("deal_embeddings", records=list(_deal_records(chunks)), columns=_DEAL_COLUMNS)
-    load_s = time.perf_counter() - t
+    load_s = await load_owners(conn, scale.owner_qualifications)
     # No HNSW index on deal_embeddings since migration 006: owner-scoped searches never read one.
     await conn.execute("VACUUM (ANALYZE) deal_embeddings")
     return {"rows": scale.owner_rows, "load_seconds": load_s, "hnsw_build_seconds": 0.0}

@@ -112,30 +112,7 @@ async def main() -> None:
         await apply_schema(conn)
         await ds._parents(conn)
         for i, o in enumerate(owners):
-            pq = ds.pre_qualification_id(900 + i)
-            await conn.copy_records_to_table(
-                "pre_qualifications", records=[ds._pq_record(pq, ds._T0, None)], columns=ds._PQ_COLUMNS
-            )
-            await conn.copy_records_to_table(
-                "qualifications",
-                records=[
-                    (o.qualification_id, pq, "routed", "K", "bbu0", False, "pending", ds._ts(ds._T0), ds._ts(ds._T0))
-                ],
-                columns=[
-                    "id",
-                    "pre_qualification_id",
-                    "status",
-                    "customer_name",
-                    "business_unit_id",
-                    "more_info_requested",
-                    "deep_scan_status",
-                    "created_at",
-                    "updated_at",
-                ],
-            )
-            await conn.copy_records_to_table(
-                "deal_embeddings", records=list(ds._deal_records(o)), columns=ds._DEAL_COLUMNS
-            )
+            await ds.copy_owner(conn, o, ds.pre_qualification_id(900 + i), "K")
         await conn.execute('DROP INDEX IF EXISTS "pre_qualifications_description_embedding_hnsw_idx"')
         await conn.copy_records_to_table(
             "pre_qualifications",

@@ -236,44 +236,7 @@ def owner_database() -> str:
 
 async def build_owner(conn: asyncpg.Connection) -> dict[str, Any]:
     await apply_schema(conn)
-    await ds._parents(conn)
-    space = ds.owner_space()
-    for i in range(OWNERS):
-        chunks = ds.owner_chunks(i, space)
-        pq = ds.pre_qualification_id(i)
-        await conn.copy_records_to_table(
-            "pre_qualifications", records=[ds._pq_record(pq, ds._T0, None)], columns=ds._PQ_COLUMNS
-        )
-        await conn.copy_records_to_table(
-            "qualifications",
-            records=[
-                (
-                    chunks.qualification_id,
-                    pq,
-                    "routed",
-                    f"Kunde {i}",
-                    "bbu0",
-                    False,
-                    "pending",
-                    ds._ts(ds._T0),
-                    ds._ts(ds._T0),
-                )
-            ],
-            columns=[
-                "id",
-                "pre_qualification_id",
-                "status",
-                "customer_name",
-                "business_unit_id",
-                "more_info_requested",
-                "deep_scan_status",
-                "created_at",
-                "updated_at",
-            ],
-        )
-        await conn.copy_records_to_table(
-            "deal_embeddings", records=list(ds._deal_records(chunks)), columns=ds._DEAL_COLUMNS
-        )
+    await ds.load_owners(conn, OWNERS)
     await conn.execute("VACUUM (ANALYZE) deal_embeddings")
     return {"rows": OWNERS * ds.ROWS_PER_QUALIFICATION}
 
@@ -566,6 +529,21 @@ async def part_global(
 async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[str, Any]:
     from dealhunter_vectors.models import DealChunk
 
+    def chunks(prefix: str, vectors: NDArray[np.float32]) -> list[DealChunk]:
+        return [
+            DealChunk(
+                id=f"{prefix}{k:04d}",
+                pre_qualification_id="bp000000",
+                agent_name="tech",
+                chunk_type="text",
+                chunk_index=k,
+                content="x" * 800,
+                metadata={"cms": "drupal"},
+                embedding=v,
+            )
+            for k, v in enumerate(vectors)
+        ]
+
     results: dict[str, Any] = {}
     pools = {}
     for variant in ("with_hnsw", "without_hnsw"):
@@ -580,28 +558,9 @@ async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[
                 "pre_qualifications", records=[ds._pq_record("bp000000", ds._T0, None)], columns=ds._PQ_COLUMNS
             )
             seed = ds.owner_space().sample(ds._rng(14, 8).integers(0, ds.N_CLUSTERS, size=1000), seed=(14, 8))
-            await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
-            await dv.insert_deal_chunks(
-                conn,
-                [
-                    DealChunk(
-                        id=f"seed{k:04d}",
-                        pre_qualification_id="bp000000",
-                        agent_name="tech",
-                        chunk_type="text",
-                        chunk_index=k,
-                        content="x" * 800,
-                        metadata={"cms": "drupal"},
-                        embedding=seed[k],
-                    )
-                    for k in range(1000)
-                ],
-            )
-            has = False
-            if variant == "with_hnsw" and not has:
+            await dv.insert_deal_chunks(conn, chunks("seed", seed))
+            if variant == "with_hnsw":  # the schema has no chunk HNSW index since migration 006
                 await conn.execute(DEAL_HNSW_SQL)
-            if variant == "without_hnsw":
-                await conn.execute('DROP INDEX IF EXISTS "deal_embeddings_embedding_hnsw_idx"')
         pools[variant] = pool
     space = ds.owner_space()
     rng = ds._rng(14, 2)
@@ -610,21 +569,9 @@ async def part_write(url: str, admin: asyncpg.Connection, batches: int) -> dict[
         labels = rng.integers(0, ds.N_CLUSTERS, size=50)
         vecs = space.sample(labels, seed=(14, 3, b))
         for variant in list(pools) if b % 2 == 0 else list(pools)[::-1]:
-            chunks = [
-                DealChunk(
-                    id=f"w{b:04d}_{k:02d}",
-                    pre_qualification_id="bp000000",
-                    agent_name="tech",
-                    chunk_type="text",
-                    chunk_index=k,
-                    content="x" * 800,
-                    metadata={"cms": "drupal"},
-                    embedding=vecs[k],
-                )
-                for k in range(50)
-            ]
+            batch = chunks(f"w{b:04d}_", vecs)
             t0 = time.perf_counter()
-            await dv.insert_deal_chunks(pools[variant], chunks)
+            await dv.insert_deal_chunks(pools[variant], batch)
             timed[variant].append(time.perf_counter() - t0)
     for variant, samples in timed.items():
         st = stats(samples)
