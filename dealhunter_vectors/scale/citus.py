@@ -24,7 +24,6 @@ Searches on the distributed layout (chosen automatically when the database has i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +34,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from ..db.schema import quote_ident, versioned_sql_files
+from ..db.schema import Migration, quote_ident, versioned_sql_files
 from ..errors import CitusError, InvalidArgumentError, NotFoundError, SchemaError
 
 __all__ = [
@@ -126,21 +125,10 @@ def tenant_tables() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- layout
 
 
-@dataclass(frozen=True)
-class LayoutMigration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
 @cache
-def layout_migrations() -> tuple[LayoutMigration, ...]:
+def layout_migrations() -> tuple[Migration, ...]:
     """The packaged distributed-layout files, in version order."""
-    return tuple(LayoutMigration(*f) for f in versioned_sql_files("dealhunter_vectors.scale.sql", _LAYOUT_FILE))
+    return tuple(Migration(*f) for f in versioned_sql_files("dealhunter_vectors.scale.sql", _LAYOUT_FILE))
 
 
 _layout_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
