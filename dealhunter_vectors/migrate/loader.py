@@ -614,6 +614,20 @@ async def _analyze_loaded(conn: asyncpg.Connection, run: _Run, states: Sequence[
     return analyzed
 
 
+async def open_source_and_pool(
+    sqlite_path: str | Path, db: asyncpg.Pool | str, *, preflight: bool = True
+) -> tuple[sqlite3.Connection, asyncpg.Pool]:
+    """The legacy file (:func:`open_source`) and a pool: *db* itself, or a small pool of our own
+    for a URL (the caller closes it); the file is closed again when no pool can be made."""
+    source = open_source(sqlite_path, preflight=preflight)
+    try:
+        pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
+    except BaseException:
+        source.close()
+        raise
+    return source, pool
+
+
 async def migrate_sqlite(
     sqlite_path: str | Path,
     db: Pool | asyncpg.Pool | str,
@@ -652,13 +666,8 @@ async def migrate_sqlite(
         raise MigrationError("batch_size must be >= 1")
     started = time.perf_counter()
     order = load_order(tables)
-    source = open_source(sqlite_path, preflight=preflight)
+    source, pool = await open_source_and_pool(sqlite_path, db, preflight=preflight)
     own_pool = isinstance(db, str)
-    try:
-        pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
-    except BaseException:
-        source.close()
-        raise
     run = _Run(on_error=on_error, overwrite=overwrite, rejects=_RejectWriter(reject_file), progress=progress)
     states: list[_TableState] = []
     ignored: list[str] = []

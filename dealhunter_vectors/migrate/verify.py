@@ -30,13 +30,13 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from ..db.pool import Pool, close_pool, create_pool, is_connection_error
+from ..db.pool import Pool, close_pool, is_connection_error
 from ..db.schema import quote_ident
 from ..embeddings import MAX_NORM, MIN_NORM, embedding_norm
 from ..errors import DatabaseUnavailableError, MigrationError
-from .loader import DEFAULT_BATCH_SIZE, _masked
+from .loader import DEFAULT_BATCH_SIZE, _masked, open_source_and_pool
 from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
-from .source import BatchReader, TablePlan, _check_source_table, load_order, open_source, process_pool, table_plans
+from .source import BatchReader, TablePlan, _check_source_table, load_order, process_pool, table_plans
 
 __all__ = ["canonical_row_digest", "verify_migration"]
 
@@ -236,13 +236,8 @@ async def verify_migration(
     """
     started = time.perf_counter()
     order = load_order(tables)
-    source = open_source(sqlite_path)
+    source, pool = await open_source_and_pool(sqlite_path, db)
     own_pool = isinstance(db, str)
-    try:
-        pool: asyncpg.Pool = await create_pool(db, min_size=1, max_size=2) if isinstance(db, str) else db
-    except BaseException:
-        source.close()
-        raise
     failure: MigrationError | None = None
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-verify")
