@@ -59,10 +59,14 @@ from numpy.typing import NDArray
 import dealhunter_vectors as dv
 from benchmarks import datasets as ds
 from benchmarks.baseline_sql import OLD_DEAL_SEARCH_BY_QUALIFICATION_SQL
+from dealhunter_vectors.db.codecs import Vector
 from dealhunter_vectors.db.embedded import start_embedded
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.db.schema import apply_schema, quote_ident
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
+from dealhunter_vectors.models import DealChunkSearch
+from dealhunter_vectors.search import global_search as gs
+from dealhunter_vectors.search import owner as lib
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -269,9 +273,6 @@ def same(a: list[tuple[str, float]], b: list[tuple[str, float]], what: str) -> N
 
 def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ...]]:
     """The library's own statement and arguments for one lead-default search (as it sends them)."""
-    from dealhunter_vectors.models import DealChunkSearch
-    from dealhunter_vectors.search import owner as lib
-
     params = lib._DealParams(
         DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
     )
@@ -279,8 +280,6 @@ def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ..
 
 
 def old_args(q: NDArray[np.float32], owner: str) -> tuple[Any, ...]:
-    from dealhunter_vectors.db.codecs import Vector
-
     return (
         [Vector(q)],
         [owner],
@@ -442,8 +441,6 @@ class _GlobalPaths:
     async def library_call(self, i: int) -> list[str]:
         """The library's one statement (migration 007's function, the arguments it sends) on a held
         connection: the library minus its Python work and the pool's acquire/release."""
-        from dealhunter_vectors.search import global_search as gs
-
         rows = await self.conns[0].fetch(
             gs._ANN_CALL_SQL, self.queries[i], None, 2.0 + 1e-9, 18, gs.ANN_MIN_CANDIDATES, gs.ANN_MAX_EF_SEARCH,
             gs.ANN_MAX_SCAN_TUPLES,
