@@ -12,16 +12,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import asyncpg
 import pytest
+from loader_process import kill_group_when_loaded, start_loader
 
 from dealhunter_vectors.db.schema import legacy_schema, quote_ident
 from dealhunter_vectors.errors import MigrationStoppedError
@@ -119,34 +115,17 @@ async def test_migrate_rejects_tenantless_rows_and_loads_everything_else(
         await pg.close()
 
 
-def start_loader(path: Path, url: str, rejects: Path) -> subprocess.Popen[bytes]:
-    """The CLI loader in its own process group (its parsing workers die with it)."""
-    cmd = [sys.executable, "-m", "dealhunter_vectors.cli", "migrate", str(path), "--database-url", url]
-    return subprocess.Popen(
-        [*cmd, "--batch-size", "4", "--quiet", "--on-error", "skip", "--reject-file", str(rejects)],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 async def test_resume_after_sigkill_on_the_cluster(
     legacy: LegacyDatabaseSummary, dhv_citus_database_factory: CitusDatabaseFactory, tmp_path: Path
 ) -> None:
     url = await dhv_citus_database_factory()
     total = legacy.row_counts["deal_embeddings"] - 2
-    proc = start_loader(legacy.path, url, tmp_path / "r.jsonl")
+    proc = start_loader(
+        legacy.path, url, "--batch-size", "4", "--on-error", "skip", "--reject-file", str(tmp_path / "r.jsonl")
+    )
     conn = await asyncpg.connect(url)
     try:
-        loaded = 0
-        deadline = time.monotonic() + 300
-        while loaded < 20:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the loader never reached deal_embeddings"
-            await asyncio.sleep(0.05)
-            loaded = await conn.fetchval("SELECT count(*) FROM deal_embeddings")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        await kill_group_when_loaded(proc, conn, 20, timeout=300)
         await asyncio.sleep(1.0)  # the coordinator notices the dead connection and rolls back
         after_kill = await conn.fetchval("SELECT count(*) FROM deal_embeddings")
         assert 0 < after_kill < total

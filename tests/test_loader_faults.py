@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from loader_process import start_loader
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.errors import MigrationError
@@ -122,16 +123,6 @@ async def test_corruption_found_mid_load_reports_what_was_loaded(
     assert (await verify_migration(legacy.path, url)).ok
 
 
-def _start_loader(path: Path, url: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "dealhunter_vectors.cli", "migrate", str(path), "--database-url", url]
-    return subprocess.Popen(
-        [*cmd, "--batch-size", "2", "--workers", "2", "--quiet"],
-        start_new_session=True,  # its own group: only the parent is killed below, never the group
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _children(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -143,7 +134,8 @@ async def test_sigkill_of_migrate_takes_its_workers_along(
     legacy: LegacyDatabaseSummary, dhv_database_factory: Factory
 ) -> None:
     url = await dhv_database_factory()
-    proc = _start_loader(legacy.path, url)
+    # only the loader itself is killed below, not its group: its workers must exit on their own
+    proc = start_loader(legacy.path, url, "--batch-size", "2", "--workers", "2", stderr=subprocess.DEVNULL)
     workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120

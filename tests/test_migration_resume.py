@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import numpy as np
 import pytest
+from loader_process import kill_group_when_loaded, start_loader
 
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 from dealhunter_vectors.db.pool import create_pool
@@ -86,33 +83,14 @@ async def assert_exactly_the_source(legacy: LegacyDatabaseSummary, url: str) -> 
     assert sum(t.matching_rows for t in report.tables) == sum(legacy.row_counts.values())
 
 
-def start_loader(path: Path, url: str) -> subprocess.Popen[bytes]:
-    """The CLI loader in its own process group (its parsing workers die with it)."""
-    cmd = [sys.executable, "-m", "dealhunter_vectors.cli", "migrate", str(path), "--database-url", url]
-    return subprocess.Popen(
-        [*cmd, "--batch-size", "4", "--quiet"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 async def test_resume_after_sigkill(legacy: LegacyDatabaseSummary, dhv_database_factory: Factory) -> None:
     url = await dhv_database_factory()
     before = sha256(legacy.path)
     total_chunks = legacy.row_counts["deal_embeddings"]
-    proc = start_loader(legacy.path, url)
+    proc = start_loader(legacy.path, url, "--batch-size", "4")
     conn = await asyncpg.connect(url)
     try:
-        loaded = 0
-        deadline = time.monotonic() + 180
-        while loaded < 40:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the loader never reached deal_embeddings"
-            await asyncio.sleep(0.05)
-            loaded = await conn.fetchval("SELECT count(*) FROM deal_embeddings")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        await kill_group_when_loaded(proc, conn, 40, timeout=180)
         assert proc.returncode == -signal.SIGKILL
         await asyncio.sleep(0.5)  # let the server notice the dead connection and roll back
         after_kill = await conn.fetchval("SELECT count(*) FROM deal_embeddings")
