@@ -13,20 +13,17 @@ import asyncio
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import orjson
 import pytest
+from served_app import get_once_served
 
 from dealhunter_vectors.db.embedded import embedded_server_status, stop_embedded_server
 
@@ -134,33 +131,13 @@ def test_printed_web_app_command_serves_the_demo_data(demo_output: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = curl.split("http://127.0.0.1:8000", 1)[1]
-    proc = subprocess.Popen(
+    _, raw, output = get_once_served(
         ["bash", "-c", app],
         cwd=REPO,
         env={**os.environ, "UVICORN_PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+        url=f"http://127.0.0.1:{port}{path}",
+        timeout=120,
     )
-    body = None
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-                    body = orjson.loads(response.read())
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    output = proc.stdout.read() if proc.stdout else ""
+    body = None if raw is None else orjson.loads(raw)
     assert body, output[-3000:]
     assert len(body) == 3 and all(h["chunk_id"] for h in body)

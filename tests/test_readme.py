@@ -35,14 +35,10 @@ import ast
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +46,7 @@ from typing import Any
 
 import pytest
 from _readme import README, Block, prepare_workdir, readme_blocks
+from served_app import get_once_served
 
 REPO = README.parent
 BLOCKS = readme_blocks()
@@ -157,35 +154,10 @@ def _run_bash(block: Block, session: ReadmeSession) -> None:
 
 def _serve(block: Block, session: ReadmeSession, path: str) -> None:
     port = session.env["UVICORN_PORT"]
-    proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", block.code],
-        cwd=session.workdir,
-        env=session.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}/{path.lstrip('/')}"
-    status = None
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    status = response.status
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as the reader would
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    output = proc.stdout.read() if proc.stdout else ""
+    status, _, output = get_once_served(
+        ["bash", "-euo", "pipefail", "-c", block.code], cwd=session.workdir, env=session.env, url=url, timeout=180
+    )
     assert status == 200, f"README line {block.line}: {url} did not answer 200\n{block.code}\n{output[-4000:]}"
 
 
