@@ -9,7 +9,7 @@ directory. Prints the markdown tables of docs/benchmarks.md ("Hybrid search"). N
 benchmark (no ``test_`` functions): the numbers are medians of ``--repeats`` sequential calls.
 
 1. **Latency** over one 1,000-row qualification (the synthetic German corpus of
-   ``tests/hybrid_corpus.py``: clustered 3072-d embeddings, 2-3 sentences each): the
+   ``tests/search/hybrid_corpus.py``: clustered 3072-d embeddings, 2-3 sentences each): the
    owner-scoped vector search (lead defaults: threshold 0.3, limit 5), the same with MMR, and
    the hybrid search text + vector / text only / vector only / with MMR; the query text is the
    query's exact term.
@@ -39,7 +39,7 @@ import asyncpg
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "search"))
 
 from hybrid_corpus import build_corpus, recall_at  # noqa: E402
 

@@ -28,7 +28,7 @@ import dealhunter_vectors as dv
 from dealhunter_vectors.config import with_database
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
-from dealhunter_vectors.scale.cluster import default_citus_source, start_cluster, stop_cluster
+from dealhunter_vectors.tooling.cluster import default_citus_source, start_cluster, stop_cluster
 
 Call = Callable[[Any, dict[str, Any]], Awaitable[Any]]
 

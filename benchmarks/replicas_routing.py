@@ -24,8 +24,8 @@ import asyncpg
 import numpy as np
 
 import dealhunter_vectors as dv
-from dealhunter_vectors.scale.local import clone_standby, init_server, wait_for_replay
 from dealhunter_vectors.testing import seed_owners
+from dealhunter_vectors.tooling.local import clone_standby, init_server, wait_for_replay
 
 DIMS = 3072
 

@@ -18,18 +18,21 @@
 * Scale reads: ``create_pool(url, replicas=[...])`` returns a :class:`ReplicatedPool` whose
   searches run on healthy streaming standbys; :func:`on_primary` for read-your-writes.
 * Scale out on Citus: ``apply_schema(pool, distributed=True)`` on a coordinator; every call
-  above works unchanged there. :func:`start_cluster` / :func:`stop_cluster` run a local
-  coordinator + workers built from source (:func:`build_citus`).
+  above works unchanged there.
+
+Developer tooling (the embedded server's and a local Citus cluster's control) lives in
+:mod:`dealhunter_vectors.tooling`; its old top-level names still work for one release, with a
+``DeprecationWarning`` (CHANGELOG.md).
 """
 
 from __future__ import annotations
 
 from . import _compat
 from .config import DEFAULT_DATABASE_URL, Settings, get_settings, mask_url
-from .db.embedded import EmbeddedServer, resolve_database_url, start_embedded, stop_embedded
 from .db.fulltext import set_text_search_config, text_search_config
 from .db.pool import Pool, close_pool, create_pool, lifespan, open_pool, transaction_settings
-from .db.schema import VECTOR_INDEXES, apply_schema, schema_status
+from .db.replicas import ReplicaStatus, ReplicatedPool, ServedBy, last_served_by, on_primary
+from .db.schema import apply_schema, schema_status
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
 from .errors import (
     CitusError,
@@ -57,7 +60,6 @@ from .migrate.reports import (
     VectorProblem,
     VerificationReport,
 )
-from .migrate.source import load_order
 from .migrate.verify import verify_migration
 from .models import (
     ChunkSource,
@@ -76,8 +78,6 @@ from .models import (
     SimilaritySearch,
     section_confidence,
 )
-from .scale.cluster import LocalCluster, build_citus, start_cluster, stop_cluster
-from .scale.replicas import ReplicaStatus, ReplicatedPool, ServedBy, last_served_by, on_primary
 from .search import (
     find_similar_pre_qualifications,
     list_deal_chunks,
@@ -104,9 +104,13 @@ __version__ = _package_version()
 
 _compat.install()  # 0.1 module paths (dealhunter_vectors.vector_search, ...) for one release
 
+
+def __getattr__(name: str) -> object:
+    """The 0.2 top-level names that moved out of the application API (one release, with a warning)."""
+    return _compat.moved_name(name)
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "VECTOR_INDEXES",
     "ChunkSource",
     "CitusError",
     "ConfigurationError",
@@ -115,14 +119,12 @@ __all__ = [
     "DealChunkHit",
     "DealChunkSearch",
     "DealhunterVectorsError",
-    "EmbeddedServer",
     "EmbeddedServerError",
     "HybridDealChunkHit",
     "HybridRawChunkHit",
     "InvalidArgumentError",
     "InvalidEmbeddingError",
     "InvalidQueryTextError",
-    "LocalCluster",
     "MigrationError",
     "MigrationProgress",
     "MigrationReport",
@@ -153,7 +155,6 @@ __all__ = [
     "__version__",
     "apply_schema",
     "as_embedding",
-    "build_citus",
     "close_pool",
     "create_pool",
     "find_similar_pre_qualifications",
@@ -164,7 +165,6 @@ __all__ = [
     "last_served_by",
     "lifespan",
     "list_deal_chunks",
-    "load_order",
     "mask_url",
     "migrate_sqlite",
     "on_primary",
@@ -172,7 +172,6 @@ __all__ = [
     "parse_blob_embedding",
     "parse_json_embedding",
     "replace_raw_chunks",
-    "resolve_database_url",
     "schema_status",
     "search_deal_embeddings",
     "search_many",
@@ -181,10 +180,6 @@ __all__ = [
     "section_confidence",
     "set_description_embedding",
     "set_text_search_config",
-    "start_cluster",
-    "start_embedded",
-    "stop_cluster",
-    "stop_embedded",
     "text_search_config",
     "transaction_settings",
     "verify_migration",

@@ -30,6 +30,13 @@ MOVED: Final = {
     "dealhunter_vectors.cli_search": "dealhunter_vectors.cli.search",
     "dealhunter_vectors.cli_migrate": "dealhunter_vectors.cli.migrate",
     "dealhunter_vectors.cli_demo": "dealhunter_vectors.cli.demo",
+    # 0.2 -> 0.3 (docs/design.md, "Map")
+    "dealhunter_vectors.demo": "dealhunter_vectors.cli.demo_run",
+    "dealhunter_vectors.scale": "dealhunter_vectors.tooling",
+    "dealhunter_vectors.scale.cluster": "dealhunter_vectors.tooling.cluster",
+    "dealhunter_vectors.scale.local": "dealhunter_vectors.tooling.local",
+    "dealhunter_vectors.scale.replicas": "dealhunter_vectors.db.replicas",
+    "dealhunter_vectors.scale.citus": "dealhunter_vectors.layout.citus",
 }
 """Old module path -> new module path (``dealhunter_vectors.legacy`` is now a package that
 re-exports the old module's names)."""
@@ -53,7 +60,35 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(new)
 
 
+MOVED_NAMES: Final = {
+    "EmbeddedServer": "dealhunter_vectors.tooling",
+    "start_embedded": "dealhunter_vectors.tooling",
+    "stop_embedded": "dealhunter_vectors.tooling",
+    "LocalCluster": "dealhunter_vectors.tooling",
+    "build_citus": "dealhunter_vectors.tooling",
+    "start_cluster": "dealhunter_vectors.tooling",
+    "stop_cluster": "dealhunter_vectors.tooling",
+    "resolve_database_url": "dealhunter_vectors.db.embedded",
+    "load_order": "dealhunter_vectors.migrate.source",
+    "VECTOR_INDEXES": "dealhunter_vectors.db.schema",
+}
+"""Top-level names of 0.2 that are developer tooling or internals, and where they live now."""
+
+
+def moved_name(name: str) -> object:
+    """The object a moved top-level name refers to, with a ``DeprecationWarning`` naming its new home."""
+    module = MOVED_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dealhunter_vectors' has no attribute {name!r}")
+    warnings.warn(
+        f"dealhunter_vectors.{name} moved to {module}.{name} (not part of the application API); import it from there",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(importlib.import_module(module), name)
+
+
 def install() -> None:
     """Make the old module paths importable (idempotent)."""
     if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedModules())
+        sys.meta_path.insert(0, _MovedModules())  # first: a moved package's new path holds the same files

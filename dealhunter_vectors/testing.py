@@ -64,7 +64,7 @@ from .config import with_database
 from .db.embedded import is_embedded_url, resolve_database_url, start_embedded, stop_embedded
 from .db.pool import Pool, close_pool, create_pool
 from .db.schema import apply_schema, quote_ident
-from .scale.cluster import LocalCluster, default_citus_source, start_cluster, stop_cluster
+from .tooling.cluster import LocalCluster, default_citus_source, start_cluster, stop_cluster
 
 __all__ = ["CitusDatabaseFactory", "DatabaseFactory", "TemplateDatabaseFactory", "seed_owners", "with_database"]
 

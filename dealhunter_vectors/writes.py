@@ -41,12 +41,13 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 import orjson
 
+from . import validation
 from .config import get_settings
-from .db.pool import operation
+from .db.faults import operation
 from .embeddings import Float32Array, as_embedding
 from .errors import InvalidArgumentError, NotFoundError
+from .layout import layout_of
 from .models import DealChunk, RawChunk
-from .search import _args
 
 __all__ = [
     "DEAL_EMBEDDING_COLUMNS",
@@ -134,18 +135,18 @@ def _metadata_text(value: dict[str, Any] | None, *, table: str, row_id: str) -> 
 
 def _texts(table: str, row_id: str, **values: Any) -> None:
     for column, value in values.items():
-        _args.optional_text(value, f"{table} id={row_id} column={column}")
+        validation.optional_text(value, f"{table} id={row_id} column={column}")
 
 
 def _ints(table: str, row_id: str, **values: Any) -> None:
     for column, value in values.items():
-        _args.optional_integer(value, f"{table} id={row_id} column={column}")
+        validation.optional_integer(value, f"{table} id={row_id} column={column}")
 
 
 def _row_id(chunk: DealChunk | RawChunk, table: str) -> str:
     if chunk.id is None:
         return new_id()
-    return _args.text(chunk.id, f"{table} column=id")
+    return validation.text(chunk.id, f"{table} column=id")
 
 
 def _check_chunks(chunks: Any) -> None:
@@ -181,7 +182,7 @@ def _deal_record(chunk: DealChunk, now: datetime) -> tuple[Any, ...]:
         validated_by=chunk.validated_by,
     )
     _ints("deal_embeddings", row_id, chunk_index=chunk.chunk_index, confidence=chunk.confidence)
-    _args.optional_flag(chunk.requires_validation, f"deal_embeddings id={row_id} column=requires_validation")
+    validation.optional_flag(chunk.requires_validation, f"deal_embeddings id={row_id} column=requires_validation")
     embedding = None if chunk.embedding is None else _embedding(chunk.embedding, table="deal_embeddings", row_id=row_id)
     return (
         row_id,
@@ -251,22 +252,8 @@ async def insert_deal_chunks(db: Db, chunks: Sequence[DealChunk]) -> list[str]:
 
 
 async def _copy_deal_records(conn: asyncpg.Connection, records: list[tuple[Any, ...]]) -> None:
-    from .scale.citus import TENANT_COLUMN, copy_violation, deal_chunk_tenants, is_distributed
-
-    columns = list(DEAL_EMBEDDING_COLUMNS)
-    if not await is_distributed(conn):
-        await conn.copy_records_to_table("deal_embeddings", records=records, columns=columns)
-        return
-    # the Citus layout places each chunk with its tenant (library-owned column, scale.citus)
-    tenants = await deal_chunk_tenants(conn, records)
-    records = [(*r, t) for r, t in zip(records, tenants, strict=True)]
-    try:
-        await conn.copy_records_to_table("deal_embeddings", records=records, columns=[*columns, TENANT_COLUMN])
-    except asyncpg.InternalServerError as exc:
-        mapped = copy_violation(exc)  # the single node's error class, not Citus's XX000
-        if mapped is exc:
-            raise
-        raise mapped from exc
+    layout = await layout_of(conn)  # the Citus layout places each chunk with its tenant
+    await layout.copy_rows(conn, "deal_embeddings", DEAL_EMBEDDING_COLUMNS, records)
 
 
 def _constraint_error(table: str, exc: asyncpg.PostgresError) -> NotFoundError | InvalidArgumentError:
@@ -284,7 +271,7 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
     pre-qualification row (``NotFoundError`` when it does not exist), delete its raw
     chunks, binary-COPY the new ones. Any failure rolls back to the old chunks.
     """
-    pre_qualification_id = _args.text(pre_qualification_id, "pre_qualification_id")
+    pre_qualification_id = validation.text(pre_qualification_id, "pre_qualification_id")
     _check_chunks(chunks)
     now = utc_now()
     records = [_raw_record(chunk, pre_qualification_id, now) for chunk in chunks]
@@ -297,17 +284,11 @@ async def replace_raw_chunks(db: Db, pre_qualification_id: str, chunks: Sequence
                 raise NotFoundError(f"pre_qualifications id={pre_qualification_id} does not exist")
             await conn.execute(DELETE_RAW_CHUNKS_SQL, pre_qualification_id)
             if records:
+                layout = await layout_of(conn)
                 try:
-                    await conn.copy_records_to_table("raw_chunks", records=records, columns=list(RAW_CHUNK_COLUMNS))
+                    await layout.copy_rows(conn, "raw_chunks", RAW_CHUNK_COLUMNS, records)
                 except asyncpg.UniqueViolationError as exc:
                     raise _constraint_error("raw_chunks", exc) from exc
-                except asyncpg.InternalServerError as exc:  # Citus reports a worker's violation as XX000
-                    from .scale.citus import copy_violation
-
-                    mapped = copy_violation(exc)
-                    if not isinstance(mapped, asyncpg.UniqueViolationError):
-                        raise
-                    raise _constraint_error("raw_chunks", mapped) from exc
 
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
@@ -324,7 +305,7 @@ async def set_description_embedding(db: Db, pre_qualification_id: str, embedding
     The embedding is validated first. ``updated_at`` is left alone: the old app had no
     ``$onUpdate`` and never wrote this column. ``NotFoundError`` when the id does not exist.
     """
-    pre_qualification_id = _args.text(pre_qualification_id, "pre_qualification_id")
+    pre_qualification_id = validation.text(pre_qualification_id, "pre_qualification_id")
     value = (
         None
         if embedding is None

@@ -17,7 +17,7 @@ def test_runtime_modules_import_without_dev_dependencies() -> None:
         if m.name != "dealhunter_vectors.testing"  # the pytest plugin needs pytest, by design
         and not m.name.endswith(".__main__")  # running them is the CLI itself
     ]
-    assert "dealhunter_vectors.demo" in modules and "dealhunter_vectors.cli" in modules
+    assert "dealhunter_vectors.cli.demo_run" in modules and "dealhunter_vectors.cli" in modules
     # A None entry in sys.modules makes "import pytest" raise ImportError, as on a machine
     # where only the package was installed.
     code = (

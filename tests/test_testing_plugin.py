@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _readme import prepare_workdir, section_blocks
+from support import prepare_workdir, section_blocks
 
 import dealhunter_vectors as dv
 

@@ -12,7 +12,7 @@ import platformdirs
 from rich.console import Console
 
 from ..errors import CitusError
-from ..scale.cluster import DEFAULT_CITUS_SOURCE_ENV, STATE_FILE, default_citus_source, start_cluster, stop_cluster
+from ..tooling.cluster import DEFAULT_CITUS_SOURCE_ENV, STATE_FILE, default_citus_source, start_cluster, stop_cluster
 from ._common import EXIT_OK
 
 

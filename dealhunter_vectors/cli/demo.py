@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..demo import DEMO_SIZES, run_demo
+from .demo_run import DEMO_SIZES, run_demo
 
 DESCRIPTION = """\
 Build a legacy dealhunter SQLite database the way the old app wrote it (all 29 tables,

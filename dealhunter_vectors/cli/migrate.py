@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,7 +76,7 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="cyan")
 
 
-class _Reporter:
+class MigrationReporter:
     """Turns :class:`MigrationProgress` events into a rich bar, log lines, or nothing."""
 
     def __init__(self, console: Console, *, quiet: bool) -> None:
@@ -89,7 +88,7 @@ class _Reporter:
         self.last_log = 0.0
         self.started: dict[str, float] = {}
 
-    def __enter__(self) -> _Reporter:
+    def __enter__(self) -> MigrationReporter:
         if self.live:
             self.progress = Progress(
                 TextColumn("{task.description:<26}"),
@@ -207,7 +206,7 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
 
     err = Console(stderr=True)
     async with open_pool(args.database_url or default_database_url(), min_size=1, max_size=2) as pool:
-        with _Reporter(err, quiet=args.quiet) as reporter:
+        with MigrationReporter(err, quiet=args.quiet) as reporter:
             try:
                 report = await migrate_sqlite(
                     args.sqlite_path,
@@ -365,9 +364,3 @@ def register(subparsers: Any, add_database_url: Callable[[argparse.ArgumentParse
     p.add_argument("--workers", type=_non_negative, default=2, help="processes parsing JSON embeddings (0: none)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=cmd_verify)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from . import main
-
-    sys.exit(main(["migrate", *sys.argv[1:]]))

@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import get_settings, mask_url
-from ..db.doctor import Check, DoctorReport, diagnose, run_doctor
+from ..db.doctor import Check, DoctorReport, diagnose, replica_checks, run_doctor
 from ..db.embedded import is_embedded_url
 from ..db.fulltext import text_search_config
 from ..db.pool import Pool
+from ..db.replicas import ReplicatedPool
 from ..db.schema import apply_schema, create_vector_indexes
-from ..scale.replicas import ReplicatedPool, replica_checks
 from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect, default_database_url
 from ._progress import watch_index_builds
 

@@ -21,8 +21,10 @@ import asyncpg
 from ..config import mask_text
 from ..errors import ConfigurationError, DealhunterVectorsError, SchemaError
 from .embedded import resolve_database_url
-from .pool import PGVECTOR_MIN_SAFE
-from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, legacy_schema, schema_status
+from .migrations import MIGRATIONS_TABLE
+from .replicas import ReplicaState, ReplicatedPool
+from .schema import VECTOR_INDEXES, legacy_schema, schema_status
+from .server import PGVECTOR_MIN_SAFE
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -213,29 +215,40 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
     report = DoctorReport()
     add = report.checks.append
     add(check_postgres_version(await conn.fetchval("SHOW server_version")))
+    if await _schema_checks(conn, add):
+        await _index_checks(conn, add)
+        await _maintenance_checks(conn, add)
+    return report
+
+
+async def _schema_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
+    """pgvector, privileges and the schema version; whether there is a schema to check further."""
     try:
         extension_ready = await _extension_and_privilege_checks(conn, add)
         status = await schema_status(conn)
     except SchemaError as exc:
         add(Check("schema", "fail", str(exc), "upgrade dealhunter-vectors"))
-        return report
+        return False
     except asyncpg.PostgresError as exc:
         add(Check("schema", "fail", f"cannot read the schema: {exc}", "check the role's privileges (see above)"))
-        return report
+        return False
     if status.up_to_date:
         add(Check("schema", "ok", f"schema version {status.version} ({MIGRATIONS_TABLE})"))
-    else:
-        detail = (
-            "not applied (no tables yet)"
-            if not status.applied
-            else f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}"
-        )
-        fix = "run `dealhunter-vectors schema apply`"
-        if not extension_ready:
-            fix += " once the vector extension is installed (see above)"
-        add(Check("schema", "fail", detail, fix))
-        if not status.applied:
-            return report
+        return True
+    detail = (
+        "not applied (no tables yet)"
+        if not status.applied
+        else f"schema version {status.version}, pending {list(status.pending)}, changed {list(status.changed)}"
+    )
+    fix = "run `dealhunter-vectors schema apply`"
+    if not extension_ready:
+        fix += " once the vector extension is installed (see above)"
+    add(Check("schema", "fail", detail, fix))
+    return bool(status.applied)
+
+
+async def _index_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> None:
+    """Each vector index: present, valid and ready."""
     rows = await conn.fetch(
         "SELECT c.relname AS name, ix.indisvalid AS valid, ix.indisready AS ready"
         " FROM pg_index ix JOIN pg_class c ON c.oid = ix.indexrelid WHERE c.relname = ANY($1::text[])",
@@ -264,6 +277,10 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
             )
         else:
             add(Check(f"index {idx.name}", "ok", "valid"))
+
+
+async def _maintenance_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> None:
+    """Dead tuples of the indexed tables and ``maintenance_work_mem`` for an HNSW build."""
     mwm = int(await conn.fetchval("SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"))
     biggest = 0
     stats = await conn.fetch(
@@ -295,7 +312,6 @@ async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
         )
     else:
         add(Check("maintenance_work_mem", "ok", f"{mwm // 2**20} MB for {biggest} rows"))
-    return report
 
 
 _CONNECT_ERRORS_AUTH = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
@@ -379,3 +395,67 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
     finally:
         await conn.close()
     return report
+
+
+# --------------------------------------------------------------------------- read replicas
+
+_REPLICA_FIXES: dict[ReplicaState, str] = {
+    "down": "check the replica server and the network to it; reads use the other servers meanwhile",
+    "not_in_recovery": "promoted, or a primary: remove it from DATABASE_REPLICA_URLS or rebuild it as a standby",
+    "lagging": "replay is behind: check pg_stat_replication on the primary, or raise DEALHUNTER_MAX_REPLICA_LAG",
+    "unchecked": "run the check again",
+}
+
+
+async def replica_checks(pool: ReplicatedPool) -> list[Check]:
+    """``doctor`` rows for a pool with replicas: one per replica (checked now), each healthy
+    replica's read checks, and the routing summary."""
+    statuses = await pool.refresh_replicas()
+    checks = [
+        Check(
+            f"replica {s.url}",
+            "ok" if s.healthy else "warn",
+            f"{s.state}: {s.detail}" if s.detail else s.state,
+            None if s.healthy else _REPLICA_FIXES[s.state],
+        )
+        for s in statuses
+    ]
+    checks.extend(await _replica_read_checks(pool))
+    healthy = sum(s.healthy for s in statuses)
+    if healthy:
+        checks.append(
+            Check(
+                "read routing",
+                "ok",
+                f"searches on {healthy} of {len(statuses)} replicas (lag bound {pool.max_replica_lag:g} s)",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "read routing", "warn", "no healthy replica: searches run on the primary", "see the replica rows above"
+            )
+        )
+    return checks
+
+
+_READ_CHECKS = ("pgvector version", "schema", "index ")
+"""The doctor checks that read what the searches read: run on a replica, they show what it serves."""
+
+
+async def _replica_read_checks(pool: ReplicatedPool) -> list[Check]:
+    """doctor's read checks (pgvector version, schema version, indexes) on each healthy replica.
+
+    Searches run there, so these rows say what they will find; a replica that serves an older
+    schema or lacks an index fails here although its lag is fine.
+    """
+    checks: list[Check] = []
+    for replica in pool.healthy_replica_pools():
+        async with replica.acquire() as conn:
+            report = await run_doctor(conn)
+        checks.extend(
+            Check(f"replica {replica.masked_url}: {c.name}", c.status, c.detail, c.fix)
+            for c in report.checks
+            if c.name.startswith(_READ_CHECKS)
+        )
+    return checks

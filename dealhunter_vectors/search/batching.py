@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..db.pool import operation
+import asyncpg
+
+from ..db.faults import operation
 from ..errors import InvalidArgumentError
+from ..layout import Layout, OwnerColumn
 from ..models import (
     DealChunkHit,
     DealChunkSearch,
@@ -20,8 +23,7 @@ from ..models import (
     SimilaritySearch,
 )
 from . import mmr
-from ._db import Db, connection, routed, snapshot
-from ._sql import OwnerColumn
+from ._db import Db, connection_and_layout, routed, snapshot
 from .global_search import _PreQualPlan, _run_pre_qualification
 from .owner import _DealParams, _merge_similar, _prepare_raw, _RawParams, _run_deal_batch, _run_raw_batch, _SimilarPlan
 from .results import deal_hit, raw_hit, similarity
@@ -57,48 +59,64 @@ async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchR
     """
     if mmr.wants_mmr(requests):
         return await mmr.search_many_with_mmr(db, requests, search_many)
-    deal_plans: dict[OwnerColumn, list[_DealParams]] = {"qualification_id": [], "pre_qualification_id": []}
-    raw_plans: list[_RawParams] = []
-    # What each request needs: ("deal", column, index) / ("raw", index) / ("similar", plan, refs) / ("pq", plan)
-    slots: list[tuple[Any, ...]] = []
+    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
+        raise InvalidArgumentError("requests", f"must be a list of search requests, got {type(requests).__name__}")
+    batch = _Batch()
+    for req in requests:
+        batch.add(req)
+    async with connection_and_layout(db) as (conn, layout), snapshot(conn, batch.statements):
+        return await batch.run(conn, layout)
 
-    def add_deal(params: _DealParams) -> tuple[OwnerColumn, int]:
-        bucket = deal_plans[params.owner_column]
+
+class _Batch:
+    """The requests of one :func:`search_many` call, validated and grouped into statements."""
+
+    def __init__(self) -> None:
+        self.deal: dict[OwnerColumn, list[_DealParams]] = {"qualification_id": [], "pre_qualification_id": []}
+        self.raw: list[_RawParams] = []
+        # What each request needs: ("deal", column, index) / ("raw", index) / ("similar", plan, refs) / ("pq", plan)
+        self.slots: list[tuple[Any, ...]] = []
+
+    def _add_deal(self, params: _DealParams) -> tuple[OwnerColumn, int]:
+        bucket = self.deal[params.owner_column]
         bucket.append(params)
         return params.owner_column, len(bucket) - 1
 
-    def add_raw(params: _RawParams) -> int:
-        raw_plans.append(params)
-        return len(raw_plans) - 1
+    def _add_raw(self, params: _RawParams) -> int:
+        self.raw.append(params)
+        return len(self.raw) - 1
 
-    if isinstance(requests, (str, bytes)) or not isinstance(requests, Sequence):
-        raise InvalidArgumentError("requests", f"must be a list of search requests, got {type(requests).__name__}")
-    for req in requests:
+    def add(self, req: SearchRequest) -> None:
+        """Validate *req* and note which statement rows it reads."""
         if isinstance(req, DealChunkSearch):
-            slots.append(("deal", *add_deal(_DealParams(req))))
+            self.slots.append(("deal", *self._add_deal(_DealParams(req))))
         elif isinstance(req, RawChunkSearch):
-            slots.append(("raw", add_raw(_prepare_raw(req))))
+            self.slots.append(("raw", self._add_raw(_prepare_raw(req))))
         elif isinstance(req, SimilaritySearch):
             plan = _SimilarPlan(req)
             refs = (
-                add_deal(plan.lead) if plan.lead else None,
-                add_deal(plan.agent) if plan.agent else None,
-                add_raw(plan.raw) if plan.raw else None,
+                self._add_deal(plan.lead) if plan.lead else None,
+                self._add_deal(plan.agent) if plan.agent else None,
+                self._add_raw(plan.raw) if plan.raw else None,
             )
-            slots.append(("similar", plan, refs))
+            self.slots.append(("similar", plan, refs))
         elif isinstance(req, PreQualificationSearch):
-            slots.append(("pq", _PreQualPlan(req)))
+            self.slots.append(("pq", _PreQualPlan(req)))
         else:
             raise InvalidArgumentError("requests", f"unsupported search request: {type(req).__name__}")
 
-    statements = sum(1 for bucket in deal_plans.values() if bucket) + (1 if raw_plans else 0)
-    statements += sum(1 for slot in slots if slot[0] == "pq")
+    @property
+    def statements(self) -> int:
+        """How many statements the batch runs (one per non-empty group, one per global search)."""
+        groups = sum(1 for bucket in self.deal.values() if bucket) + (1 if self.raw else 0)
+        return groups + sum(1 for slot in self.slots if slot[0] == "pq")
 
-    async with connection(db) as conn, snapshot(conn, statements):
-        deal_rows = {column: await _run_deal_batch(conn, column, bucket) for column, bucket in deal_plans.items()}
-        raw_rows = await _run_raw_batch(conn, raw_plans)
+    async def run(self, conn: asyncpg.Connection, layout: Layout) -> list[SearchResult]:
+        """Run every group's statement, then assemble each request's result in order."""
+        deal_rows = {column: await _run_deal_batch(conn, layout, column, b) for column, b in self.deal.items()}
+        raw_rows = await _run_raw_batch(conn, layout, self.raw)
         results: list[SearchResult] = []
-        for slot in slots:
+        for slot in self.slots:
             kind = slot[0]
             if kind == "deal":
                 rows = deal_rows[slot[1]][slot[2]]
@@ -116,5 +134,5 @@ async def search_many(db: Db, requests: Sequence[SearchRequest]) -> list[SearchR
                     )
                 )
             else:
-                results.append(await _run_pre_qualification(conn, slot[1]))
-    return results
+                results.append(await _run_pre_qualification(conn, layout, slot[1]))
+        return results

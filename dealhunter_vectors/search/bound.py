@@ -3,9 +3,9 @@
 ``|half distance - exact distance| <= HALF_DISTANCE_ERROR_BOUND`` for every row and query
 whose norm lies in :data:`HALF_NORM_RANGE`. The derivation (half rounding of both unit
 directions plus pgvector's float32 sums over 3072 terms) is in docs/design.md, section
-"Owner-scoped search: the error bound"; ``tests/test_inline_halfvec.py`` checks it against
+"Owner-scoped search: the error bound"; ``tests/db/test_inline_halfvec.py`` checks it against
 the server. The statements in ``sql/deal_search.sql`` and ``sql/raw_search.sql`` carry its
-value as a literal (``tests/test_layout.py`` checks they agree).
+value as a literal (``tests/test_architecture.py`` checks they agree).
 """
 
 from __future__ import annotations

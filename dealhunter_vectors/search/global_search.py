@@ -9,19 +9,21 @@ docs/design.md, "Global search".
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
 
-from ..db.pool import operation
+from ..db.faults import operation
 from ..errors import InvalidArgumentError, SchemaError
+from ..layout import CandidatePass, CandidateQuery, Layout
+from ..layout.statements import load_sql
 from ..models import PreQualificationMatch, PreQualificationSearch
-from ..scale import citus
-from . import _sql
 from ._args import check_id, check_limit, number, optional_flag, query_vector
-from ._db import Db, connection, routed
+from ._db import Db, connection_and_layout, routed
 from .results import similarity, similarity_percent
+from .statements import DUPLICATE_CANDIDATES, DUPLICATE_EXACT
 
 __all__ = [
     "ANN_MAX_SCAN_TUPLES",
@@ -40,15 +42,11 @@ ANN_FRONTIER_MARGIN: Final = 0.02
 _PERCENT_SLACK: Final = 1e-9
 """Distance slack of the SQL prefilter of the percent rule; the exact rule is applied in Python."""
 
-PRE_QUALIFICATION_EXACT_SQL: Final = _sql.load("pre_qualification_exact")
+PRE_QUALIFICATION_EXACT_SQL: Final = DUPLICATE_EXACT.single
 """Exact scan of every pre-qualification with a description embedding and requirements."""
-PRE_QUALIFICATION_ANN_SQL: Final = _sql.load("pre_qualification_ann")
-"""HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier)."""
-_ANN_CALL_SQL: Final = (
-    'SELECT * FROM "dealhunter_pre_qualification_ann"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
-    "$6::int4, $7::int4)"
-)
-"""The global index search as one call of migration 007's function (its SET clauses carry the settings)."""
+PRE_QUALIFICATION_ANN_SQL: Final = load_sql("dealhunter_vectors.search", "pre_qualification_ann")
+"""HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier):
+the statement migration 007's function runs, as a file to ``EXPLAIN``."""
 
 
 class _PreQualPlan:
@@ -83,52 +81,40 @@ class _PreQualPlan:
         return out
 
 
-async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -> list[PreQualificationMatch]:
-    """Run one global search on *conn*.
-
-    The index search is one call of the server-side function of migration 007, whose SET
-    clauses apply the index settings for the call only: one round trip, nothing to reset,
-    the same inside or outside a caller's transaction.
-    """
+async def _run_pre_qualification(
+    conn: asyncpg.Connection, layout: Layout, plan: _PreQualPlan
+) -> list[PreQualificationMatch]:
+    """Run one global search on *conn*: the exact scan, or index passes widened while crowded."""
     # A few extra rows so that rows dropped by the exact percent rule never shorten the result.
     sql_limit = None if plan.limit is None else plan.limit + 8
-    distributed = await citus.is_distributed(conn)
     if plan.exact:
-        if distributed:  # Citus: a distributed top-k (scale.citus)
-            return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
-        rows = await conn.fetch(PRE_QUALIFICATION_EXACT_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
+        rows = await layout.all_rows(conn, DUPLICATE_EXACT, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
     assert sql_limit is not None
-    if distributed:  # Citus: each shard's HNSW candidates; SET LOCAL reaches the shards (scale.citus)
-        return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
-    base, cap = max(ANN_MIN_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
+    query = CandidateQuery(
+        vector=plan.vector,
+        exclude_id=plan.exclude_id,
+        max_distance=plan.max_distance,
+        limit=sql_limit,
+        candidates=min(ANN_MAX_EF_SEARCH, max(ANN_MIN_CANDIDATES, 4 * sql_limit)),
+        cap=ANN_MAX_EF_SEARCH,
+        max_scan_tuples=ANN_MAX_SCAN_TUPLES,
+    )
     while True:
         try:
-            rows = await conn.fetch(
-                _ANN_CALL_SQL,
-                plan.vector,
-                plan.exclude_id,
-                plan.max_distance,
-                sql_limit,
-                base,
-                cap,
-                ANN_MAX_SCAN_TUPLES,
-            )
+            scan = await layout.duplicate_candidates(conn, DUPLICATE_CANDIDATES, query)
         except asyncpg.UndefinedFunctionError:
             raise SchemaError(
                 "the global search needs migration 007 (dealhunter_pre_qualification_ann); run apply_schema "
                 "or `dealhunter-vectors schema apply`"
             ) from None
-        found = [row for row in rows if row["id"] is not None]
-        candidates = rows[0]["ef"] if rows else cap
-        if candidates >= cap or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
-            return plan.matches(found)
-        base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
+        if scan.candidates >= query.cap or not _crowded(scan, sql_limit, plan.max_distance):
+            return plan.matches(scan.rows)
+        wider = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * scan.candidates)
+        query = dataclasses.replace(query, candidates=wider, cap=wider)
 
 
-def _crowded(
-    rows: Sequence[asyncpg.Record], found: Sequence[asyncpg.Record], limit: int, candidates: int, max_distance: float
-) -> bool:
+def _crowded(scan: CandidatePass, limit: int, max_distance: float) -> bool:
     """True when the index scan stopped inside a dense shell around the result's boundary.
 
     The boundary is the k-th exact distance (or the threshold when fewer than k rows
@@ -139,10 +125,11 @@ def _crowded(
     with a frontier 0.003-0.006 beyond the 10th distance at recall 0.78, while a complete
     candidate set leaves a gap >= 0.02 (benchmarks/perf_side_by_side.py, docs/benchmarks.md).
     """
-    if not rows or rows[0]["candidates"] < candidates or rows[0]["frontier"] is None:
-        return False  # the scan ran out of rows: every candidate was seen, the result is exact
+    if scan.seen is None or scan.frontier is None or scan.seen < scan.candidates:
+        return False  # the scan ran out of rows (every candidate was seen: exact), or cannot tell
+    found = scan.rows
     boundary = found[limit - 1]["distance"] if len(found) >= limit else max_distance
-    return bool(rows[0]["frontier"] < boundary + ANN_FRONTIER_MARGIN)
+    return bool(scan.frontier < boundary + ANN_FRONTIER_MARGIN)
 
 
 @operation("find_similar_pre_qualifications", read_only=True)
@@ -176,5 +163,5 @@ async def find_similar_pre_qualifications(
         exact=exact,
     )
     plan = _PreQualPlan(req)
-    async with connection(db) as conn:
-        return await _run_pre_qualification(conn, plan)
+    async with connection_and_layout(db) as (conn, layout):
+        return await _run_pre_qualification(conn, layout, plan)

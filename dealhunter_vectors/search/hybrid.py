@@ -53,11 +53,11 @@ from typing import Any, Final
 import asyncpg
 
 from ..db.codecs import Vector
-from ..db.pool import operation
+from ..db.faults import operation
 from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
+from ..layout import OwnerRequest, OwnerStatement, layout_of
 from ..models import HybridDealChunkHit, HybridRawChunkHit
-from ..scale import citus
-from . import _sql, mmr
+from . import mmr
 from ._args import (
     check_id,
     check_limit,
@@ -71,6 +71,7 @@ from ._args import (
 )
 from ._db import Db, routed
 from .results import deal_fields, raw_fields
+from .statements import HYBRID_DEAL, HYBRID_RAW
 
 __all__ = [
     "DEFAULT_CANDIDATES",
@@ -89,13 +90,6 @@ MAX_CANDIDATES: Final = 1000
 """Largest ``candidates`` (each leg sorts at most this many rows into the fusion)."""
 MAX_QUERY_TEXT_CHARS: Final = 4096
 """Longest accepted ``query_text`` (a search query, not a document)."""
-
-
-_DEAL_SQL: Final = {
-    owner: _sql.owner_variant(_sql.load("hybrid_deal_embeddings"), owner)
-    for owner in ("qualification_id", "pre_qualification_id")
-}
-_RAW_SQL: Final = _sql.load("hybrid_raw_chunks")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -172,13 +166,14 @@ class _Common:
         self.sql_limit = self.limit if self.mmr_lambda is None else candidates
 
 
-async def _fetch(db: Db, sql: str, args: Sequence[Any], *, table: mmr.MmrTable, common: _Common) -> list[Any]:
+async def _fetch(
+    db: Db, statement: OwnerStatement, request: OwnerRequest, *, table: mmr.MmrTable, common: _Common
+) -> list[Any]:
     """Run the hybrid statement (and the MMR step) on one connection and snapshot."""
     try:
         async with mmr.snapshot(db) as conn:
-            if await citus.is_distributed(conn):  # Citus: the router form with the tenant (scale.citus)
-                sql, args = await citus.hybrid_form(conn, sql, args)
-            rows = await conn.fetch(sql, *args)
+            layout = await layout_of(conn)
+            rows = await layout.owner_rows(conn, statement, request)
             if common.mmr_lambda is None or len(rows) <= 1:
                 return list(rows)
             best = max(r["fused_score"] for r in rows)
@@ -262,7 +257,8 @@ async def hybrid_search_deal_embeddings(
         common.text_weight,
         common.sql_limit,
     )
-    rows = await _fetch(db, _DEAL_SQL[owner_column], args, table="deal_embeddings", common=common)
+    request = OwnerRequest(owner_id, args)
+    rows = await _fetch(db, HYBRID_DEAL[owner_column], request, table="deal_embeddings", common=common)
     return [_deal_hit(row) for row in rows]
 
 
@@ -310,7 +306,7 @@ async def hybrid_search_raw_chunks(
         common.text_weight,
         common.sql_limit,
     )
-    rows = await _fetch(db, _RAW_SQL, args, table="raw_chunks", common=common)
+    rows = await _fetch(db, HYBRID_RAW, OwnerRequest(owner_id, args), table="raw_chunks", common=common)
     return [_raw_hit(row) for row in rows]
 
 

@@ -36,10 +36,12 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
+from ..layout import layout_of
 from ..models import DealChunkSearch, RawChunkSearch, SearchRequest
-from . import _db, _sql
+from . import _db
 from ._args import check_limit, integer, number
 from ._db import connection
+from .statements import MMR_PAIRWISE
 
 __all__ = [
     "MAX_MMR_CANDIDATES",
@@ -58,9 +60,6 @@ MAX_MMR_CANDIDATES: Final = 1000
 
 MmrTable = Literal["deal_embeddings", "raw_chunks"]
 T = TypeVar("T")
-
-
-_PAIRWISE_SQL: Final = {table: _sql.load(f"mmr_pairwise_{table}") for table in ("deal_embeddings", "raw_chunks")}
 
 
 def check_mmr_lambda(value: Any) -> float | None:
@@ -118,7 +117,8 @@ async def pairwise_similarity(conn: asyncpg.Connection, table: MmrTable, ids: Se
     np.fill_diagonal(matrix, 1.0)
     if n < 2:
         return matrix
-    rows = await conn.fetch(_PAIRWISE_SQL[table], list(ids))
+    layout = await layout_of(conn)
+    rows = await layout.all_rows(conn, MMR_PAIRWISE[table], list(ids))
     for row in rows:
         distance = row["distance"]
         if distance is None or math.isnan(distance):

@@ -18,9 +18,10 @@ import asyncpg
 import numpy as np
 
 from ..db.codecs import HalfVector, Vector
-from ..db.pool import operation
+from ..db.faults import operation
 from ..embeddings import Float32Array
 from ..errors import InvalidArgumentError
+from ..layout import Layout, OwnerColumn, OwnerRequest, layout_of
 from ..models import (
     DealChunkHit,
     DealChunkSearch,
@@ -30,8 +31,7 @@ from ..models import (
     SimilarityHit,
     SimilaritySearch,
 )
-from ..scale import citus
-from . import _sql, mmr
+from . import mmr
 from ._args import (
     check_id,
     check_limit,
@@ -45,10 +45,10 @@ from ._args import (
     string_list,
     substring,
 )
-from ._db import Db, connection, routed, snapshot
-from ._sql import OwnerColumn
+from ._db import Db, connection_and_layout, routed, snapshot
 from .bound import HALF_NORM_RANGE
 from .results import deal_hit, parse_metadata, raw_hit, similarity
+from .statements import DEAL_SEARCH, LIST_DEAL_CHUNKS, RAW_SEARCH
 
 __all__ = [
     "DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL",
@@ -67,20 +67,15 @@ __all__ = [
 MAX_SIMILAR_LIMIT: Final = 50
 """The search action's maximum ``limit`` (the old zod schema's ``max(50)``)."""
 
-_DEAL_SEARCH: Final = _sql.load("deal_search")
-DEAL_SEARCH_BY_QUALIFICATION_SQL: Final = _sql.owner_variant(_DEAL_SEARCH, "qualification_id")
+DEAL_SEARCH_BY_QUALIFICATION_SQL: Final = DEAL_SEARCH["qualification_id"].batched
 """Batched exact deal-chunk search of rows owned by a qualification (half-precision prefilter + exact re-rank)."""
-DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL: Final = _sql.owner_variant(_DEAL_SEARCH, "pre_qualification_id")
+DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL: Final = DEAL_SEARCH["pre_qualification_id"].batched
 """Batched exact deal-chunk search of rows owned by a pre-qualification (half-precision prefilter + exact re-rank)."""
-RAW_SEARCH_SQL: Final = _sql.load("raw_search")
+RAW_SEARCH_SQL: Final = RAW_SEARCH.batched
 """Batched exact raw-chunk search (half-precision prefilter + exact re-rank of the candidates)."""
-_DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL: Final = _sql.single_request(DEAL_SEARCH_BY_QUALIFICATION_SQL)
-_DEAL_SEARCH_ONE_BY_PRE_QUALIFICATION_SQL: Final = _sql.single_request(DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL)
-_RAW_SEARCH_ONE_SQL: Final = _sql.single_request(RAW_SEARCH_SQL)
-_LIST: Final = _sql.load("list_deal_chunks")
-LIST_BY_QUALIFICATION_SQL: Final = _sql.owner_variant(_LIST, "qualification_id")
+LIST_BY_QUALIFICATION_SQL: Final = LIST_DEAL_CHUNKS["qualification_id"].single
 """Unranked listing of a qualification's chunks (with or without embedding)."""
-LIST_BY_PRE_QUALIFICATION_SQL: Final = _sql.owner_variant(_LIST, "pre_qualification_id")
+LIST_BY_PRE_QUALIFICATION_SQL: Final = LIST_DEAL_CHUNKS["pre_qualification_id"].single
 """Unranked listing of a pre-qualification's chunks (with or without embedding)."""
 
 
@@ -92,7 +87,7 @@ def query_half(query: Float32Array) -> HalfVector | None:
 
     Normalised in float64 and rounded once to float32 (componentwise relative error <= 2^-24,
     as the bound assumes), then to half precision by IEEE round-to-nearest-even (numpy), as
-    pgvector rounds (``tests/test_inline_halfvec.py``). ``None`` (every row re-ranked
+    pgvector rounds (``tests/db/test_inline_halfvec.py``). ``None`` (every row re-ranked
     exactly) when the norm lies outside :data:`~.bound.HALF_NORM_RANGE`. A parameter is a
     constant of any plan, generic or custom; computed in SQL (a ``LATERAL`` subquery) it
     reached the per-row distance as a nested-loop parameter, and the half scan took twice as
@@ -109,7 +104,7 @@ def query_half(query: Float32Array) -> HalfVector | None:
 class _DealParams:
     """One validated deal-chunk search, as the per-request elements of the batched statement."""
 
-    __slots__ = ("owner_column", "params")
+    __slots__ = ("owner_column", "request")
 
     def __init__(self, req: DealChunkSearch) -> None:
         vector = query_vector(req.query_embedding)
@@ -124,7 +119,7 @@ class _DealParams:
             req.agent_names,
             req.tech_stack,
         )
-        self.params: tuple[Any, ...] = (
+        params = (
             Vector(vector),
             owner_id,
             max_distance(threshold),
@@ -135,20 +130,15 @@ class _DealParams:
             limit,
             query_half(vector),
         )
+        self.request = OwnerRequest(owner_id, params)
 
 
 class _RawParams:
-    __slots__ = ("params",)
+    __slots__ = ("request",)
 
     def __init__(self, query: Float32Array, owner_id: str, threshold: float, inclusive: bool, limit: int) -> None:
-        self.params: tuple[Any, ...] = (
-            Vector(query),
-            owner_id,
-            max_distance(threshold),
-            inclusive,
-            limit,
-            query_half(query),
-        )
+        params = (Vector(query), owner_id, max_distance(threshold), inclusive, limit, query_half(query))
+        self.request = OwnerRequest(owner_id, params)
 
 
 def _prepare_raw(req: RawChunkSearch) -> _RawParams:
@@ -248,56 +238,30 @@ def _merge_similar(
     return [item[3] for item in keyed[: plan.limit]]
 
 
-def _transpose(batch: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*batch, strict=True)]
-
-
 async def _run_deal_batch(
-    conn: asyncpg.Connection, owner_column: OwnerColumn, batch: Sequence[_DealParams]
+    conn: asyncpg.Connection, layout: Layout, owner_column: OwnerColumn, batch: Sequence[_DealParams]
 ) -> list[list[asyncpg.Record]]:
-    out: list[list[asyncpg.Record]] = [[] for _ in batch]
-    if not batch:
-        return out
-    if await citus.is_distributed(conn):  # Citus: one single-shard router query per request
-        return await citus.run_deal_searches(conn, owner_column, [p.params for p in batch])
-    by_qualification = owner_column == "qualification_id"
-    if len(batch) == 1:
-        one = _DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL if by_qualification else _DEAL_SEARCH_ONE_BY_PRE_QUALIFICATION_SQL
-        out[0] = await conn.fetch(one, *batch[0].params)
-        return out
-    sql = DEAL_SEARCH_BY_QUALIFICATION_SQL if by_qualification else DEAL_SEARCH_BY_PRE_QUALIFICATION_SQL
-    rows = await conn.fetch(sql, *_transpose([p.params for p in batch]))
-    for row in rows:
-        out[row["ord"] - 1].append(row)
-    return out
+    return await layout.owner_batch(conn, DEAL_SEARCH[owner_column], [p.request for p in batch])
 
 
-async def _run_raw_batch(conn: asyncpg.Connection, batch: Sequence[_RawParams]) -> list[list[asyncpg.Record]]:
-    out: list[list[asyncpg.Record]] = [[] for _ in batch]
-    if not batch:
-        return out
-    if await citus.is_distributed(conn):
-        return await citus.run_raw_searches(conn, [p.params for p in batch])
-    if len(batch) == 1:
-        out[0] = await conn.fetch(_RAW_SEARCH_ONE_SQL, *batch[0].params)
-        return out
-    rows = await conn.fetch(RAW_SEARCH_SQL, *_transpose([p.params for p in batch]))
-    for row in rows:
-        out[row["ord"] - 1].append(row)
-    return out
+async def _run_raw_batch(
+    conn: asyncpg.Connection, layout: Layout, batch: Sequence[_RawParams]
+) -> list[list[asyncpg.Record]]:
+    return await layout.owner_batch(conn, RAW_SEARCH, [p.request for p in batch])
 
 
 async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchRequest]) -> list[Any]:
     """Deal/raw chunk searches without MMR, one statement each (the MMR step's candidate searches)."""
+    layout = await layout_of(conn)
     out: list[Any] = []
     for req in requests:
         if isinstance(req, DealChunkSearch):
             params = _DealParams(req)
-            rows = (await _run_deal_batch(conn, params.owner_column, [params]))[0]
+            rows = (await _run_deal_batch(conn, layout, params.owner_column, [params]))[0]
             out.append([deal_hit(row, similarity(row["distance"])) for row in rows])
         else:
             assert isinstance(req, RawChunkSearch)
-            out.append([raw_hit(row) for row in (await _run_raw_batch(conn, [_prepare_raw(req)]))[0]])
+            out.append([raw_hit(row) for row in (await _run_raw_batch(conn, layout, [_prepare_raw(req)]))[0]])
     return out
 
 
@@ -374,8 +338,8 @@ async def search_deal_embeddings(
     if req.mmr_lambda is not None:
         return (await mmr.search_many_with_mmr(db, [req], _plain_searches))[0]  # type: ignore[no-any-return]
     params = _DealParams(req)
-    async with connection(db) as conn:
-        rows = (await _run_deal_batch(conn, params.owner_column, [params]))[0]
+    async with connection_and_layout(db) as (conn, layout):
+        rows = (await _run_deal_batch(conn, layout, params.owner_column, [params]))[0]
     return [deal_hit(row, similarity(row["distance"])) for row in rows]
 
 
@@ -408,8 +372,8 @@ async def search_raw_chunks(
     if req.mmr_lambda is not None:
         return (await mmr.search_many_with_mmr(db, [req], _plain_searches))[0]  # type: ignore[no-any-return]
     params = _prepare_raw(req)
-    async with connection(db) as conn:
-        rows = (await _run_raw_batch(conn, [params]))[0]
+    async with connection_and_layout(db) as (conn, layout):
+        rows = (await _run_raw_batch(conn, layout, [params]))[0]
     return [raw_hit(row) for row in rows]
 
 
@@ -442,10 +406,10 @@ async def search_similar(
         include_raw_chunks=include_raw_chunks,
     )
     plan = _SimilarPlan(req)
-    async with connection(db) as conn, snapshot(conn, plan.statements):
-        lead = (await _run_deal_batch(conn, "qualification_id", [plan.lead]))[0] if plan.lead else []
-        agent = (await _run_deal_batch(conn, "pre_qualification_id", [plan.agent]))[0] if plan.agent else []
-        raw = (await _run_raw_batch(conn, [plan.raw]))[0] if plan.raw else []
+    async with connection_and_layout(db) as (conn, layout), snapshot(conn, plan.statements):
+        lead = (await _run_deal_batch(conn, layout, "qualification_id", [plan.lead]))[0] if plan.lead else []
+        agent = (await _run_deal_batch(conn, layout, "pre_qualification_id", [plan.agent]))[0] if plan.agent else []
+        raw = (await _run_raw_batch(conn, layout, [plan.raw]))[0] if plan.raw else []
     return _merge_similar(plan, lead, agent, raw)
 
 
@@ -485,10 +449,6 @@ async def list_deal_chunks(
         flag(filter_fallback, "filter_fallback"),
         row_limit,
     )
-    sql = LIST_BY_QUALIFICATION_SQL if owner_column == "qualification_id" else LIST_BY_PRE_QUALIFICATION_SQL
-    async with connection(db) as conn:
-        if await citus.is_distributed(conn):
-            rows = await citus.list_deal_chunk_rows(conn, owner_column, params)
-        else:
-            rows = await conn.fetch(sql, *params)
+    async with connection_and_layout(db) as (conn, layout):
+        rows = await layout.owner_rows(conn, LIST_DEAL_CHUNKS[owner_column], OwnerRequest(owner_id, params))
     return [deal_hit(row, None) for row in rows]

@@ -35,7 +35,7 @@ CROSS JOIN LATERAL (
                    CASE WHEN r.tech_stack IS NOT NULL AND pg_input_is_valid(d.metadata, 'jsonb')
                         THEN d.metadata::jsonb END AS meta
             FROM "deal_embeddings" d
-            WHERE d."qualification_id" = r.owner_id
+            WHERE d."qualification_id" = r.owner_id  -- citus: AND d."tenant_id" = :tenant
               AND d.embedding IS NOT NULL
               AND (r.categories IS NULL OR coalesce(r.categories ? d.chunk_category, false))
               AND (r.min_confidence IS NULL OR d.confidence >= r.min_confidence)
@@ -96,6 +96,6 @@ CROSS JOIN LATERAL (
     SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
            d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated,
            t.distance
-    FROM top t JOIN "deal_embeddings" d ON d.id = t.id
+    FROM top t JOIN "deal_embeddings" d ON d.id = t.id  -- citus: AND d."tenant_id" = :tenant
 ) h
 ORDER BY r.ord, h.distance, h.id

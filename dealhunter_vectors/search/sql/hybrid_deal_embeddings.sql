@@ -25,7 +25,7 @@ WITH owned AS NOT MATERIALIZED (
                CASE WHEN $10::text IS NOT NULL AND pg_input_is_valid(d.metadata, 'jsonb')
                     THEN d.metadata::jsonb END AS meta
         FROM "deal_embeddings" d
-        WHERE d."qualification_id" = $2::text
+        WHERE d."qualification_id" = $2::text  -- citus: AND d."tenant_id" = :tenant
           AND ($5::jsonb IS NULL OR coalesce($5::jsonb ? d.chunk_category, false))
           AND ($6::int4 IS NULL OR d.confidence >= $6::int4)
           AND (NOT $7::bool OR d.validated_at IS NOT NULL)
@@ -101,6 +101,6 @@ SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_t
        d.embedding <=> $1::vector AS distance,
        CASE WHEN d.content_tsv @@ tq.q THEN ts_rank_cd(d.content_tsv, tq.q) END AS text_score
 FROM fused f
-JOIN "deal_embeddings" d ON d.id = f.id
+JOIN "deal_embeddings" d ON d.id = f.id  -- citus: AND d."tenant_id" = :tenant
 LEFT JOIN text_query tq ON true
 ORDER BY f.fused_score DESC, f.id

@@ -11,7 +11,7 @@
 WITH owned AS NOT MATERIALIZED (
     SELECT c.id, c.embedding, c.embedding_half, c.content_tsv
     FROM "raw_chunks" c
-    WHERE c.pre_qualification_id = $2::text
+    WHERE c.pre_qualification_id = $2::text  -- citus: AND c."pre_qualification_id" = :tenant
 ),
 query_half AS (
     SELECT CASE WHEN vector_norm($1::vector) BETWEEN '1e-12'::float8 AND '1e15'::float8
@@ -72,6 +72,6 @@ SELECT c.id, c.pre_qualification_id, c.chunk_index, c.content, c.token_count, c.
        c.embedding <=> $1::vector AS distance,
        CASE WHEN c.content_tsv @@ tq.q THEN ts_rank_cd(c.content_tsv, tq.q) END AS text_score
 FROM fused f
-JOIN "raw_chunks" c ON c.id = f.id
+JOIN "raw_chunks" c ON c.id = f.id  -- citus: AND c."pre_qualification_id" = :tenant
 LEFT JOIN text_query tq ON true
 ORDER BY f.fused_score DESC, f.id

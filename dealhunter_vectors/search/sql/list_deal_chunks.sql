@@ -7,7 +7,7 @@ WITH base AS MATERIALIZED (
            d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated, d.created_at,
            coalesce($2::jsonb ? d.agent_name, $2::jsonb IS NULL) AS matches
     FROM "deal_embeddings" d
-    WHERE d."qualification_id" = $1
+    WHERE d."qualification_id" = $1  -- citus: AND d."tenant_id" = :tenant
       AND ($3::jsonb IS NULL OR coalesce($3::jsonb ? d.chunk_category, false))
       AND ($4::int4 IS NULL OR d.confidence >= $4)
       AND (NOT $5::bool OR d.validated_at IS NOT NULL)

@@ -12,7 +12,7 @@ CROSS JOIN LATERAL (
         FROM (
             SELECT c.id, c.embedding, c.embedding_half <=> r.p AS hd
             FROM "raw_chunks" c
-            WHERE c.pre_qualification_id = r.owner_id
+            WHERE c.pre_qualification_id = r.owner_id  -- citus: AND c."pre_qualification_id" = :tenant
             OFFSET 0
         ) s
     ),
@@ -32,6 +32,6 @@ CROSS JOIN LATERAL (
         LIMIT r.row_limit
     )
     SELECT c.id, c.pre_qualification_id, c.chunk_index, c.content, c.token_count, c.metadata, t.distance
-    FROM top t JOIN "raw_chunks" c ON c.id = t.id
+    FROM top t JOIN "raw_chunks" c ON c.id = t.id  -- citus: AND c."pre_qualification_id" = :tenant
 ) h
 ORDER BY r.ord, h.distance, h.id

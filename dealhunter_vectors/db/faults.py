@@ -1,0 +1,156 @@
+"""Driver and OS faults as the library's typed errors, and the :func:`operation` decorator.
+
+A lost, refused or reset connection (server restart, ``kill -9`` of the postmaster, network
+reset) is a :class:`~dealhunter_vectors.errors.DatabaseUnavailableError` (``retryable``, the
+driver's exception as ``__cause__``, URL masked); a statement beyond the command timeout a
+:class:`~dealhunter_vectors.errors.QueryTimeoutError` naming the statement and the timeout.
+Every public coroutine of the library is wrapped by :func:`operation`, which types these
+faults and retries read-only calls once (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ..config import mask_text
+from ..errors import DatabaseUnavailableError, DealhunterVectorsError, QueryTimeoutError
+
+__all__ = ["current_operation", "is_connection_error", "masked_cause", "operation", "translate_error"]
+
+_log = logging.getLogger("dealhunter_vectors.db.pool")
+
+# Failures of the connection itself: the server restarted, was killed, refused or reset
+# the connection, or asyncpg's protocol state broke because of that ("cannot switch to
+# state 12"). Statement errors (syntax, constraints, QueryCanceledError 57014) are not here.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionRefusedError, ConnectionResetError, BrokenPipeError, FileNotFoundError (socket gone)
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # 57P03: starting up / shutting down
+    asyncpg.AdminShutdownError,  # 57P01: terminated by administrator, fast shutdown
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+_OPERATION: contextvars.ContextVar[str | None] = contextvars.ContextVar("dhv_operation", default=None)
+
+
+def current_operation() -> str | None:
+    """The name of the public operation running in this task (None outside one)."""
+    return _OPERATION.get()
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for a failure of the connection itself (retryable), False for a statement error.
+
+    An error raised while cleaning up after a connection failure counts as one too: when a
+    connection breaks mid-COPY, asyncpg's pool release then fails with "another operation
+    is in progress", whose ``__context__`` is the original failure.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain of an exception raised while handling another
+        if seen is None:
+            return False
+        if isinstance(seen, asyncpg.InterfaceError):
+            text = str(seen)
+            if "connection" in text and ("closed" in text or "lost" in text or "terminated" in text):
+                return True
+        elif isinstance(seen, _CONNECTION_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def masked_cause(exc: BaseException) -> BaseException:
+    """*exc* with its message masked in place, should it ever hold a URL with a password."""
+    with contextlib.suppress(Exception):
+        if any(isinstance(a, str) and a != mask_text(a) for a in exc.args):
+            exc.args = tuple(mask_text(a) if isinstance(a, str) else a for a in exc.args)
+    return exc
+
+
+def _command_timeout(db: object) -> float | None:
+    # The library's pools and connections know their command timeout (db/server.py);
+    # a caller's own asyncpg objects do not say it publicly.
+    timeout = getattr(db, "command_timeout", None)
+    return timeout if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else None
+
+
+def _masked_url_of(db: object) -> str:
+    masked = getattr(db, "masked_url", None)
+    return masked if isinstance(masked, str) else "the server"
+
+
+def translate_error(exc: BaseException, db: object, operation: str | None = None) -> DealhunterVectorsError | None:
+    """The library's error for a driver/OS exception raised during *operation* (None: not ours to type)."""
+    if isinstance(exc, (DealhunterVectorsError, asyncio.CancelledError)):
+        return None
+    what = _OPERATION.get() or operation or "a statement"
+    if isinstance(exc, TimeoutError):
+        timeout = _command_timeout(db)
+        limit = f"the command timeout of {timeout:g} s" if timeout is not None else "its timeout"
+        return QueryTimeoutError(f"{what} did not finish within {limit}; the server cancelled it")
+    if is_connection_error(exc):
+        url = _masked_url_of(db)
+        detail = mask_text(str(exc)) or type(exc).__name__
+        return DatabaseUnavailableError(
+            f"{what}: lost the connection to {url} ({type(exc).__name__}: {detail}); retry once the server is back"
+        )
+    return None
+
+
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
+    """Decorate a public coroutine ``fn(db, ...)``: name it in errors, type its faults.
+
+    Connection failures become :class:`DatabaseUnavailableError`, command timeouts
+    :class:`QueryTimeoutError`. ``read_only=True`` (searches): on a connection failure the
+    call is retried **once**, on a fresh connection of the pool (a search is idempotent);
+    not when *db* is a caller's connection, and never for writes (a lost commit
+    acknowledgement would make a retry a duplicate). Nested calls are retried only by the
+    outermost one.
+    """
+
+    def decorate(fn: _F) -> _F:
+        @functools.wraps(fn)
+        async def wrapper(db: Any, *args: Any, **kwargs: Any) -> Any:
+            # Plain try/except, no context manager: this wraps every search (a few us matter).
+            token = _OPERATION.set(name) if _OPERATION.get() is None else None
+            try:
+                attempts = 2 if read_only and token is not None and isinstance(db, asyncpg.Pool) else 1
+                attempt = 1
+                while True:
+                    try:
+                        return await fn(db, *args, **kwargs)
+                    except BaseException as exc:
+                        if isinstance(exc, DatabaseUnavailableError):
+                            if attempt < attempts:
+                                _log.warning("%s: %s; retrying once on a fresh connection", name, exc)
+                                attempt += 1
+                                continue
+                            raise
+                        translated = translate_error(exc, db)
+                        if translated is None:
+                            raise
+                        if isinstance(translated, DatabaseUnavailableError) and attempt < attempts:
+                            _log.warning("%s: %s; retrying once on a fresh connection", name, translated)
+                            attempt += 1
+                            continue
+                        raise translated from masked_cause(exc)
+            finally:
+                if token is not None:
+                    _OPERATION.reset(token)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,195 @@
+"""The Citus layout: statements routed to one shard by their tenant, distributed top-k, tenant-placed writes.
+
+* **Owner statements** run their Citus form (:func:`~.statements.citus_form`: the shard key on
+  every scan of a distributed table), one router query per request. The tenant is the owner
+  itself for a pre-qualification; a qualification's is looked up first (one query for a whole
+  batch). An unknown qualification has no rows: its requests return ``[]`` without a query.
+* **The global duplicate search** is a distributed top-k: the exact form pushes ``ORDER BY
+  distance LIMIT`` to every shard and merges; the index form takes each shard's HNSW
+  candidates (``SET LOCAL hnsw.*`` reaches the workers through
+  ``citus.propagate_set_commands = 'local'``), keeps the best by half distance and re-ranks
+  them by the exact distance. No adaptive widening: each shard's graph holds a fraction of the rows.
+* **Writes** carry the tenant: a ``deal_embeddings`` row's is its pre-qualification, else its
+  qualification's; constraint violations that Citus reports from a worker as SQLSTATE XX000
+  are raised as the single node's error class.
+
+Design and measurements: docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import asyncpg
+
+from ..db.distributed import TENANT_COLUMN, tenant_tables
+from ..errors import InvalidArgumentError, NotFoundError
+from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
+from .statements import OwnerRequest, OwnerStatement, Statement
+
+__all__ = [
+    "Citus",
+    "copy_violation",
+    "deal_chunk_tenants",
+    "qualification_tenants",
+    "set_local",
+]
+
+
+async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Iterable[str]) -> dict[str, str]:
+    """``{qualification id: its pre-qualification}`` for the ids that exist (one query)."""
+    ids = sorted(set(qualification_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        'SELECT "id", "pre_qualification_id" FROM "qualifications" WHERE "id" = ANY($1::text[])', ids
+    )
+    return {r["id"]: r["pre_qualification_id"] for r in rows}
+
+
+async def set_local(conn: asyncpg.Connection, settings: Mapping[str, str | int | float | bool]) -> None:
+    """``SET LOCAL`` each setting so that it reaches the workers too (inside a transaction).
+
+    Citus propagates ``SET LOCAL`` commands (not ``set_config()`` calls) to the worker
+    connections of the transaction when ``citus.propagate_set_commands = 'local'``.
+    Names are checked against ``[a-z_.]``; values are booleans, numbers or simple words.
+    """
+    statements = ["SET LOCAL citus.propagate_set_commands TO 'local'"]
+    for name, value in settings.items():  # all checked before anything is sent
+        if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", name):
+            raise ValueError(f"invalid setting name {name!r}")
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        elif re.fullmatch(r"[a-z_]+", value):
+            text = f"'{value}'"
+        else:
+            raise ValueError(f"invalid value for setting {name}: {value!r}")
+        statements.append(f"SET LOCAL {name} TO {text}")
+    for statement in statements:
+        await conn.execute(statement)
+
+
+_COPY_VIOLATIONS: Final[tuple[tuple[str, type[asyncpg.PostgresError]], ...]] = (
+    ("duplicate key value violates unique constraint", asyncpg.UniqueViolationError),
+    ("violates foreign key constraint", asyncpg.ForeignKeyViolationError),
+    ("violates check constraint", asyncpg.CheckViolationError),
+    ("null value in column", asyncpg.NotNullViolationError),
+)
+
+
+def copy_violation(exc: asyncpg.PostgresError) -> asyncpg.PostgresError:
+    """The error a single node raises for *exc*, a constraint violation that Citus reports
+    from a COPY on a worker as SQLSTATE XX000 (``InternalServerError``); else *exc*."""
+    if getattr(exc, "sqlstate", None) != "XX000":
+        return exc
+    message = str(exc)
+    for prefix, cls in _COPY_VIOLATIONS:
+        if prefix in message:
+            detail = getattr(exc, "detail", None)
+            return cls(f"{message}\n{detail}" if detail and detail not in message else message)
+    return exc
+
+
+async def deal_chunk_tenants(
+    conn: asyncpg.Connection, columns: Sequence[str], records: Sequence[Sequence[Any]]
+) -> list[str]:
+    """The tenant of each ``deal_embeddings`` record (values in *columns* order).
+
+    A chunk's tenant is its pre-qualification, else its qualification's pre-qualification.
+    ``NotFoundError`` names an unknown owner; a chunk whose qualification belongs to another
+    pre-qualification than the chunk's own is an ``InvalidArgumentError``.
+    """
+    kid, kpre, kqual = columns.index("id"), columns.index("pre_qualification_id"), columns.index("qualification_id")
+    qualifications = await qualification_tenants(conn, (r[kqual] for r in records if r[kqual] is not None))
+    pre_ids = sorted({r[kpre] for r in records if r[kpre] is not None})
+    existing: set[str] = set()
+    if pre_ids:
+        rows = await conn.fetch('SELECT "id" FROM "pre_qualifications" WHERE "id" = ANY($1::text[])', pre_ids)
+        existing = {r["id"] for r in rows}
+    tenants = []
+    for r in records:
+        row_id, pre_id, qual_id = r[kid], r[kpre], r[kqual]
+        if pre_id is not None and pre_id not in existing:
+            raise NotFoundError(f"deal_embeddings id={row_id}: pre_qualifications id={pre_id} does not exist")
+        if qual_id is not None and qual_id not in qualifications:
+            raise NotFoundError(f"deal_embeddings id={row_id}: qualifications id={qual_id} does not exist")
+        if pre_id is not None and qual_id is not None and qualifications[qual_id] != pre_id:
+            raise InvalidArgumentError(
+                f"deal_embeddings id={row_id}",
+                f"qualification {qual_id} belongs to pre-qualification {qualifications[qual_id]}, not {pre_id} "
+                "(the distributed layout keeps a chunk with its tenant)",
+            )
+        tenants.append(pre_id if pre_id is not None else qualifications[qual_id])
+    return tenants
+
+
+class Citus(Layout):
+    """A Citus coordinator with the distributed layout (db/distributed.py)."""
+
+    name = "citus"
+    sharded = True
+
+    async def owner_batch(
+        self, conn: asyncpg.Connection, statement: OwnerStatement, requests: Sequence[OwnerRequest]
+    ) -> list[list[asyncpg.Record]]:
+        """One single-shard router query per request (its Citus form, the tenant filled in)."""
+        if statement.tenant_is_owner:
+            tenants = {r.owner_id: r.owner_id for r in requests}
+        else:
+            tenants = await qualification_tenants(conn, (r.owner_id for r in requests))
+        out: list[list[asyncpg.Record]] = []
+        for request in requests:
+            tenant = tenants.get(request.owner_id)
+            if tenant is None:  # an unknown qualification owns no rows
+                out.append([])
+            else:
+                out.append(list(await conn.fetch(statement.citus, *statement.citus_params(request, tenant))))
+        return out
+
+    async def all_rows(self, conn: asyncpg.Connection, statement: Statement, *args: Any) -> list[asyncpg.Record]:
+        return list(await conn.fetch(statement.citus, *args))
+
+    async def duplicate_candidates(
+        self, conn: asyncpg.Connection, statement: CandidateStatement, query: CandidateQuery
+    ) -> CandidatePass:
+        """Each shard's HNSW candidates at the pass's candidate count, re-ranked exactly (one pass)."""
+        settings: dict[str, str | int | float | bool] = {
+            "hnsw.iterative_scan": "relaxed_order",
+            "hnsw.ef_search": query.candidates,
+            "hnsw.max_scan_tuples": max(query.max_scan_tuples, query.candidates),
+            "enable_seqscan": False,  # this path exists to use the index (as on the single node)
+            "plan_cache_mode": "force_custom_plan",
+        }
+        args = (query.vector, query.exclude_id, query.max_distance, query.limit, query.candidates)
+        if conn.is_in_transaction():
+            await set_local(conn, settings)
+            rows = await conn.fetch(statement.citus, *args)
+        else:
+            async with conn.transaction():
+                await set_local(conn, settings)
+                rows = await conn.fetch(statement.citus, *args)
+        return CandidatePass(list(rows), query.candidates, None, None)
+
+    async def copy_rows(
+        self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+    ) -> None:
+        """The tenant column is filled for a tenant table; worker violations raise the single node's class."""
+        names = list(columns)
+        rows = [tuple(r) for r in records]
+        if table in tenant_tables():
+            if table != "deal_embeddings":
+                raise NotImplementedError(f"writes to {table} on the distributed layout go through the loader")
+            tenants = await deal_chunk_tenants(conn, names, rows)
+            rows = [(*r, t) for r, t in zip(rows, tenants, strict=True)]
+            names.append(TENANT_COLUMN)
+        try:
+            await conn.copy_records_to_table(table, records=rows, columns=names)
+        except asyncpg.InternalServerError as exc:
+            mapped = copy_violation(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc

@@ -1,1 +1,0 @@
-"""Distributed-layout DDL and the Citus forms of the search statements."""

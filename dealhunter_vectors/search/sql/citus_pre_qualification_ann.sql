@@ -1,0 +1,19 @@
+-- Citus form of the index (HNSW halfvec) duplicate search: $1 query vector, $2 excluded id,
+-- $3 max distance, $4 limit, $5 candidate count. The inner query is a distributed top-k: each
+-- shard returns its best $5 rows by the halfvec index (with the exact distance computed there),
+-- the coordinator keeps the best $5 of them by half distance; the outer query re-ranks those
+-- candidates by the exact vector distance. The hnsw.* settings reach the shards through
+-- citus.propagate_set_commands = 'local' (dealhunter_vectors.layout.citus.set_local).
+SELECT c.id, c.distance
+FROM (
+    SELECT p.id, p.description_embedding <=> $1::vector AS distance
+    FROM "pre_qualifications" p
+    WHERE p.description_embedding IS NOT NULL
+      AND p.extracted_requirements IS NOT NULL
+      AND ($2::text IS NULL OR p.id <> $2::text)
+    ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
+    LIMIT $5
+) c
+WHERE c.distance <= $3::float8
+ORDER BY c.distance, c.id
+LIMIT $4
