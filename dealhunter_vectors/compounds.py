@@ -1,0 +1,323 @@
+"""German compound splitting for the hybrid search's text leg (issue 23; why and how: docs/compounds.md).
+
+PostgreSQL's ``german`` configuration stems but never splits compounds, so ``Rahmenvertrag``
+misses ``Rahmenvertragsangebot``. This module splits compounds with the German word
+frequencies of ``wordfreq`` (the optional extra ``[compounds]``): a word is cut into known
+words (with the linking elements ``s es n en e er ens``) whose mean Zipf frequency beats the
+word's own (Koehn & Knight 2003).
+
+* :func:`compound_parts_text`: what a compound-aware index adds to a text: for each distinct
+  compound its parts and inner sub-compounds (``rahmen vertrag angebot rahmenvertrag
+  vertragsangebot``), each group in order, so that a phrase of parts matches.
+* :func:`decompound_text`: the text followed by those parts (the text keeps its positions,
+  so phrase queries on it are unchanged).
+* :func:`decompound_query`: a second ``websearch_to_tsquery`` text in which each compound of
+  the query is the quoted phrase of its parts (``None`` when the query has none); the text
+  leg ORs its tsquery with the original's.
+
+Pure and deterministic: no database access; splits are cached per word.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Iterator
+from typing import Final
+
+from .errors import ConfigurationError, InvalidArgumentError
+
+__all__ = [
+    "EXTRA",
+    "MAX_QUERY_CHARS",
+    "MAX_TEXT_CHARS",
+    "compound_parts_text",
+    "compounds_available",
+    "decompound_query",
+    "decompound_text",
+    "split_compound",
+]
+
+EXTRA: Final = "compounds"
+"""The optional extra that brings the word frequencies: ``pip install 'dealhunter-vectors[compounds]'``."""
+MAX_TEXT_CHARS: Final = 250_000
+"""Only this prefix of a text is split (the full-text columns index ``left(content, 250000)``)."""
+MAX_QUERY_CHARS: Final = 4096
+"""Longest query :func:`decompound_query` accepts (the hybrid search's own limit)."""
+MAX_QUERY_COMPOUNDS: Final = 64
+"""A query's words after this many compounds stay as they are in the alternative."""
+
+MIN_PART: Final = 3
+"""Shortest part, in characters."""
+MAX_PART: Final = 32
+"""Longest part, in characters."""
+MAX_WORD: Final = 64
+"""Longer words (not natural words) are not split."""
+MAX_PARTS: Final = 6
+"""Most parts of one word."""
+MIN_ZIPF: Final = 2.0
+"""A known word is one whose Zipf frequency (log10 per billion words) is at least this."""
+SHORT_PART: Final = 3
+"""Parts this short (Web, Amt, Bau) collide with abbreviations and foreign words (ing, por) ..."""
+SHORT_ZIPF: Final = 4.0
+"""... so they must be at least this frequent."""
+LINKS: Final = ("s", "es", "n", "en", "e", "er", "ens", "ns")
+"""Linking elements (Fugen) that may follow a non-final part: Leistung+s+verzeichnis."""
+
+NOT_PARTS: Final = frozenset(
+    # PostgreSQL's German stop words of three letters or more (they give no lexeme), except
+    # the adverbs that do start real compounds (weiter-, wieder-, zwischen-, gegen-, hinter-, selbst-).
+    """aber alle allem allen aller alles als also ander andere anderem anderen anderer anderes anderm
+    andern anderr anders auch auf aus bei bin bis bist damit dann der den des dem die das daß derselbe
+    derselben denselben desselben demselben dieselbe dieselben dasselbe dazu dein deine deinem deinen
+    deiner deines denn derer dessen dich dir dies diese diesem diesen dieser dieses doch dort durch ein
+    eine einem einen einer eines einig einige einigem einigen einiger einiges einmal ihn ihm etwas euer
+    eure eurem euren eurer eures für gewesen hab habe haben hat hatte hatten hier hin ich mich mir ihr
+    ihre ihrem ihren ihrer ihres euch indem ins ist jede jedem jeden jeder jedes jene jenem jenen jener
+    jenes jetzt kann kein keine keinem keinen keiner keines können könnte machen man manche manchem
+    manchen mancher manches mein meine meinem meinen meiner meines mit muss musste nach nicht nichts noch
+    nun nur oder ohne sehr sein seine seinem seinen seiner seines sich sie ihnen sind solche solchem
+    solchen solcher solches soll sollte sondern sonst über und uns unse unsem unsen unser unses unter viel
+    vom von vor während war waren warst was weg weil welche welchem welchen welcher welches wenn werde
+    werden wie will wir wird wirst wollen wollte würde würden zum zur zwar
+    ver ent zer emp ant ange""".split()
+)
+"""Words never taken as a part: function words (Aus|schreibung, Unter|lagen) and bare prefixes."""
+
+_TOKEN: Final = re.compile(r"\w+(?:-\w+)*")
+"""A word, or words joined by hyphens (Hosting-Betriebskonzept), as PostgreSQL's parser sees them."""
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class _Vocabulary:
+    """The German words of wordfreq (``large`` list) with their Zipf frequency, loaded once."""
+
+    _lock = threading.Lock()
+    _zipf: dict[str, float] | None = None
+
+    @classmethod
+    def get(cls) -> dict[str, float]:
+        if cls._zipf is None:
+            with cls._lock:
+                if cls._zipf is None:
+                    cls._zipf = cls._load()
+        return cls._zipf
+
+    @staticmethod
+    def _load() -> dict[str, float]:
+        try:
+            import wordfreq
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"German compound splitting needs the optional dependency wordfreq: "
+                f"pip install 'dealhunter-vectors[{EXTRA}]'"
+            ) from exc
+        floor, short_floor = 10 ** (MIN_ZIPF - 9), 10 ** (SHORT_ZIPF - 9)
+        return {
+            word: math.log10(freq) + 9
+            for word, freq in wordfreq.get_frequency_dict("de", wordlist="large").items()
+            if freq >= floor and MIN_PART <= len(word) <= MAX_WORD and word.isalpha() and word not in NOT_PARTS
+            and (len(word) > SHORT_PART or freq >= short_floor)
+        }
+
+
+def compounds_available() -> bool:
+    """True when the optional dependency is installed (nothing is loaded)."""
+    try:
+        import wordfreq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- one word
+
+
+def _base(segment: str, zipf: dict[str, float]) -> tuple[str, float] | None:
+    """The best-known word a non-final segment stands for: itself or itself less a linking element."""
+    best: tuple[str, float] | None = None
+    score = zipf.get(segment)
+    if score is not None:
+        best = (segment, score)
+    for link in LINKS:
+        if segment.endswith(link) and len(segment) - len(link) >= MIN_PART:
+            base = segment[: -len(link)]
+            score = zipf.get(base)
+            if score is not None and (best is None or score > best[1]):
+                best = (base, score)
+    return best
+
+
+@functools.lru_cache(maxsize=65536)
+def _split_lower(word: str) -> tuple[tuple[str, str], ...]:
+    """(surface, base) segments of a lower-case alphabetic word; one segment when it is no compound.
+
+    The split with the highest mean Zipf frequency of its parts, taken when that mean beats the
+    word's own frequency (an unknown word counts 0). Ties: fewer parts, then the first found.
+    """
+    zipf = _Vocabulary.get()
+    n = len(word)
+    if n < 2 * MIN_PART or n > MAX_WORD:
+        return ((word, word),)
+    # best[i][k]: highest sum of Zipf frequencies splitting word[i:] into k known parts, and the parts.
+    best: list[dict[int, tuple[float, tuple[tuple[str, str], ...]]]] = [{} for _ in range(n + 1)]
+    for i in range(n - MIN_PART, -1, -1):
+        row = best[i]
+        final = word[i:]
+        if len(final) <= MAX_PART and (score := zipf.get(final)) is not None:
+            row[1] = (score, ((final, final),))
+        for j in range(i + MIN_PART, min(n - MIN_PART, i + MAX_PART) + 1):
+            rest = best[j]
+            if not rest:
+                continue
+            segment = word[i:j]
+            known = _base(segment, zipf)
+            if known is None:
+                continue
+            base, score = known
+            for k, (total, parts) in rest.items():
+                if k + 1 > MAX_PARTS:
+                    continue
+                candidate = total + score
+                held = row.get(k + 1)
+                if held is None or candidate > held[0]:
+                    row[k + 1] = (candidate, ((segment, base), *parts))
+    chosen: tuple[tuple[str, str], ...] = ((word, word),)
+    chosen_mean = zipf.get(word, 0.0)
+    for k in sorted(best[0]):
+        if k < 2:
+            continue
+        total, parts = best[0][k]
+        if total / k > chosen_mean:
+            chosen, chosen_mean = parts, total / k
+    return chosen
+
+
+def split_compound(word: str) -> list[str]:
+    """The parts of *word*, lower case, linking elements removed; ``[word.lower()]`` when it is no compound.
+
+    Hyphenated words are split at the hyphens and each piece on its own:
+    ``Hosting-Betriebskonzept`` -> ``["hosting", "betrieb", "konzept"]``.
+    """
+    if not isinstance(word, str):
+        raise InvalidArgumentError("word", f"expected a string, got {type(word).__name__}")
+    return [base for _surface, base, _hyphen in _segments(_normalize(word))]
+
+
+def _normalize(text: str) -> str:
+    return unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
+
+
+def _segments(token: str) -> list[tuple[str, str, bool]]:
+    """(surface, base, follows a hyphen) for each part of a token; pieces with digits stay whole."""
+    out: list[tuple[str, str, bool]] = []
+    for index, piece in enumerate(token.lower().split("-")):
+        if not piece:
+            continue
+        parts = _split_lower(piece) if piece.isalpha() else ((piece, piece),)
+        out.extend((surface, base, index > 0 and n == 0) for n, (surface, base) in enumerate(parts))
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _expansion(token: str) -> tuple[str, ...]:
+    """What a compound token adds to the index: its parts, then every inner run of two or more parts.
+
+    A run is written as in the word (linking elements kept inside, removed at its end; hyphens
+    kept), so ``rahmen|vertrags|angebot`` adds ``rahmen vertrag angebot rahmenvertrag
+    vertragsangebot``. Empty when no piece of the token is a compound.
+    """
+    segments = _segments(token)
+    pieces = token.count("-") + 1
+    if len(segments) <= pieces:
+        return ()
+    out = [base for _surface, base, _hyphen in segments]
+    k = len(segments)
+    for length in range(2, k):
+        for start in range(k - length + 1):
+            run = segments[start : start + length]
+            text = "".join(("-" if hyphen and n else "") + surface for n, (surface, _base, hyphen) in enumerate(run[:-1]))
+            last = run[-1]
+            text += ("-" if last[2] else "") + last[1]
+            out.append(text)
+    return tuple(out)
+
+
+def _compound_tokens(text: str) -> Iterator[str]:
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if len(token) >= 2 * MIN_PART:
+            yield token
+
+
+# --------------------------------------------------------------------------- texts
+
+
+def compound_parts_text(text: str) -> str:
+    """The parts to index next to *text*: each distinct compound's expansion, space-separated ('' when none).
+
+    Only the first :data:`MAX_TEXT_CHARS` characters are read. Deterministic: compounds in order
+    of first occurrence.
+    """
+    if not isinstance(text, str):
+        raise InvalidArgumentError("text", f"expected a string, got {type(text).__name__}")
+    seen: dict[str, None] = {}
+    for token in _compound_tokens(_normalize(text[:MAX_TEXT_CHARS])):
+        key = token.lower()
+        if key not in seen:
+            seen[key] = None
+    groups = (" ".join(expansion) for key in seen if (expansion := _expansion(key)))
+    return "\n".join(groups)
+
+
+def decompound_text(text: str) -> str:
+    """The text to index: *text* (NUL and control characters as spaces), then :func:`compound_parts_text`.
+
+    The parts come after the text, so the text's words keep their positions (phrase queries on
+    the text match as before) and the parts of one compound are adjacent (a phrase of parts
+    matches).
+    """
+    parts = compound_parts_text(text)
+    clean = _CONTROL.sub(" ", text)
+    return f"{clean}\n{parts}" if parts else clean
+
+
+def decompound_query(query: str) -> str | None:
+    """A second websearch query text: each compound replaced by the quoted phrase of its parts.
+
+    ``Rahmenvertrag -Hosting`` -> ``"rahmen vertrag" -Hosting``; inside quotes the parts go in
+    unquoted (``"Rahmenvertrag für Web"`` -> ``"rahmen vertrag für Web"``). Everything else is
+    kept, so the user's operators mean the same. ``None`` when the query holds no compound.
+    The text leg searches ``websearch_to_tsquery(cfg, query) || websearch_to_tsquery(cfg, alt)``:
+    both are parameters; websearch_to_tsquery accepts any text.
+    """
+    if not isinstance(query, str):
+        raise InvalidArgumentError("query", f"expected a string, got {type(query).__name__}")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidArgumentError("query", f"{len(query)} characters, at most {MAX_QUERY_CHARS} are accepted")
+    text = _normalize(query)
+    out: list[str] = []
+    done = 0
+    quoted = False
+    replaced = 0
+    for match in _TOKEN.finditer(text):
+        between = text[done : match.start()]
+        quoted ^= between.count('"') % 2 == 1
+        out.append(between)
+        token = match.group()
+        done = match.end()
+        if replaced < MAX_QUERY_COMPOUNDS and len(token) >= 2 * MIN_PART:
+            segments = _segments(token)
+            if len(segments) > token.count("-") + 1:
+                phrase = " ".join(base for _surface, base, _hyphen in segments)
+                out.append(phrase if quoted else f'"{phrase}"')
+                replaced += 1
+                continue
+        out.append(token)
+    if not replaced:
+        return None
+    out.append(text[done:])
+    return "".join(out)
