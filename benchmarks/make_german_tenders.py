@@ -66,17 +66,51 @@ def n(lemma: str, gender: str, plural: str | None, *contains: str, gen: str | No
 # Hand-labelled lexicon. contains: every word a searcher may look for inside the compound (parts
 # in their lemma form, and inner sub-compounds); simple nouns contain nothing.
 COMPOUNDS = [
-    n("Rahmenvertragsangebot", "n", "Rahmenvertragsangebote", "Rahmenvertrag", "Rahmen", "Vertrag", "Angebot", "Vertragsangebot"),
+    n(
+        "Rahmenvertragsangebot",
+        "n",
+        "Rahmenvertragsangebote",
+        "Rahmenvertrag",
+        "Rahmen",
+        "Vertrag",
+        "Angebot",
+        "Vertragsangebot",
+    ),
     n("Rahmenvertrag", "m", "Rahmenverträge", "Rahmen", "Vertrag"),
-    n("Rahmenvertragslaufzeit", "f", "Rahmenvertragslaufzeiten", "Rahmenvertrag", "Rahmen", "Vertrag", "Laufzeit", "Vertragslaufzeit"),
+    n(
+        "Rahmenvertragslaufzeit",
+        "f",
+        "Rahmenvertragslaufzeiten",
+        "Rahmenvertrag",
+        "Rahmen",
+        "Vertrag",
+        "Laufzeit",
+        "Vertragslaufzeit",
+    ),
     n("Vertragslaufzeit", "f", "Vertragslaufzeiten", "Vertrag", "Laufzeit"),
     n("Wartungsvertrag", "m", "Wartungsverträge", "Wartung", "Vertrag"),
     n("Hostingvertrag", "m", "Hostingverträge", "Hosting", "Vertrag"),
     n("Dienstleistungsvertrag", "m", "Dienstleistungsverträge", "Dienstleistung", "Dienst", "Leistung", "Vertrag"),
     n("Vertragsstrafe", "f", "Vertragsstrafen", "Vertrag", "Strafe"),
-    n("Barrierefreiheitsprüfung", "f", "Barrierefreiheitsprüfungen", "Barrierefreiheit", "Barriere", "Freiheit", "Prüfung"),
+    n(
+        "Barrierefreiheitsprüfung",
+        "f",
+        "Barrierefreiheitsprüfungen",
+        "Barrierefreiheit",
+        "Barriere",
+        "Freiheit",
+        "Prüfung",
+    ),
     n("Barrierefreiheit", "f", None, "Barriere", "Freiheit"),
-    n("Barrierefreiheitsanforderung", "f", "Barrierefreiheitsanforderungen", "Barrierefreiheit", "Barriere", "Freiheit", "Anforderung"),
+    n(
+        "Barrierefreiheitsanforderung",
+        "f",
+        "Barrierefreiheitsanforderungen",
+        "Barrierefreiheit",
+        "Barriere",
+        "Freiheit",
+        "Anforderung",
+    ),
     n("Barrierefreiheitstest", "m", "Barrierefreiheitstests", "Barrierefreiheit", "Barriere", "Freiheit", "Test"),
     n("Wirtschaftlichkeitsprüfung", "f", "Wirtschaftlichkeitsprüfungen", "Wirtschaftlichkeit", "Prüfung"),
     n("Zugänglichkeitsprüfung", "f", "Zugänglichkeitsprüfungen", "Zugänglichkeit", "Prüfung"),
@@ -100,7 +134,15 @@ COMPOUNDS = [
     n("Datenmigration", "f", "Datenmigrationen", "Daten", "Migration"),
     n("Datenschutz", "m", None, "Daten", "Schutz"),
     n("Datenschutzerklärung", "f", "Datenschutzerklärungen", "Datenschutz", "Daten", "Schutz", "Erklärung"),
-    n("Datenschutzbeauftragte", "m", "Datenschutzbeauftragten", "Datenschutz", "Daten", "Schutz", gen="Datenschutzbeauftragten"),
+    n(
+        "Datenschutzbeauftragte",
+        "m",
+        "Datenschutzbeauftragten",
+        "Datenschutz",
+        "Daten",
+        "Schutz",
+        gen="Datenschutzbeauftragten",
+    ),
     n("Datenschutzgrundverordnung", "f", None, "Datenschutz", "Daten", "Schutz", "Verordnung", "Grundverordnung"),
     n("Ausschreibungsunterlagen", "p", None, "Ausschreibung", "Unterlagen"),
     n("Vergabeunterlagen", "p", None, "Vergabe", "Unterlagen"),
@@ -131,7 +173,16 @@ COMPOUNDS = [
     n("Projektplan", "m", "Projektpläne", "Projekt", "Plan"),
     n("Zeitplan", "m", "Zeitpläne", "Zeit", "Plan"),
     n("Qualitätssicherung", "f", None, "Qualität", "Sicherung"),
-    n("Qualitätsmanagementsystem", "n", "Qualitätsmanagementsysteme", "Qualität", "Management", "System", "Qualitätsmanagement", "Managementsystem"),
+    n(
+        "Qualitätsmanagementsystem",
+        "n",
+        "Qualitätsmanagementsysteme",
+        "Qualität",
+        "Management",
+        "System",
+        "Qualitätsmanagement",
+        "Managementsystem",
+    ),
     n("Testkonzept", "n", "Testkonzepte", "Test", "Konzept"),
     n("Betriebskonzept", "n", "Betriebskonzepte", "Betrieb", "Konzept"),
     n("Sicherheitskonzept", "n", "Sicherheitskonzepte", "Sicherheit", "Konzept"),
@@ -185,7 +236,16 @@ COMPOUNDS = [
 # Hyphenated compounds (PostgreSQL's parser already splits them at the hyphen).
 HYPHENATED = [
     n("Hosting-Betrieb", "m", None, "Hosting", "Betrieb"),
-    n("Hosting-Betriebskonzept", "n", "Hosting-Betriebskonzepte", "Hosting", "Betrieb", "Konzept", "Betriebskonzept", "Hosting-Betrieb"),
+    n(
+        "Hosting-Betriebskonzept",
+        "n",
+        "Hosting-Betriebskonzepte",
+        "Hosting",
+        "Betrieb",
+        "Konzept",
+        "Betriebskonzept",
+        "Hosting-Betrieb",
+    ),
     n("TYPO3-Portal", "n", "TYPO3-Portale", "TYPO3", "Portal"),
     n("TYPO3-Erweiterung", "f", "TYPO3-Erweiterungen", "TYPO3", "Erweiterung"),
     n("Drupal-Migration", "f", "Drupal-Migrationen", "Drupal", "Migration"),
@@ -267,37 +327,66 @@ SIMPLE = [
 COMPOUNDS.append(n("Fachverfahren", "n", "Fachverfahren", "Verfahren"))
 
 TOPICS = {
-    "vergabe": "Behörde Agentur Transparenz Evaluation Ausschreibung Vergabeverfahren Vergabestelle Vergabekammer Vergabeunterlagen Ausschreibungsunterlagen "
-    "Angebotsfrist Angebotsabgabe Zuschlagskriterium Eignungskriterium Eignungsnachweis Referenznachweis "
-    "Bewertungsmatrix Bietergemeinschaft Bieterfrage Auftraggeber Auftragnehmer Vergabe Frist Zuschlag Eignung "
-    "Nachweis Unterlagen Bieter Markterkundung Ansprechpartner Angebot Ausschreibungsunterlagen",
-    "vertrag": "Mandant Rahmenvertragsangebot Rahmenvertrag Rahmenvertragslaufzeit Vertragslaufzeit Wartungsvertrag "
-    "Hostingvertrag Dienstleistungsvertrag Vertragsstrafe Kündigungsfrist Gewährleistungsfrist Vertrag Laufzeit "
-    "Angebot Angebotspreis Gesamtpreis Festpreis Stundensatz Tagessatz Preisblatt Preis Auftrag Dienstleistung",
-    "leistung": "Nachhaltigkeit Leistungsverzeichnis Leistungsbeschreibung Leistungsumfang Leistungszeitraum Leistung Lastenheft "
-    "Pflichtenheft Anforderungskatalog Anforderung Kostenschätzung Lizenzkosten Betriebskosten Kosten Projektplan "
-    "Zeitplan Projektlaufzeit",
-    "barrierefreiheit": "Konformität Barrierefreiheitsprüfung Barrierefreiheit Barrierefreiheitsanforderung Barrierefreiheitstest "
-    "Zugänglichkeitsprüfung Barriere Accessibility Prüfung Webseite Website Bürgerportal Serviceportal "
-    "Wirtschaftlichkeitsprüfung Benutzerhandbuch",
-    "schnittstellen": "Interoperabilität Schnittstellenbeschreibung Schnittstellendokumentation Schnittstelle Datenbankanbindung "
-    "Datenmigration Migrationskonzept Migration Dokumentation Fachverfahren Drupal-Migration Testumgebung",
-    "hosting": "Monitoring Container Skalierbarkeit Hosting-Betrieb Hosting-Betriebskonzept Hostingumgebung Hostingvertrag Rechenzentrum "
-    "Serverinfrastruktur Serverbetrieb Betriebskonzept Betriebshandbuch Backupkonzept Verfügbarkeitsgarantie "
-    "Reaktionszeit Hosting Betrieb Server Cloud Verfügbarkeit Produktivumgebung Wartung Wartungsarbeiten",
-    "webentwicklung": "Webentwicklung Frontendentwicklung Softwareentwicklung Weiterentwicklung Entwicklungsumgebung "
-    "Testumgebung Entwicklung Webauftritt Internetauftritt Onlineportal Portal Content-Management-System "
-    "Redaktionssystem Redaktion Performanceoptimierung Suchmaschinenoptimierung Ladezeit Sprint Workshop",
-    "datenschutz": "Verschlüsselung Authentifizierung Datenschutz Datenschutzerklärung Datenschutzbeauftragte Datenschutzgrundverordnung "
-    "Informationssicherheit IT-Sicherheit Sicherheitskonzept Sicherheitsanforderung Sicherheitsupdate "
-    "Berechtigungskonzept Benutzerverwaltung Rechteverwaltung Sicherheit Zertifizierung",
-    "typo3": "TYPO3-Portal TYPO3-Erweiterung Relaunch Relaunchprojekt Websiterelaunch Website Portal Open-Source-Lösung "
-    "Lösung Drupal Content-Management-System Redaktionssystem Schulungskonzept Schulung Einführung",
-    "qualitaet": "Qualitätssicherung Qualitätsmanagementsystem Testkonzept Abnahmeprotokoll Abnahmetest Lasttest "
-    "Fehlerbehebung Softwarepflege Projektleitung Projektmanagement Referenzprojekt Abstimmung Umsetzung "
-    "Verantwortung Zuverlässigkeit Wirtschaftlichkeit Bereitstellung",
-    "verwaltung": "Gemeinde Digitalisierung Modernisierung Stadtverwaltung Landesverwaltung Verwaltung Kommune Universität Ministerium Bürgerportal "
-    "Onlineportal Fachverfahren Verfahren Konzept",
+    "vergabe": (
+        "Behörde Agentur Transparenz Evaluation Ausschreibung Vergabeverfahren Vergabestelle "
+        "Vergabekammer Vergabeunterlagen Ausschreibungsunterlagen Angebotsfrist Angebotsabgabe "
+        "Zuschlagskriterium Eignungskriterium Eignungsnachweis Referenznachweis Bewertungsmatrix "
+        "Bietergemeinschaft Bieterfrage Auftraggeber Auftragnehmer Vergabe Frist Zuschlag Eignung "
+        "Nachweis Unterlagen Bieter Markterkundung Ansprechpartner Angebot Ausschreibungsunterlagen"
+    ),
+    "vertrag": (
+        "Mandant Rahmenvertragsangebot Rahmenvertrag Rahmenvertragslaufzeit Vertragslaufzeit "
+        "Wartungsvertrag Hostingvertrag Dienstleistungsvertrag Vertragsstrafe Kündigungsfrist "
+        "Gewährleistungsfrist Vertrag Laufzeit Angebot Angebotspreis Gesamtpreis Festpreis Stundensatz "
+        "Tagessatz Preisblatt Preis Auftrag Dienstleistung"
+    ),
+    "leistung": (
+        "Nachhaltigkeit Leistungsverzeichnis Leistungsbeschreibung Leistungsumfang Leistungszeitraum "
+        "Leistung Lastenheft Pflichtenheft Anforderungskatalog Anforderung Kostenschätzung Lizenzkosten "
+        "Betriebskosten Kosten Projektplan Zeitplan Projektlaufzeit"
+    ),
+    "barrierefreiheit": (
+        "Konformität Barrierefreiheitsprüfung Barrierefreiheit Barrierefreiheitsanforderung "
+        "Barrierefreiheitstest Zugänglichkeitsprüfung Barriere Accessibility Prüfung Webseite Website "
+        "Bürgerportal Serviceportal Wirtschaftlichkeitsprüfung Benutzerhandbuch"
+    ),
+    "schnittstellen": (
+        "Interoperabilität Schnittstellenbeschreibung Schnittstellendokumentation Schnittstelle "
+        "Datenbankanbindung Datenmigration Migrationskonzept Migration Dokumentation Fachverfahren "
+        "Drupal-Migration Testumgebung"
+    ),
+    "hosting": (
+        "Monitoring Container Skalierbarkeit Hosting-Betrieb Hosting-Betriebskonzept Hostingumgebung "
+        "Hostingvertrag Rechenzentrum Serverinfrastruktur Serverbetrieb Betriebskonzept Betriebshandbuch "
+        "Backupkonzept Verfügbarkeitsgarantie Reaktionszeit Hosting Betrieb Server Cloud Verfügbarkeit "
+        "Produktivumgebung Wartung Wartungsarbeiten"
+    ),
+    "webentwicklung": (
+        "Webentwicklung Frontendentwicklung Softwareentwicklung Weiterentwicklung Entwicklungsumgebung "
+        "Testumgebung Entwicklung Webauftritt Internetauftritt Onlineportal Portal "
+        "Content-Management-System Redaktionssystem Redaktion Performanceoptimierung "
+        "Suchmaschinenoptimierung Ladezeit Sprint Workshop"
+    ),
+    "datenschutz": (
+        "Verschlüsselung Authentifizierung Datenschutz Datenschutzerklärung Datenschutzbeauftragte "
+        "Datenschutzgrundverordnung Informationssicherheit IT-Sicherheit Sicherheitskonzept "
+        "Sicherheitsanforderung Sicherheitsupdate Berechtigungskonzept Benutzerverwaltung "
+        "Rechteverwaltung Sicherheit Zertifizierung"
+    ),
+    "typo3": (
+        "TYPO3-Portal TYPO3-Erweiterung Relaunch Relaunchprojekt Websiterelaunch Website Portal "
+        "Open-Source-Lösung Lösung Drupal Content-Management-System Redaktionssystem Schulungskonzept "
+        "Schulung Einführung"
+    ),
+    "qualitaet": (
+        "Qualitätssicherung Qualitätsmanagementsystem Testkonzept Abnahmeprotokoll Abnahmetest Lasttest "
+        "Fehlerbehebung Softwarepflege Projektleitung Projektmanagement Referenzprojekt Abstimmung "
+        "Umsetzung Verantwortung Zuverlässigkeit Wirtschaftlichkeit Bereitstellung"
+    ),
+    "verwaltung": (
+        "Gemeinde Digitalisierung Modernisierung Stadtverwaltung Landesverwaltung Verwaltung Kommune "
+        "Universität Ministerium Bürgerportal Onlineportal Fachverfahren Verfahren Konzept"
+    ),
 }
 
 # Templates: {acc}/{nom}/{dat}/{gen} singular noun phrases with article, {pl}/{dpl} plural noun, {bare} the
@@ -491,11 +580,24 @@ def make_queries(chunks: list[dict[str, str]]) -> list[dict[str, object]]:
         noun.lemma for noun in COMPOUNDS + HYPHENATED if noun.contains and standalone.get(noun.lemma, 0) >= 2
     )
     plain_queries = sorted(
-        noun.lemma for noun in SIMPLE if not noun.contains and noun.lemma not in contained and standalone.get(noun.lemma, 0) >= 2
+        noun.lemma
+        for noun in SIMPLE
+        if not noun.contains and noun.lemma not in contained and standalone.get(noun.lemma, 0) >= 2
     )
-    plain_queries += ["TYPO3 Portal", "Kommune Verwaltung", "Drupal Migration", "Monitoring Container", "Gemeinde Digitalisierung", "Behörde Transparenz"]
+    plain_queries += [
+        "TYPO3 Portal",
+        "Kommune Verwaltung",
+        "Drupal Migration",
+        "Monitoring Container",
+        "Gemeinde Digitalisierung",
+        "Behörde Transparenz",
+    ]
     queries: list[dict[str, object]] = []
-    for group, texts in (("compound_part", part_queries), ("whole_compound", compound_queries), ("whole_word", plain_queries)):
+    for group, texts in (
+        ("compound_part", part_queries),
+        ("whole_compound", compound_queries),
+        ("whole_word", plain_queries),
+    ):
         for text in texts:
             rel = relevant(text, chunk_lemmas)
             if rel:

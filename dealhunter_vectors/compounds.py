@@ -60,12 +60,30 @@ MAX_PARTS: Final = 6
 """Most parts of one word."""
 MIN_ZIPF: Final = 2.0
 """A known word is one whose Zipf frequency (log10 per billion words) is at least this."""
-SHORT_PART: Final = 3
-"""Parts this short (Web, Amt, Bau) collide with abbreviations and foreign words (ing, por) ..."""
-SHORT_ZIPF: Final = 4.0
-"""... so they must be at least this frequent."""
+SHORT_PARTS: Final = frozenset(
+    "amt app art bad bau bio bus eis gas hof kur not öko ort rad rat ruf see tag tee tor typ tür uhr web weg zug".split()  # noqa: SIM905, E501
+)
+"""The only three-letter parts: nouns that start or end compounds (Web|entwicklung, Bau|amt).
+
+Other three-letter strings are frequent in web text as abbreviations, interjections or
+English (ing, ach, per, red, san) and would cut words apart (Red|aktion, Referenz|ach|weis).
+"""
 LINKS: Final = ("s", "es", "n", "en", "e", "er", "ens", "ns")
 """Linking elements (Fugen) that may follow a non-final part: Leistung+s+verzeichnis."""
+ENDINGS: Final = ("en", "n", "e", "s", "es", "er", "ern")
+"""Inflection endings a final part may carry beyond a known form (Fehler|behebung+en)."""
+_VOWELS: Final = "aeiouäöüy"
+_LINK_RULES: Final = {
+    # link -> (last letters the part before it must end in, or None; last letters it must not end in):
+    # -n/-ns only after -e (Stelle+n), the others never after -e, -s not after a sibilant, -es only
+    # after a consonant.
+    "n": ("e", ""), "ns": ("e", ""), "en": (None, "e"), "ens": (None, "e"), "e": (None, "e"),
+    "er": (None, "e"), "s": (None, "sßxz"), "es": (None, _VOWELS),
+}  # fmt: skip
+_LINKS_BY_LAST: Final = {
+    last: tuple((link, len(link), *_LINK_RULES[link]) for link in LINKS if link.endswith(last)) for last in "nesr"
+}
+_ENDINGS_BY_LAST: Final = {last: tuple((e, len(e)) for e in ENDINGS if e.endswith(last)) for last in "nesr"}
 
 NOT_PARTS: Final = frozenset(
     # PostgreSQL's German stop words of three letters or more (they give no lexeme), except
@@ -83,9 +101,16 @@ NOT_PARTS: Final = frozenset(
     solchen solcher solches soll sollte sondern sonst über und uns unse unsem unsen unser unses unter viel
     vom von vor während war waren warst was weg weil welche welchem welchen welcher welches wenn werde
     werden wie will wir wird wirst wollen wollte würde würden zum zur zwar
-    ver ent zer emp ant ange""".split()
+    ver ent zer emp ange
+    keit keiten heit heiten lich liche lichen licher lichkeit schaft schaften ung ungen ling chen lein haft
+    isch ische ischen tion tionen""".split()  # noqa: SIM905 - a word list reads best as text
 )
-"""Words never taken as a part: function words (Aus|schreibung, Unter|lagen) and bare prefixes."""
+"""Words never taken as a part: function words (Aus|schreibung, Unter|lagen), bare prefixes and the
+suffixes that web-text word lists hold as words (Wirtschaft|lich|keit)."""
+
+STOP_PARTS: Final = frozenset({"weiter", "wieder", "zwischen", "gegen", "hinter", "selbst"})
+"""Parts that PostgreSQL's german configuration drops as stop words: a query phrase of parts
+holding one would lose it (Weiter|entwicklung would search for any Entwicklung)."""
 
 _TOKEN: Final = re.compile(r"\w+(?:-\w+)*")
 """A word, or words joined by hyphens (Hosting-Betriebskonzept), as PostgreSQL's parser sees them."""
@@ -115,12 +140,15 @@ class _Vocabulary:
                 f"German compound splitting needs the optional dependency wordfreq: "
                 f"pip install 'dealhunter-vectors[{EXTRA}]'"
             ) from exc
-        floor, short_floor = 10 ** (MIN_ZIPF - 9), 10 ** (SHORT_ZIPF - 9)
+        floor = 10 ** (MIN_ZIPF - 9)
         return {
             word: math.log10(freq) + 9
             for word, freq in wordfreq.get_frequency_dict("de", wordlist="large").items()
-            if freq >= floor and MIN_PART <= len(word) <= MAX_WORD and word.isalpha() and word not in NOT_PARTS
-            and (len(word) > SHORT_PART or freq >= short_floor)
+            if freq >= floor
+            and MIN_PART <= len(word) <= MAX_WORD
+            and word.isalpha()
+            and word not in NOT_PARTS
+            and (len(word) > MIN_PART or word in SHORT_PARTS)
         }
 
 
@@ -136,18 +164,33 @@ def compounds_available() -> bool:
 # --------------------------------------------------------------------------- one word
 
 
-def _base(segment: str, zipf: dict[str, float]) -> tuple[str, float] | None:
-    """The best-known word a non-final segment stands for: itself or itself less a linking element."""
-    best: tuple[str, float] | None = None
+def _final(segment: str, zipf: dict[str, float]) -> float | None:
+    """The frequency of a final segment: its own, else that of the word it inflects (Behebung-en)."""
     score = zipf.get(segment)
     if score is not None:
-        best = (segment, score)
-    for link in LINKS:
-        if segment.endswith(link) and len(segment) - len(link) >= MIN_PART:
-            base = segment[: -len(link)]
-            score = zipf.get(base)
-            if score is not None and (best is None or score > best[1]):
-                best = (base, score)
+        return score
+    for ending, size in _ENDINGS_BY_LAST.get(segment[-1], ()):
+        if len(segment) - size >= MIN_PART and segment.endswith(ending):
+            score = zipf.get(segment[:-size])
+            if score is not None:
+                return score
+    return None
+
+
+def _base(segment: str, zipf: dict[str, float]) -> tuple[str, float] | None:
+    """The best-known word a non-final segment stands for: itself or itself less a linking element."""
+    score = zipf.get(segment)
+    best = None if score is None else (segment, score)
+    for link, size, must, must_not in _LINKS_BY_LAST.get(segment[-1], ()):
+        if len(segment) - size < MIN_PART or not segment.endswith(link):
+            continue
+        base = segment[:-size]
+        last = base[-1]
+        if (must is not None and last not in must) or last in must_not:
+            continue
+        score = zipf.get(base)
+        if score is not None and (best is None or score > best[1]):
+            best = (base, score)
     return best
 
 
@@ -167,7 +210,7 @@ def _split_lower(word: str) -> tuple[tuple[str, str], ...]:
     for i in range(n - MIN_PART, -1, -1):
         row = best[i]
         final = word[i:]
-        if len(final) <= MAX_PART and (score := zipf.get(final)) is not None:
+        if len(final) <= MAX_PART and (score := _final(final, zipf)) is not None:
             row[1] = (score, ((final, final),))
         for j in range(i + MIN_PART, min(n - MIN_PART, i + MAX_PART) + 1):
             rest = best[j]
@@ -239,7 +282,9 @@ def _expansion(token: str) -> tuple[str, ...]:
     for length in range(2, k):
         for start in range(k - length + 1):
             run = segments[start : start + length]
-            text = "".join(("-" if hyphen and n else "") + surface for n, (surface, _base, hyphen) in enumerate(run[:-1]))
+            text = "".join(
+                ("-" if hyphen and n else "") + surface for n, (surface, _base, hyphen) in enumerate(run[:-1])
+            )
             last = run[-1]
             text += ("-" if last[2] else "") + last[1]
             out.append(text)
@@ -286,9 +331,10 @@ def decompound_text(text: str) -> str:
 
 
 def decompound_query(query: str) -> str | None:
-    """A second websearch query text: each compound replaced by the quoted phrase of its parts.
+    """A second websearch query text: each compound (or hyphenated word) replaced by the quoted phrase of its parts.
 
-    ``Rahmenvertrag -Hosting`` -> ``"rahmen vertrag" -Hosting``; inside quotes the parts go in
+    ``Rahmenvertrag -Hosting`` -> ``"rahmen vertrag" -Hosting``, ``TYPO3-Erweiterung`` ->
+    ``"typo3 erweiterung"`` (which also finds ``TYPO3-Erweiterungen``); inside quotes the parts go in
     unquoted (``"Rahmenvertrag für Web"`` -> ``"rahmen vertrag für Web"``). Everything else is
     kept, so the user's operators mean the same. ``None`` when the query holds no compound.
     The text leg searches ``websearch_to_tsquery(cfg, query) || websearch_to_tsquery(cfg, alt)``:
@@ -309,10 +355,10 @@ def decompound_query(query: str) -> str | None:
         out.append(between)
         token = match.group()
         done = match.end()
-        if replaced < MAX_QUERY_COMPOUNDS and len(token) >= 2 * MIN_PART:
-            segments = _segments(token)
-            if len(segments) > token.count("-") + 1:
-                phrase = " ".join(base for _surface, base, _hyphen in segments)
+        if replaced < MAX_QUERY_COMPOUNDS and (len(token) >= 2 * MIN_PART or "-" in token):
+            parts = [base for _surface, base, _hyphen in _segments(token)]
+            if len(parts) > 1 and not STOP_PARTS.intersection(parts):
+                phrase = " ".join(parts)
                 out.append(phrase if quoted else f'"{phrase}"')
                 replaced += 1
                 continue
