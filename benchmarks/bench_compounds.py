@@ -289,7 +289,8 @@ def report(results: dict[str, Any]) -> None:
         f"\ndecompound_text: {p['decompound_text_ms_per_kb_cold']:.3f} ms/KB cold (caches cleared before each chunk), "
         f"{p['decompound_text_ms_per_kb_stream']:.3f} ms/KB streamed (caches cleared once, each chunk once), "
         f"{p['decompound_text_ms_per_kb_warm']:.4f} ms/KB warm (all cached); "
-        f"{p['decompound_text_ms_per_chunk_cold']:.3f} ms per {p['mean_chunk_bytes']:.0f}-byte chunk cold; text grows x{p['decompounded_bytes_ratio']:.2f}\n"
+        f"{p['decompound_text_ms_per_chunk_cold']:.3f} ms per {p['mean_chunk_bytes']:.0f}-byte chunk cold; "
+        f"text grows x{p['decompounded_bytes_ratio']:.2f}\n"
         f"decompound_query: {p['decompound_query_ms_cold']:.4f} ms cold, {p['decompound_query_ms_warm']:.4f} ms warm; "
         f"word list load {p['load_s']:.2f} s once per process"
     )
