@@ -11,7 +11,11 @@ Plain SQL over temporary tables (not the library's search functions): the chunks
 * ``split+alt``: the same index, the query ORed with ``websearch_to_tsquery(cfg, decompound_query(query))``;
 * ``split+alt, parts C``: the text at weight D and the parts at weight C, ranked with the weights
   ``{0.1, 0.01, 0.4, 1.0}`` (a part counts a tenth of a word of the text; texts without compounds
-  score as before).
+  score as before);
+* ``inline+alt``: the rejected layout, each compound's parts right after it in the text.
+
+Query groups: the corpus's three, and ``phrase``: quoted three-word phrases of the chunks that
+start with a compound (relevant: the chunks holding the phrase verbatim).
 
 Costs, side by side in one run (preliminary on a shared machine): ``decompound_text`` per chunk
 (every cache cleared before each chunk, and warm), ``to_tsvector`` of the decompounded text vs the
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -49,6 +54,7 @@ VARIANTS: dict[str, tuple[str, str, bool]] = {
     "split": ("tsv_split", "ts_rank_cd(c.tsv, query.q)", False),
     "split+alt": ("tsv_split", "ts_rank_cd(c.tsv, query.q)", True),
     "split+alt, parts C": ("tsv_weighted", "ts_rank_cd('{0.1, 0.01, 0.4, 1.0}'::float4[], c.tsv, query.q)", True),
+    "inline+alt": ("tsv_inline", "ts_rank_cd(c.tsv, query.q)", True),
 }
 
 
@@ -83,6 +89,7 @@ INDEXES: dict[str, str] = {
     "tsv_plain": "to_tsvector($1::regconfig, content)",
     "tsv_split": f"to_tsvector($1::regconfig, {SPLIT_TEXT})",
     "tsv_weighted": "to_tsvector($1::regconfig, content) || setweight(to_tsvector($1::regconfig, parts), 'C')",
+    "tsv_inline": "to_tsvector($1::regconfig, inline)",
 }
 """One table per index, so each row is as small as the library's (no TOAST compression of a wide row)."""
 
@@ -90,10 +97,12 @@ INDEXES: dict[str, str] = {
 async def build_table(conn: asyncpg.Connection, chunks: list[dict[str, str]], cfg: str) -> None:
     for table in ("chunks", *INDEXES):
         await conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-    await conn.execute("CREATE TEMP TABLE chunks (id text PRIMARY KEY, content text NOT NULL, parts text NOT NULL)")
+    await conn.execute(
+        "CREATE TEMP TABLE chunks (id text PRIMARY KEY, content text NOT NULL, parts text NOT NULL, inline text NOT NULL)"  # noqa: E501
+    )
     await conn.executemany(
-        "INSERT INTO chunks (id, content, parts) VALUES ($1, $2, $3)",
-        [(c["id"], c["text"], compound_parts_text(c["text"])) for c in chunks],
+        "INSERT INTO chunks (id, content, parts, inline) VALUES ($1, $2, $3, $4)",
+        [(c["id"], c["text"], compound_parts_text(c["text"]), inline_text(c["text"])) for c in chunks],
     )
     for table, expression in INDEXES.items():
         await conn.execute(f'CREATE TEMP TABLE "{table}" (id text PRIMARY KEY, tsv tsvector NOT NULL)')
@@ -110,12 +119,41 @@ async def build_table(conn: asyncpg.Connection, chunks: list[dict[str, str]], cf
     assert same == len(chunks), f"tsv_split differs from to_tsvector(decompound_text) on {len(chunks) - same} rows"
 
 
+def inline_text(text: str) -> str:
+    """The rejected layout: each compound's expansion right after the compound (shifts later positions)."""
+    out, done = [], 0
+    for match in compounds._TOKEN.finditer(text):
+        expansion = compounds._expansion(match.group().lower())
+        if expansion:
+            out += [text[done : match.end()], " ", " ".join(expansion)]
+            done = match.end()
+    return "".join(out) + text[done:]
+
+
+def phrase_queries(chunks: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Quoted three-word phrases that start with a compound (every 8th chunk's first one).
+
+    Relevant: the chunks whose text holds the phrase verbatim (case-insensitive), judged by text.
+    """
+    out = []
+    for chunk in chunks[::8]:
+        words = re.findall(r"[\w-]+|[^\w\s]", chunk["text"])
+        for i in range(len(words) - 2):
+            window = words[i : i + 3]
+            if all(re.fullmatch(r"[\w-]+", w) for w in window) and compound_parts_text(window[0]):
+                phrase = " ".join(window)
+                relevant = [c["id"] for c in chunks if phrase.lower() in c["text"].lower()]
+                out.append({"id": f"p-{chunk['id']}", "group": "phrase", "query": f'"{phrase}"', "relevant": relevant})
+                break
+    return out
+
+
 def recall(top: list[str], relevant: list[str]) -> float:
     return len(set(top[:K]) & set(relevant)) / min(K, len(relevant))
 
 
 async def evaluate(conn: asyncpg.Connection, data: dict[str, Any], cfg: str) -> dict[str, Any]:
-    queries = data["queries"]
+    queries = data["queries"] + phrase_queries(data["chunks"])
     alts = {q["id"]: decompound_query(q["query"]) for q in queries}
     out: dict[str, Any] = {}
     for variant, (_col, _rank, use_alt) in VARIANTS.items():
@@ -259,7 +297,7 @@ async def sql_costs(conn: asyncpg.Connection, data: dict[str, Any], cfg: str, re
 
 
 def report(results: dict[str, Any]) -> None:
-    groups = ("compound_part", "whole_compound", "whole_word")
+    groups = ("compound_part", "whole_compound", "whole_word", "phrase")
     for cfg in CONFIGS:
         res = results["configs"][cfg]
         counts = res["recall"]["plain"]["queries"]
