@@ -21,7 +21,6 @@ Pure and deterministic: no database access; splits are cached per word.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import threading
 import unicodedata
@@ -140,16 +139,25 @@ class _Vocabulary:
                 f"German compound splitting needs the optional dependency wordfreq: "
                 f"pip install 'dealhunter-vectors[{EXTRA}]'"
             ) from exc
-        floor = 10 ** (MIN_ZIPF - 9)
-        return {
-            word: math.log10(freq) + 9
-            for word, freq in wordfreq.get_frequency_dict("de", wordlist="large").items()
-            if freq >= floor
-            and MIN_PART <= len(word) <= MAX_WORD
-            and word.isalpha()
-            and word not in NOT_PARTS
-            and (len(word) > MIN_PART or word in SHORT_PARTS)
-        }
+        try:
+            path = wordfreq.available_languages("large")["de"]
+            # Buckets of words by frequency in centibels (bucket i: 10 ** (-i / 100)), read without
+            # wordfreq's own caches, which would keep all 630,000 words alive.
+            buckets = wordfreq.read_cBpack(path)
+        except (KeyError, OSError, ValueError) as exc:
+            raise ConfigurationError(f"wordfreq's German word list could not be read: {exc}") from exc
+        zipf: dict[str, float] = {}
+        for index, bucket in enumerate(buckets[: int((9 - MIN_ZIPF) * 100) + 1]):
+            score = 9 - index / 100
+            for word in bucket:
+                if (
+                    MIN_PART <= len(word) <= MAX_WORD
+                    and word.isalpha()
+                    and word not in NOT_PARTS
+                    and (len(word) > MIN_PART or word in SHORT_PARTS)
+                ):
+                    zipf.setdefault(word, score)
+        return zipf
 
 
 def compounds_available() -> bool:

@@ -8,6 +8,7 @@ on the real server.
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -183,7 +184,7 @@ MATCH = """
 
 
 @pytest.fixture
-async def conn(dhv_server_url: str) -> asyncpg.Connection:
+async def conn(dhv_server_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(dhv_server_url)
     try:
         yield connection
