@@ -215,15 +215,18 @@ def _split_lower(word: str) -> tuple[tuple[str, str], ...]:
         return ((word, word),)
     # best[i][k]: highest sum of Zipf frequencies splitting word[i:] into k known parts, and the parts.
     best: list[dict[int, tuple[float, tuple[tuple[str, str], ...]]]] = [{} for _ in range(n + 1)]
+    splittable: list[int] = []  # positions j where word[j:] splits into known parts, ascending
     for i in range(n - MIN_PART, -1, -1):
         row = best[i]
         final = word[i:]
         if len(final) <= MAX_PART and (score := _final(final, zipf)) is not None:
             row[1] = (score, ((final, final),))
-        for j in range(i + MIN_PART, min(n - MIN_PART, i + MAX_PART) + 1):
-            rest = best[j]
-            if not rest:
+        for j in splittable:
+            if j < i + MIN_PART:
                 continue
+            if j > i + MAX_PART:
+                break
+            rest = best[j]
             segment = word[i:j]
             known = _base(segment, zipf)
             if known is None:
@@ -236,6 +239,8 @@ def _split_lower(word: str) -> tuple[tuple[str, str], ...]:
                 held = row.get(k + 1)
                 if held is None or candidate > held[0]:
                     row[k + 1] = (candidate, ((segment, base), *parts))
+        if row:
+            splittable.insert(0, i)
     chosen: tuple[tuple[str, str], ...] = ((word, word),)
     chosen_mean = zipf.get(word, 0.0)
     for k in sorted(best[0]):
