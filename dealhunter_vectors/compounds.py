@@ -7,7 +7,7 @@ words (with the linking elements ``s es n en e er ens``) whose mean Zipf frequen
 word's own (Koehn & Knight 2003).
 
 * :func:`compound_parts_text`: what a compound-aware index adds to a text: for each distinct
-  compound its parts and inner sub-compounds (``rahmen vertrag angebot rahmenvertrag
+  capitalised compound its parts and inner sub-compounds (``rahmen vertrag angebot rahmenvertrag
   vertragsangebot``), each group in order, so that a phrase of parts matches.
 * :func:`decompound_text`: the text followed by those parts (the text keeps its positions,
   so phrase queries on it are unchanged).
@@ -305,9 +305,15 @@ def _expansion(token: str) -> tuple[str, ...]:
 
 
 def _compound_tokens(text: str) -> Iterator[str]:
+    """The words of a text that may be compounds: long enough and capitalised.
+
+    German capitalises nouns; the lower-case words are verbs, adjectives and participles, which a
+    frequency splitter cuts wrongly (fehl|ende, sicher|gestellt, zug|lassen). Queries are split
+    whatever their case (users type lower case), see :func:`decompound_query`.
+    """
     for match in _TOKEN.finditer(text):
         token = match.group()
-        if len(token) >= 2 * MIN_PART:
+        if len(token) >= 2 * MIN_PART and token[0].isupper():
             yield token
 
 
