@@ -88,7 +88,7 @@ def test_inner_runs_keep_hyphens_and_drop_the_last_linking_element() -> None:
 
 def test_lower_case_words_are_not_split_in_texts() -> None:
     # Participles and adjectives: a frequency splitter would cut fehl|ende, sicher|gestellt.
-    assert compound_parts_text("fehlende Angaben, sichergestellt und zugelassen, barrierefreie Websites") == ""
+    assert compound_parts_text("fehlende Angaben, sichergestellt und zugelassen, barrierefreie Angebote") == ""
     assert compound_parts_text("Barrierefreie Angebote") == "barriere freie"  # capitalised: taken for a noun
     assert decompound_query("rahmenvertrag") == '"rahmen vertrag"'  # queries: any case
 
