@@ -23,7 +23,7 @@ from typing import Final
 import asyncpg
 
 from ..errors import CitusError, SchemaError
-from .migrations import ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, Migration, split_statements, versioned_sql_files
+from .migrations import ADVISORY_LOCK_KEY, Migration, apply_recorded, split_statements, versioned_sql_files
 
 __all__ = [
     "LAYOUT_TABLE",
@@ -74,7 +74,7 @@ _BY_PRE_QUALIFICATION = (
     "qualifications",
     "raw_chunks",
 )
-_BY_TENANT = (
+_BY_QUALIFICATION = (  # tenant tables whose tenant is their qualification's pre-qualification
     "qualification_section_data",
     "website_audits",
     "cms_match_results",
@@ -83,6 +83,9 @@ _BY_TENANT = (
     "reference_matches",
     "competitor_matches",
     "pitchdecks",
+)
+_BY_TENANT = (
+    *_BY_QUALIFICATION,
     "pitchdeck_deliverables",
     "pitchdeck_team_members",
     "deal_embeddings",
@@ -115,19 +118,7 @@ def tenant_tables() -> tuple[str, ...]:
 
 
 TENANT_FROM_PARENT: Final[dict[str, tuple[str, str, str]]] = {
-    **{
-        t: ("qualification_id", "qualifications", "pre_qualification_id")
-        for t in (
-            "qualification_section_data",
-            "website_audits",
-            "cms_match_results",
-            "baseline_comparisons",
-            "pt_estimations",
-            "reference_matches",
-            "competitor_matches",
-            "pitchdecks",
-        )
-    },
+    **{t: ("qualification_id", "qualifications", "pre_qualification_id") for t in _BY_QUALIFICATION},
     "pitchdeck_deliverables": ("pitchdeck_id", "pitchdecks", TENANT_COLUMN),
     "pitchdeck_team_members": ("pitchdeck_id", "pitchdecks", TENANT_COLUMN),
 }
@@ -194,25 +185,10 @@ async def apply_distributed_layout(conn: asyncpg.Connection) -> list[int]:
             raise SchemaError(f"distributed layout file(s) {changed} changed after they were applied")
         for mig in layout_migrations():
             if mig.version not in recorded:
-                await _apply_layout_version(conn, mig)
+                # one statement at a time: Citus rejects some of its commands in a multi-statement string
+                statements = split_statements(mig.sql)
+                await apply_recorded(conn, mig, table=LAYOUT_TABLE, what="distributed layout", statements=statements)
                 applied.append(mig.version)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", ADVISORY_LOCK_KEY)
     return applied
-
-
-async def _apply_layout_version(conn: asyncpg.Connection, mig: Migration) -> None:
-    try:
-        async with conn.transaction():
-            # One statement at a time: Citus rejects some of its commands inside a
-            # multi-statement query string.
-            for statement in split_statements(mig.sql):
-                await conn.execute(statement, timeout=INDEX_BUILD_TIMEOUT)
-            await conn.execute(
-                f'INSERT INTO "{LAYOUT_TABLE}" (version, name, checksum) VALUES ($1, $2, $3)',  # noqa: S608
-                mig.version,
-                mig.name,
-                mig.checksum,
-            )
-    except asyncpg.PostgresError as exc:
-        raise SchemaError(f"distributed layout {mig.version:03d}_{mig.name} failed: {exc}") from exc

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+
+import asyncpg
+
+from ..errors import SchemaError
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
     "INDEX_BUILD_TIMEOUT",
     "MIGRATIONS_TABLE",
     "Migration",
+    "apply_recorded",
     "migrations",
     "quote_ident",
     "split_statements",
@@ -75,3 +81,25 @@ def split_statements(sql: str) -> list[str]:
     """Split a file into statements (each ends with ``;`` at the end of a line; ``--`` lines dropped)."""
     lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
     return [stmt.strip() for stmt in re.split(r";\s*$", "\n".join(lines), flags=re.M) if stmt.strip()]
+
+
+async def apply_recorded(
+    conn: asyncpg.Connection, mig: Migration, *, table: str, what: str, statements: Sequence[str]
+) -> None:
+    """Run *statements* (the file *mig*) and record it in *table*, in one transaction.
+
+    Statements may build indexes over existing rows: they get :data:`INDEX_BUILD_TIMEOUT`, not
+    the pool's command timeout. A failure is a :class:`SchemaError` naming *what* and the file.
+    """
+    try:
+        async with conn.transaction():
+            for statement in statements:
+                await conn.execute(statement, timeout=INDEX_BUILD_TIMEOUT)
+            await conn.execute(
+                f"INSERT INTO {quote_ident(table)} (version, name, checksum) VALUES ($1, $2, $3)",  # noqa: S608
+                mig.version,
+                mig.name,
+                mig.checksum,
+            )
+    except asyncpg.PostgresError as exc:
+        raise SchemaError(f"{what} {mig.version:03d}_{mig.name} failed: {exc}") from exc

@@ -26,6 +26,7 @@ from .migrations import (
     INDEX_BUILD_TIMEOUT,
     MIGRATIONS_TABLE,
     Migration,
+    apply_recorded,
     migrations,
     quote_ident,
 )
@@ -227,28 +228,12 @@ async def _apply_pending(conn: asyncpg.Connection, target: int | None) -> list[i
         for mig in migrations():
             if mig.version in status.applied or (target is not None and mig.version > target):
                 continue
-            await _apply_one(conn, mig)
+            await apply_recorded(conn, mig, table=MIGRATIONS_TABLE, what="migration", statements=[mig.sql])
             applied.append(mig.version)
             _log.info("applied migration %03d_%s", mig.version, mig.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", ADVISORY_LOCK_KEY)
     return applied
-
-
-async def _apply_one(conn: asyncpg.Connection, mig: Migration) -> None:
-    try:
-        async with conn.transaction():
-            # A migration may build indexes over existing rows: not the pool's command timeout.
-            await conn.execute(mig.sql, timeout=INDEX_BUILD_TIMEOUT)
-            await conn.execute(
-                f'INSERT INTO "{MIGRATIONS_TABLE}" (version, name, checksum)'  # noqa: S608 - constant
-                " VALUES ($1, $2, $3)",
-                mig.version,
-                mig.name,
-                mig.checksum,
-            )
-    except asyncpg.PostgresError as exc:
-        raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
 
 
 def vector_index_statements() -> list[str]:
