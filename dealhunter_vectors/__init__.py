@@ -47,6 +47,7 @@ from .errors import (
     QueryTimeoutError,
     ReadOnlyServerError,
     SchemaError,
+    TLSConfigurationError,
 )
 from .migrate.loader import MigrationProgress, migrate_sqlite
 from .migrate.reports import (
@@ -146,6 +147,7 @@ __all__ = [
     "Settings",
     "SimilarityHit",
     "SimilaritySearch",
+    "TLSConfigurationError",
     "TableReport",
     "TableVerification",
     "VectorProblem",

@@ -23,6 +23,7 @@ from ..errors import ConfigurationError, DealhunterVectorsError, SchemaError
 from .embedded import resolve_database_url
 from .pool import PGVECTOR_MIN_SAFE
 from .schema import MIGRATIONS_TABLE, VECTOR_INDEXES, legacy_schema, schema_status
+from .tls import connect_or_tls_error
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -316,7 +317,8 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
 
     Never raises for a server problem: an unreachable server, a refused login or a missing
     database is a failing check that says what to do. Passwords never appear. A malformed
-    URL raises :class:`ConfigurationError`.
+    URL raises :class:`ConfigurationError`, a TLS misconfiguration (wrong CA, wrong host name,
+    ``sslmode=require`` without TLS on the server) its subclass ``TLSConfigurationError``.
     """
     report = DoctorReport()
     add = report.checks.append
@@ -330,7 +332,7 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
     user = urlsplit(dsn).username or "(default user)"
     database = (urlsplit(dsn).path or "/").lstrip("/") or user
     try:
-        conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+        conn = await connect_or_tls_error(dsn, timeout=connect_timeout)  # TLS misconfigured: raises
     except _CONNECT_ERRORS_AUTH as exc:
         add(Check("server reachable", "ok", _where(dsn)))
         add(

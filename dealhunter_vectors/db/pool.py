@@ -57,6 +57,7 @@ from ..errors import (
 )
 from .codecs import decode_halfvec, decode_vector, encode_halfvec, encode_vector
 from .embedded import resolve_database_url
+from .tls import connect_failure, tls_failure
 
 __all__ = [
     "Pool",
@@ -366,6 +367,9 @@ class Pool(asyncpg.Pool):  # type: ignore[misc]
                 f"in use={self.get_size() - self.get_idle_size()}); raise max_size or acquire timeout"
             ) from None
         except Exception as exc:
+            tls = tls_failure(exc, self._masked_url)  # a new connection's TLS failed: not retryable
+            if tls is not None:
+                raise tls from _masked_cause(exc)
             if not is_connection_error(exc):
                 raise
             translated = translate_error(exc, self, "acquire")
@@ -502,7 +506,7 @@ async def create_pool(
         )
         await pool
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        failure = DatabaseUnavailableError(f"cannot connect to {masked}: {type(exc).__name__}: {mask_text(str(exc))}")
+        failure = connect_failure(exc, masked)  # TLS misconfigurations: not retryable (db/tls.py)
     except (ValueError, TypeError, asyncpg.exceptions.ClientConfigurationError) as exc:
         # asyncpg's own URL/option parsing (sslmode=bogus, ...): never its message (it may quote the URL)
         failure = ConfigurationError(f"unusable database URL or connect option for {masked} ({type(exc).__name__})")
