@@ -50,7 +50,8 @@ class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
 
 
 class QueryTimeoutError(DealhunterVectorsError, TimeoutError):
-    """A statement ran longer than the command timeout (the message names the statement and timeout).
+    """A statement ran longer than the command timeout (the message names the statement and timeout),
+    or the server cancelled it (its ``statement_timeout``, ``pg_cancel_backend``: SQLSTATE 57014).
 
     The server cancelled the statement; the connection stays usable. Retryable in the sense
     that nothing was changed (a timed-out write rolled back), but the same query will

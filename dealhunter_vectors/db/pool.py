@@ -190,6 +190,8 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
         timeout = _command_timeout(db)
         limit = f"the command timeout of {timeout:g} s" if timeout is not None else "its timeout"
         return QueryTimeoutError(f"{what} did not finish within {limit}; the server cancelled it")
+    if isinstance(exc, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout, pg_cancel_backend
+        return QueryTimeoutError(f"{what} was cancelled by the server: {' '.join(mask_text(str(exc)).split())}")
     if is_connection_error(exc):
         url = _masked_url_of(db)
         detail = mask_text(str(exc)) or type(exc).__name__
@@ -612,11 +614,19 @@ async def transaction_settings(
         if names:  # one round trip for all of them
             await conn.execute(_SET_LOCAL_SQL, names, values)
 
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
+    body_error: BaseException | None = None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            conn = await stack.enter_async_context(db.acquire()) if isinstance(db, asyncpg.Pool) else db
+            await stack.enter_async_context(conn.transaction())
             await _apply(conn)
-            yield conn
-    else:
-        async with db.transaction():
-            await _apply(db)
-            yield db
+            try:
+                yield conn
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except Exception as exc:  # our SET LOCAL, COMMIT or ROLLBACK failed (the caller's own errors pass as they are)
+        translated = None if exc is body_error else translate_error(exc, db, "transaction_settings")
+        if translated is None:
+            raise
+        raise translated from _masked_cause(exc)
