@@ -11,7 +11,7 @@ and writes (``insert_deal_chunks``, ``replace_raw_chunks``, ``set_description_em
 Mixed in: ``--cancel-share`` of the operations are cancelled mid-flight (after 0-20 ms) and
 ``--timeout-share`` run inside ``transaction_settings(pool, {"statement_timeout": "1ms"})``.
 
-Every ``--sample-every`` seconds: the client's RSS (psutil), Python objects (gc), asyncio
+Every ``--sample-every`` seconds: the client's RSS (psutil), Python objects (gc) and allocated blocks, asyncio
 tasks, the pool's open and idle connections, and the server's backends on the soak
 database (``pg_stat_activity``, from a separate monitor connection). At the end: the
 series, every exception type seen (the library's typed errors, ``CancelledError`` of the
@@ -238,6 +238,7 @@ class Sample:
     ops: int
     rss_mb: float
     python_objects: int
+    python_blocks: int  # sys.getallocatedblocks(): every Python allocation, gc-tracked or not
     tasks: int
     pool_size: int
     pool_idle: int
@@ -295,6 +296,7 @@ async def run_soak(
                     ops=tally.done,
                     rss_mb=round(process.memory_info().rss / 2**20, 2),
                     python_objects=len(gc.get_objects()),
+                    python_blocks=sys.getallocatedblocks(),
                     tasks=len(asyncio.all_tasks()),
                     pool_size=pool.get_size(),
                     pool_idle=pool.get_idle_size(),
@@ -365,6 +367,7 @@ async def run_soak(
                 await asyncio.gather(sampling, return_exceptions=True)
             await sample()
             duration = time.perf_counter() - t0
+            trimmed = _rss_after_trim(process)
             in_use_at_end = pool.get_size() - pool.get_idle_size()
             size_at_end = pool.get_size()
         finally:
@@ -398,6 +401,7 @@ async def run_soak(
         "operations_per_s": round(tally.done / duration, 1),
         "operations_done": tally.done,
         "rows_at_end": counts,
+        "rss_mb_after_gc_and_malloc_trim": trimmed,
         "samples": [s.__dict__ for s in samples],
         "outcomes": dict(sorted(tally.outcomes.items())),
         "exceptions": dict(tally.exceptions.most_common()),
@@ -410,6 +414,20 @@ async def run_soak(
     }
     report["verdict"] = verdict(samples, report, pool_max=pool_max, max_slope=max_slope)
     return report
+
+
+def _rss_after_trim(process: psutil.Process) -> float | None:
+    """RSS after ``gc.collect()`` and glibc's ``malloc_trim(0)`` (None off glibc): what of the growth
+    is memory the allocator kept, not memory still in use."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    gc.collect()
+    libc.malloc_trim(0)
+    return round(process.memory_info().rss / 2**20, 2)
 
 
 async def _table_counts(url: str) -> dict[str, int]:
@@ -462,6 +480,7 @@ def verdict(samples: list[Sample], report: dict[str, Any], *, pool_max: int, max
         "rss_max_minus_min_mb_after_warm_up": round(max(rss) - min(rss), 2),
         "python_objects_slope_per_10k_ops": round(slope_objects, 1),
         "python_objects_max_minus_min_after_warm_up": int(max(objects) - min(objects)),
+        "python_blocks_slope_per_10k_ops": round(_fit(ops, series("python_blocks")) * 10_000, 1),
         "pool_size_max": max(s.pool_size for s in samples),
         "server_backends_min_max_after_warm_up": [int(min(late_backends)), int(max(late_backends))],
         "server_backends_max": max(backends),
@@ -484,8 +503,10 @@ def _print_summary(report: dict[str, Any]) -> None:
         f" after warm-up: slope {v['rss_slope_mb_per_10k_ops']} MB/10k ops,"
         f" max-min {v['rss_max_minus_min_mb_after_warm_up']} MB"
     )
+    print(f"RSS after gc + malloc_trim(0) at the end: {report['rss_mb_after_gc_and_malloc_trim']} MB")
     print(
-        f"python objects slope {v['python_objects_slope_per_10k_ops']}/10k ops; pool size max {v['pool_size_max']};"
+        f"python objects slope {v['python_objects_slope_per_10k_ops']}/10k ops, allocated blocks slope"
+        f" {v['python_blocks_slope_per_10k_ops']}/10k ops; pool size max {v['pool_size_max']};"
         f" server backends max {v['server_backends_max']}; at end {report['pool_at_end']}"
     )
     print(f"verdict: {'FLAT' if v['flat'] else 'NOT FLAT'} {v['checks']}")
