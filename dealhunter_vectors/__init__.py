@@ -50,6 +50,7 @@ from .errors import (
     QueryTimeoutError,
     ReadOnlyServerError,
     SchemaError,
+    TLSConfigurationError,
 )
 from .migrate.loader import MigrationProgress, migrate_sqlite
 from .migrate.reports import (
@@ -148,6 +149,7 @@ __all__ = [
     "Settings",
     "SimilarityHit",
     "SimilaritySearch",
+    "TLSConfigurationError",
     "TableReport",
     "TableVerification",
     "VectorProblem",

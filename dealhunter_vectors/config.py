@@ -156,7 +156,7 @@ _PASSWORD_IN_TEXT = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<user>[^:/@\x00-\x20]*):(?P<pw>[^@/\x00-\x20]*)@", re.I
 )
 _URL_USERINFO = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>.*)@(?P<rest>[^@]*)$", re.I | re.S)
-_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")  # also sslpassword (the key's passphrase)
 _SCHEMES = ("postgresql", "postgres")
 
 

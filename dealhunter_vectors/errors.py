@@ -8,7 +8,23 @@ class DealhunterVectorsError(Exception):
 
 
 class ConfigurationError(DealhunterVectorsError, ValueError):
-    """A setting or URL is unusable (the message never contains a password)."""
+    """A setting or URL is unusable (the message never contains a password). Not retryable."""
+
+    retryable = False
+
+
+class TLSConfigurationError(ConfigurationError):
+    """TLS between client and server cannot work as configured; no retry can fix it.
+
+    ``reason`` names the cause: ``"untrusted_certificate"``, ``"hostname_mismatch"``,
+    ``"certificate_expired"``, ``"certificate_not_yet_valid"``, ``"server_without_tls"``,
+    ``"server_requires_tls"``, ``"unreadable_file"``, ``"unusable_file"``,
+    ``"invalid_option"``, ``"handshake_failed"`` (docs/reliability.md, "TLS"). One line, URL masked, nothing chained.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class InvalidArgumentError(DealhunterVectorsError, ValueError):
@@ -34,7 +50,8 @@ class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
 
 
 class QueryTimeoutError(DealhunterVectorsError, TimeoutError):
-    """A statement ran longer than the command timeout (the message names the statement and timeout).
+    """A statement ran longer than the command timeout (the message names the statement and timeout),
+    or the server cancelled it (its ``statement_timeout``, ``pg_cancel_backend``: SQLSTATE 57014).
 
     The server cancelled the statement; the connection stays usable. Retryable in the sense
     that nothing was changed (a timed-out write rolled back), but the same query will

@@ -25,6 +25,7 @@ from .migrations import MIGRATIONS_TABLE
 from .replicas import ReplicaState, ReplicatedPool
 from .schema import VECTOR_INDEXES, legacy_schema, schema_status
 from .server import PGVECTOR_MIN_SAFE
+from .tls import connect_or_tls_error
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -332,7 +333,8 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
 
     Never raises for a server problem: an unreachable server, a refused login or a missing
     database is a failing check that says what to do. Passwords never appear. A malformed
-    URL raises :class:`ConfigurationError`.
+    URL raises :class:`ConfigurationError`, a TLS misconfiguration (wrong CA, wrong host name,
+    ``sslmode=require`` without TLS on the server) its subclass ``TLSConfigurationError``.
     """
     report = DoctorReport()
     add = report.checks.append
@@ -346,7 +348,7 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
     user = urlsplit(dsn).username or "(default user)"
     database = (urlsplit(dsn).path or "/").lstrip("/") or user
     try:
-        conn = await asyncpg.connect(dsn, timeout=connect_timeout)
+        conn = await connect_or_tls_error(dsn, timeout=connect_timeout)  # TLS misconfigured: raises
     except _CONNECT_ERRORS_AUTH as exc:
         add(Check("server reachable", "ok", _where(dsn)))
         add(

@@ -98,6 +98,8 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
         timeout = _command_timeout(db)
         limit = f"the command timeout of {timeout:g} s" if timeout is not None else "its timeout"
         return QueryTimeoutError(f"{what} did not finish within {limit}; the server cancelled it")
+    if isinstance(exc, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout, pg_cancel_backend
+        return QueryTimeoutError(f"{what} was cancelled by the server: {' '.join(mask_text(str(exc)).split())}")
     if is_connection_error(exc):
         url = _masked_url_of(db)
         detail = mask_text(str(exc)) or type(exc).__name__

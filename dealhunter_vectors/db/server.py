@@ -31,11 +31,12 @@ from typing import Any
 
 import asyncpg
 
-from ..config import Settings, get_settings, mask_text, mask_url, split_password
+from ..config import Settings, get_settings, mask_url, split_password
 from ..errors import ConfigurationError, DatabaseUnavailableError, DealhunterVectorsError, PoolExhaustedError
 from .codecs import decode_halfvec, decode_vector, encode_halfvec, encode_vector
 from .embedded import resolve_database_url
 from .faults import current_operation, is_connection_error, masked_cause, translate_error
+from .tls import connect_failure, tls_failure
 
 __all__ = [
     "DEFAULT_ACQUIRE_TIMEOUT",
@@ -216,6 +217,9 @@ class _Acquire:
                 f"in use={in_use}); raise max_size or acquire timeout"
             ) from None
         except Exception as exc:
+            tls = tls_failure(exc, pool.masked_url)  # a new connection's TLS failed: not retryable
+            if tls is not None:
+                raise tls from masked_cause(exc)
             if not is_connection_error(exc):
                 raise
             translated = translate_error(exc, pool, "acquire")
@@ -399,7 +403,7 @@ async def connect_pool(
         )
         await pool
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        failure = DatabaseUnavailableError(f"cannot connect to {masked}: {type(exc).__name__}: {mask_text(str(exc))}")
+        failure = connect_failure(exc, masked)  # TLS misconfigurations: not retryable (db/tls.py)
     except (ValueError, TypeError, asyncpg.exceptions.ClientConfigurationError) as exc:
         # asyncpg's own URL/option parsing (sslmode=bogus, ...): never its message (it may quote the URL)
         failure = ConfigurationError(f"unusable database URL or connect option for {masked} ({type(exc).__name__})")
@@ -443,11 +447,19 @@ async def transaction_settings(
         if names:  # one round trip for all of them
             await conn.execute(_SET_LOCAL_SQL, names, values)
 
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn, conn.transaction():
+    body_error: BaseException | None = None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            conn = await stack.enter_async_context(db.acquire()) if isinstance(db, asyncpg.Pool) else db
+            await stack.enter_async_context(conn.transaction())
             await _apply(conn)
-            yield conn
-    else:
-        async with db.transaction():
-            await _apply(db)
-            yield db
+            try:
+                yield conn
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except Exception as exc:  # our SET LOCAL, COMMIT or ROLLBACK failed (the caller's own errors pass as they are)
+        translated = None if exc is body_error else translate_error(exc, db, "transaction_settings")
+        if translated is None:
+            raise
+        raise translated from masked_cause(exc)
