@@ -165,7 +165,7 @@ async def latency_and_recall(pool: dv.Pool, rows: int, repeats: int) -> dict[str
         for n, ids in ids_by_n.items():
 
             async def server(ids: list[str] = ids) -> Any:
-                return await pairwise_similarity(conn, "deal_embeddings", ids)
+                return await pairwise_similarity(conn, "deal_embeddings", ids, owner=("qualification_id", OWNER))
 
             async def client(ids: list[str] = ids) -> Any:
                 rows = await conn.fetch(

@@ -2,13 +2,14 @@
 
 * **Owner statements** run their Citus form (:func:`~.statements.citus_form`: the shard key on
   every scan of a distributed table), one router query per request. The tenant is the owner
-  itself for a pre-qualification; a qualification's is looked up first (one query for a whole
-  batch). An unknown qualification has no rows: its requests return ``[]`` without a query.
+  itself for a pre-qualification; a qualification's is looked up once per session (one query
+  for a whole batch) and remembered. An unknown qualification has no rows: its requests return
+  ``[]`` without a query.
 * **The global duplicate search** is a distributed top-k: the exact form pushes ``ORDER BY
   distance LIMIT`` to every shard and merges; the index form takes each shard's HNSW
   candidates (``SET LOCAL hnsw.*`` reaches the workers through
   ``citus.propagate_set_commands = 'local'``), keeps the best by half distance and re-ranks
-  them by the exact distance. No adaptive widening: each shard's graph holds a fraction of the rows.
+  them by the exact distance; the widening rule of the single node applies to the merged candidates.
 * **Writes** carry the tenant: a ``deal_embeddings`` row's is its pre-qualification, else its
   qualification's; constraint violations that Citus reports from a worker as SQLSTATE XX000
   are raised as the single node's error class.
@@ -25,6 +26,7 @@ from typing import Any, Final
 import asyncpg
 
 from ..db.distributed import TENANT_COLUMN, tenant_tables
+from ..db.server import session_state
 from ..errors import InvalidArgumentError, NotFoundError
 from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
 from .statements import OwnerRequest, OwnerStatement, Statement
@@ -47,6 +49,46 @@ async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Ite
         'SELECT "id", "pre_qualification_id" FROM "qualifications" WHERE "id" = ANY($1::text[])', ids
     )
     return {r["id"]: r["pre_qualification_id"] for r in rows}
+
+
+_TENANT_CACHE_KEY: Final = "citus_qualification_tenants"
+TENANT_CACHE_SIZE: Final = 10_000
+"""Qualification tenants a session remembers (a qualification never changes its tenant: Citus
+refuses to update a distribution column, so an entry can only go stale by a delete and a
+re-insert of the same id, which the routed search notices)."""
+
+
+def _tenant_cache(conn: asyncpg.Connection) -> dict[str, str]:
+    cache: dict[str, str] = session_state(conn).setdefault(_TENANT_CACHE_KEY, {})
+    return cache
+
+
+async def _qualification_tenants_cached(
+    conn: asyncpg.Connection, qualification_ids: Sequence[str]
+) -> tuple[dict[str, str], set[str]]:
+    """The tenants of *qualification_ids* (unknown ids absent) and which of them came from the cache.
+
+    Only the ids the session has not seen are looked up (one multi-shard query); after that a
+    qualification-owned search is one single-shard router query.
+    """
+    cache = _tenant_cache(conn)
+    found = {q: cache[q] for q in qualification_ids if q in cache}
+    missing = [q for q in qualification_ids if q not in found]
+    if missing:
+        looked_up = await qualification_tenants(conn, missing)
+        if len(cache) + len(looked_up) > TENANT_CACHE_SIZE:
+            cache.clear()
+        cache.update(looked_up)
+        found.update(looked_up)
+    return found, {q for q in qualification_ids if q not in missing}
+
+
+def _forget_tenant(conn: asyncpg.Connection, qualification_id: str, tenant: str | None) -> None:
+    cache = _tenant_cache(conn)
+    if tenant is None:
+        cache.pop(qualification_id, None)
+    else:
+        cache[qualification_id] = tenant
 
 
 async def set_local(conn: asyncpg.Connection, settings: Mapping[str, str | int | float | bool]) -> None:
@@ -136,19 +178,34 @@ class Citus(Layout):
     async def owner_batch(
         self, conn: asyncpg.Connection, statement: OwnerStatement, requests: Sequence[OwnerRequest]
     ) -> list[list[asyncpg.Record]]:
-        """One single-shard router query per request (its Citus form, the tenant filled in)."""
+        """One single-shard router query per request (its Citus form, the tenant filled in).
+
+        A qualification's tenant comes from the session's tenant cache (:func:`_tenant_cache`),
+        looked up once per qualification and session otherwise. A routed search that finds
+        nothing with a cached tenant checks the tenant again before it answers ``[]``.
+        """
         if statement.tenant_is_owner:
             tenants = {r.owner_id: r.owner_id for r in requests}
+            cached: set[str] = set()
         else:
-            tenants = await qualification_tenants(conn, (r.owner_id for r in requests))
+            tenants, cached = await _qualification_tenants_cached(conn, [r.owner_id for r in requests])
         out: list[list[asyncpg.Record]] = []
         for request in requests:
             tenant = tenants.get(request.owner_id)
-            if tenant is None:  # an unknown qualification owns no rows
-                out.append([])
-            else:
-                out.append(list(await conn.fetch(statement.citus, *statement.citus_params(request, tenant))))
+            rows = [] if tenant is None else await self._routed(conn, statement, request, tenant)
+            if not rows and request.owner_id in cached:  # re-created under another tenant (ids are never reused
+                fresh = await qualification_tenants(conn, [request.owner_id])  # in practice; stay exact anyway)
+                _forget_tenant(conn, request.owner_id, fresh.get(request.owner_id))
+                if fresh.get(request.owner_id, tenant) != tenant:
+                    rows = await self._routed(conn, statement, request, fresh[request.owner_id])
+            out.append(rows)
         return out
+
+    @staticmethod
+    async def _routed(
+        conn: asyncpg.Connection, statement: OwnerStatement, request: OwnerRequest, tenant: str
+    ) -> list[asyncpg.Record]:
+        return list(await conn.fetch(statement.citus, *statement.citus_params(request, tenant)))
 
     async def all_rows(self, conn: asyncpg.Connection, statement: Statement, *args: Any) -> list[asyncpg.Record]:
         return list(await conn.fetch(statement.citus, *args))
@@ -156,7 +213,8 @@ class Citus(Layout):
     async def duplicate_candidates(
         self, conn: asyncpg.Connection, statement: CandidateStatement, query: CandidateQuery
     ) -> CandidatePass:
-        """Each shard's HNSW candidates at the pass's candidate count, re-ranked exactly (one pass)."""
+        """Each shard's HNSW candidates at the pass's candidate count, the best of them re-ranked
+        exactly, with the frontier and the candidate count (the search widens as on a single node)."""
         settings: dict[str, str | int | float | bool] = {
             "hnsw.iterative_scan": "relaxed_order",
             "hnsw.ef_search": query.candidates,
@@ -172,7 +230,10 @@ class Citus(Layout):
             async with conn.transaction():
                 await set_local(conn, settings)
                 rows = await conn.fetch(statement.citus, *args)
-        return CandidatePass(list(rows), query.candidates, None, None)
+        found = [row for row in rows if row["id"] is not None]
+        if not rows:
+            return CandidatePass(found, query.cap, None, 0)
+        return CandidatePass(found, query.candidates, rows[0]["frontier"], int(rows[0]["candidates"]))
 
     async def copy_rows(
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]

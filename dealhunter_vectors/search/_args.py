@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 
-
 def query_vector(value: Any) -> Float32Array:
     """The query embedding (``InvalidEmbeddingError`` naming ``query_embedding``)."""
     return as_embedding(value, dimensions=get_settings().embedding_dimensions, where="query_embedding")

@@ -181,6 +181,7 @@ async def _fetch(
                 conn,
                 table,
                 list(rows),
+                owner=(statement.owner, request.owner_id),
                 ids=[r["id"] for r in rows],
                 relevance=[r["fused_score"] / best for r in rows],
                 mmr_lambda=common.mmr_lambda,

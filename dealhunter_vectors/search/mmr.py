@@ -36,10 +36,10 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from ..layout import layout_of
+from ..layout import OwnerColumn, OwnerRequest, layout_of
 from ..models import DealChunkSearch, RawChunkSearch, SearchRequest
 from . import _db
-from ._args import check_limit, integer, number
+from ._args import check_id, check_limit, integer, number, one_owner
 from ._db import connection
 from .statements import MMR_PAIRWISE
 
@@ -106,19 +106,23 @@ def mmr_select(relevance: Sequence[float], similarity: npt.NDArray[np.float64], 
     return chosen
 
 
-async def pairwise_similarity(conn: asyncpg.Connection, table: MmrTable, ids: Sequence[str]) -> npt.NDArray[np.float64]:
-    """The exact cosine matrix of the rows *ids* of *table*, computed by the server.
+async def pairwise_similarity(
+    conn: asyncpg.Connection, table: MmrTable, ids: Sequence[str], *, owner: tuple[OwnerColumn, str]
+) -> npt.NDArray[np.float64]:
+    """The exact cosine matrix of the rows *ids* of *table* owned by *owner*, computed by the server.
 
-    Diagonal 1; 0 for a pair where a row has no embedding (or no longer exists) and for a
-    NaN cosine (zero vector).
+    Diagonal 1; 0 for a pair where a row has no embedding (or is not the owner's, or no longer
+    exists) and for a NaN cosine (zero vector). On Citus the owner's tenant routes it to one shard.
     """
     n = len(ids)
     matrix = np.zeros((n, n), dtype=np.float64)
     np.fill_diagonal(matrix, 1.0)
     if n < 2:
         return matrix
+    owner_column, owner_id = owner
+    statement = MMR_PAIRWISE[table][owner_column]
     layout = await layout_of(conn)
-    rows = await layout.all_rows(conn, MMR_PAIRWISE[table], list(ids))
+    rows = await layout.owner_rows(conn, statement, OwnerRequest(owner_id, (list(ids), owner_id)))
     for row in rows:
         distance = row["distance"]
         if distance is None or math.isnan(distance):
@@ -140,6 +144,7 @@ async def diversify(
     table: MmrTable,
     hits: Sequence[T],
     *,
+    owner: tuple[OwnerColumn, str],
     ids: Sequence[str],
     relevance: Sequence[float],
     mmr_lambda: float,
@@ -148,7 +153,7 @@ async def diversify(
     """Apply :func:`mmr_select` to *hits* (with their *ids* and *relevance*)."""
     if len(hits) <= 1:
         return list(hits)[:limit]
-    similarity = await pairwise_similarity(conn, table, ids)
+    similarity = await pairwise_similarity(conn, table, ids, owner=owner)
     return [hits[i] for i in mmr_select(relevance, similarity, mmr_lambda, limit)]
 
 
@@ -171,7 +176,7 @@ async def search_many_with_mmr(
     (relevance: the hit's cosine). Other requests are untouched.
     """
     widened: list[SearchRequest] = []
-    plans: list[tuple[float, int, MmrTable] | None] = []
+    plans: list[tuple[float, int, MmrTable, tuple[OwnerColumn, str]] | None] = []
     for req in requests:
         lam = check_mmr_lambda(req.mmr_lambda) if isinstance(req, (DealChunkSearch, RawChunkSearch)) else None
         if lam is None or not isinstance(req, (DealChunkSearch, RawChunkSearch)):
@@ -181,18 +186,29 @@ async def search_many_with_mmr(
         limit = check_limit(req.limit)
         pool_size = mmr_candidates(req.mmr_candidates, limit)
         widened.append(req.model_copy(update={"limit": pool_size, "mmr_lambda": None, "mmr_candidates": None}))
-        plans.append((lam, limit, "deal_embeddings" if isinstance(req, DealChunkSearch) else "raw_chunks"))
+        if isinstance(req, DealChunkSearch):
+            plans.append((lam, limit, "deal_embeddings", one_owner(req.qualification_id, req.pre_qualification_id)))
+        else:
+            plans.append(
+                (
+                    lam,
+                    limit,
+                    "raw_chunks",
+                    ("pre_qualification_id", check_id(req.pre_qualification_id, "pre_qualification_id")),
+                )
+            )
     async with snapshot(db) as conn:
         results = await plain(conn, widened)
         for k, plan in enumerate(plans):
             if plan is None:
                 continue
-            lam, limit, table = plan
+            lam, limit, table, owner = plan
             hits = results[k]
             results[k] = await diversify(
                 conn,
                 table,
                 hits,
+                owner=owner,
                 ids=[h.chunk_id for h in hits],
                 relevance=[h.similarity for h in hits],
                 mmr_lambda=lam,

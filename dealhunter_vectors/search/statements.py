@@ -54,11 +54,15 @@ HYBRID_RAW: Final = OwnerStatement.build(
 )
 """Hybrid search over a pre-qualification's raw chunks."""
 
-MMR_PAIRWISE: Final = {
-    table: Statement(f"mmr_pairwise_{table}", _load(f"mmr_pairwise_{table}"), _load(f"mmr_pairwise_{table}"))
-    for table in ("deal_embeddings", "raw_chunks")
+MMR_PAIRWISE: Final[dict[str, dict[OwnerColumn, OwnerStatement]]] = {
+    "deal_embeddings": _by_owner("mmr_pairwise_deal_embeddings", owner_param=2),
+    "raw_chunks": {
+        "pre_qualification_id": OwnerStatement.build(
+            "mmr_pairwise_raw_chunks", _load("mmr_pairwise_raw_chunks"), owner="pre_qualification_id", owner_param=2
+        )
+    },
 }
-"""The exact cosine matrix of MMR candidates, by id (the same text on both layouts)."""
+"""The exact cosine matrix of MMR candidates (an owner's rows, by id), per table and owner column."""
 
 DUPLICATE_EXACT: Final = Statement(
     "pre_qualification_exact", _load("pre_qualification_exact"), _load("citus_pre_qualification_exact")
@@ -79,5 +83,6 @@ OWNER_STATEMENTS: Final[tuple[OwnerStatement, ...]] = (
     *LIST_DEAL_CHUNKS.values(),
     *HYBRID_DEAL.values(),
     HYBRID_RAW,
+    *(statement for by_owner in MMR_PAIRWISE.values() for statement in by_owner.values()),
 )
 """Every owner statement (for the checks in tests/layout/)."""

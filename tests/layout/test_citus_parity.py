@@ -19,10 +19,17 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.db.pool import Pool, close_pool, create_pool
-from dealhunter_vectors.layout import OwnerRequest
+from dealhunter_vectors.layout import CITUS, CandidateQuery, OwnerRequest
 from dealhunter_vectors.legacy.database import LegacyDatabaseSummary, LegacyDatasetSpec, build_legacy_database
 from dealhunter_vectors.search.owner import _DealParams, _prepare_raw
-from dealhunter_vectors.search.statements import DEAL_SEARCH, DUPLICATE_EXACT, LIST_DEAL_CHUNKS, RAW_SEARCH
+from dealhunter_vectors.search.statements import (
+    DEAL_SEARCH,
+    DUPLICATE_CANDIDATES,
+    DUPLICATE_EXACT,
+    LIST_DEAL_CHUNKS,
+    MMR_PAIRWISE,
+    RAW_SEARCH,
+)
 from dealhunter_vectors.testing import CitusDatabaseFactory
 
 pytestmark = pytest.mark.citus
@@ -200,3 +207,43 @@ async def test_owner_scoped_searches_are_single_shard_router_queries(
 
 def test_legacy_file_is_untouched(legacy: LegacyDatabaseSummary) -> None:
     assert Path(legacy.path).is_file()
+
+
+async def test_no_detours_a_remembered_tenant_a_routed_mmr_matrix_and_widening(
+    pools: tuple[Pool, Pool], legacy: LegacyDatabaseSummary
+) -> None:
+    """Issue 22: a qualification-owned search is one router query once the session knows the
+    qualification's tenant; MMR's pairwise statement is a router query; the global index search
+    returns the frontier the widening rule needs."""
+    _, cluster = pools
+    qual = legacy.qualification_ids[1]
+    q = legacy.space.query_near_centre(legacy.owner_clusters[qual], np.random.default_rng(9), cosine=0.7)
+    statements: list[str] = []
+    async with cluster.acquire() as conn:
+        first = await dv.search_deal_embeddings(conn, q, qualification_id=qual, threshold=-1.0, limit=5)
+        def log(record: Any) -> None:
+            statements.append(record.query)
+
+        conn.add_query_logger(log)
+        again = await dv.search_deal_embeddings(conn, q, qualification_id=qual, threshold=-1.0, limit=5)
+        conn.remove_query_logger(log)
+    assert again == first and first
+    assert statements == [DEAL_SEARCH["qualification_id"].citus], statements  # no tenant look-up any more
+    tenant = await cluster.fetchval("SELECT pre_qualification_id FROM qualifications WHERE id = $1", qual)
+    ids = [h.chunk_id for h in first]
+    async with cluster.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        pairwise = MMR_PAIRWISE["deal_embeddings"]["qualification_id"]
+        request = OwnerRequest(qual, (ids, qual))
+        plan = "\n".join(
+            r[0] for r in await conn.fetch("EXPLAIN " + pairwise.citus, *pairwise.citus_params(request, tenant))
+        )
+    assert "Task Count: 1" in plan, plan
+    async with cluster.acquire() as conn:
+        scan = await CITUS.duplicate_candidates(
+            conn,
+            DUPLICATE_CANDIDATES,
+            CandidateQuery(q, None, 2.0, limit=18, candidates=100, cap=1000, max_scan_tuples=50_000),
+        )
+    assert scan.seen is not None and scan.frontier is not None and scan.candidates == 100
+    assert scan.rows and all(r["distance"] <= scan.frontier for r in scan.rows)

@@ -85,7 +85,7 @@ async def test_pairwise_similarity_is_the_exact_cosine_matrix(pool: dv.Pool) -> 
     vectors = await embeddings(pool, "deal_embeddings", ids)
     assert any(v is None for v in vectors.values())  # a row without embedding
     async with pool.acquire() as conn:
-        got = await pairwise_similarity(conn, "deal_embeddings", ids)
+        got = await pairwise_similarity(conn, "deal_embeddings", ids, owner=("qualification_id", Q_TIES))
     assert got.tolist() == similarity_matrix(ids, vectors)
 
 

@@ -1,14 +1,16 @@
 -- Exact pairwise cosine distances between MMR candidates (search/mmr.py), computed by the
 -- server so that no 12 KB vector travels to the client (raw_chunks; the same statement
--- exists for the other chunk table). $1: candidate ids (text[]). Returns the upper triangle (i < j, 1-based
--- positions in $1) for candidates that exist and have an embedding.
+-- exists for the other chunk table). $1: candidate ids (text[]), $2: the searched owner (the
+-- candidates are its rows; on Citus its tenant routes the statement to one shard). Returns the
+-- upper triangle (i < j, 1-based positions in $1) for the owner's candidates that have an embedding.
 -- array_agg detoasts each embedding once (array elements are never TOAST pointers): the
 -- cross join then reads plain in-memory values instead of fetching 6-7 TOAST chunks per pair.
 WITH c AS (
-    SELECT array_agg(u.ord ORDER BY u.ord) AS ords, array_agg(t.embedding ORDER BY u.ord) AS embs
+    SELECT array_agg(u.ord ORDER BY u.ord) AS ords, array_agg(c.embedding ORDER BY u.ord) AS embs
     FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
-    JOIN "raw_chunks" t ON t.id = u.id
-    WHERE t.embedding IS NOT NULL
+    JOIN "raw_chunks" c ON c.id = u.id
+    WHERE c.embedding IS NOT NULL
+      AND c.pre_qualification_id = $2::text  -- citus: AND c."pre_qualification_id" = :tenant
 )
 SELECT a.ord AS i, b.ord AS j, a.e <=> b.e AS distance
 FROM c
