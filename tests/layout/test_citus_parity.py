@@ -30,7 +30,7 @@ from dealhunter_vectors.search.statements import (
     MMR_PAIRWISE,
     RAW_SEARCH,
 )
-from dealhunter_vectors.testing import CitusDatabaseFactory
+from dealhunter_vectors.testing import CitusDatabaseFactory, seed_owners
 
 pytestmark = pytest.mark.citus
 Factory = Callable[[], Awaitable[str]]
@@ -221,6 +221,7 @@ async def test_no_detours_a_remembered_tenant_a_routed_mmr_matrix_and_widening(
     statements: list[str] = []
     async with cluster.acquire() as conn:
         first = await dv.search_deal_embeddings(conn, q, qualification_id=qual, threshold=-1.0, limit=5)
+
         def log(record: Any) -> None:
             statements.append(record.query)
 
@@ -247,3 +248,28 @@ async def test_no_detours_a_remembered_tenant_a_routed_mmr_matrix_and_widening(
         )
     assert scan.seen is not None and scan.frontier is not None and scan.candidates == 100
     assert scan.rows and all(r["distance"] <= scan.frontier for r in scan.rows)
+
+
+async def test_a_remembered_tenant_that_changed_is_noticed(pools: tuple[Pool, Pool]) -> None:
+    """A qualification deleted and re-created under another pre-qualification (same id): the
+    session's remembered tenant is stale, the routed search finds nothing with it, checks again
+    and answers from the new tenant."""
+    _, cluster = pools
+    await seed_owners(cluster, pre_qualification_ids=["pq-move-a", "pq-move-b"])
+    insert_qualification = (
+        "INSERT INTO qualifications (id, pre_qualification_id, customer_name, business_unit_id)"
+        " VALUES ('q-move', $1, 'Customer', 'bu-test')"
+    )
+    q = np.zeros(3072, dtype=np.float32)
+    q[0] = 1.0
+    chunk = dict(qualification_id="q-move", agent_name="a", chunk_type="text", content="x", embedding=q)
+    async with cluster.acquire() as conn:
+        await conn.execute(insert_qualification, "pq-move-a")
+        await dv.insert_deal_chunks(conn, [dv.DealChunk(id="c-move-1", **chunk)])
+        assert [h.chunk_id for h in await dv.search_deal_embeddings(conn, q, qualification_id="q-move")] == ["c-move-1"]
+        # another writer moves the qualification: delete and re-insert under pq-move-b
+        await conn.execute("DELETE FROM deal_embeddings WHERE qualification_id = 'q-move'")
+        await conn.execute("DELETE FROM qualifications WHERE id = 'q-move'")
+        await conn.execute(insert_qualification, "pq-move-b")
+        await dv.insert_deal_chunks(conn, [dv.DealChunk(id="c-move-2", **chunk)])
+        assert [h.chunk_id for h in await dv.search_deal_embeddings(conn, q, qualification_id="q-move")] == ["c-move-2"]
