@@ -19,6 +19,8 @@ Paths, interleaved in one loop on the same query (round r: every path once, shuf
   sequential scan: page access + kernel, no index);
 * ``select_1``: one round trip.
 
+Each path reports wall time and CPU time per call (this process + the server backend it uses,
+``benchmarks/cpu_interleave.py``): on a shared machine the CPU time is the robust measure.
 Also printed: ``EXPLAIN (ANALYZE, BUFFERS)`` of the statement (planning and execution time, the
 time of each step) and the cost of one cold search after a restart with and without a warm-up
 query (the embedded server has no ``pg_prewarm``). The side tables live in a schema ``floor``
@@ -47,16 +49,8 @@ import numpy as np
 import dealhunter_vectors as dv
 from benchmarks import bench_owners as bo
 from benchmarks import datasets as ds
-from benchmarks.perf_side_by_side import (
-    LIMIT,
-    THRESHOLD,
-    exact64,
-    half_copy,
-    interleave,
-    library_args,
-    numpy_top,
-    same,
-)
+from benchmarks.cpu_interleave import backend_pids, interleave_cpu
+from benchmarks.perf_side_by_side import LIMIT, THRESHOLD, exact64, half_copy, library_args, numpy_top, same
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.testing import with_database
@@ -114,13 +108,21 @@ def step_times(plan: dict[str, Any]) -> dict[str, float]:
 
 
 async def cold_search(server: Any, database: str, owner: str, q: Any, warm_sql: str | None) -> float:
-    """One library search right after a restart (empty buffer pool), after *warm_sql* if given (ms)."""
+    """One library search on a new connection right after a restart (empty buffer pool), after
+    *warm_sql* ran on another connection if given (ms). Per-backend start-up costs (catalog caches,
+    mapping shared memory) are the same in both cases; only the shared buffers differ."""
     server.restart()
-    conn = await asyncpg.connect(with_database(server.url, database))
+    url = with_database(server.url, database)
+    if warm_sql:
+        warm = await asyncpg.connect(url)
+        try:
+            await warm.execute(warm_sql)
+        finally:
+            await warm.close()
+    conn = await asyncpg.connect(url)
     try:
         await register_vector_codecs(conn)
-        if warm_sql:
-            await conn.execute(warm_sql)
+        await conn.fetchval("SELECT count(*) FROM pg_class")  # the backend's own catalog warm-up
         t = time.perf_counter()
         await dv.search_deal_embeddings(conn, q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
         return (time.perf_counter() - t) * 1e3
@@ -186,21 +188,26 @@ async def main(args: argparse.Namespace) -> None:
         async def select_1(i: int) -> Any:
             return await held.fetchval("SELECT 1")
 
+        pool_pids, held_pid, generic_pid = (
+            await backend_pids(pool),
+            await backend_pids(held),
+            await backend_pids(generic),
+        )
         paths = {
-            "numpy": numpy_path,
-            "library": library,
-            "statement": statement(held),
-            "statement_generic": statement(generic),
-            "half_scan": scan(held, _HALF_SCAN.format(table='"deal_embeddings"')),
-            "narrow_interleaved": scan(held, _HALF_SCAN.format(table="floor.narrow_interleaved")),
-            "narrow_clustered": scan(held, _HALF_SCAN.format(table="floor.narrow_clustered")),
-            "kernel_seqscan": scan(held, _KERNEL, with_owner=False),
-            "select_1": select_1,
+            "numpy": (numpy_path, []),
+            "library": (library, pool_pids),
+            "statement": (statement(held), held_pid),
+            "statement_generic": (statement(generic), generic_pid),
+            "half_scan": (scan(held, _HALF_SCAN.format(table='"deal_embeddings"')), held_pid),
+            "narrow_interleaved": (scan(held, _HALF_SCAN.format(table="floor.narrow_interleaved")), held_pid),
+            "narrow_clustered": (scan(held, _HALF_SCAN.format(table="floor.narrow_clustered")), held_pid),
+            "kernel_seqscan": (scan(held, _KERNEL, with_owner=False), held_pid),
+            "select_1": (select_1, held_pid),
         }
-        res = await interleave(paths, args.rounds, 10, args.rounds + 10)
-        floor = res["numpy"]["p50_ms"]
+        res = await interleave_cpu(paths, args.rounds, 10)
         for p in res.values():
-            p["vs_numpy"] = p["p50_ms"] / floor
+            p["vs_numpy"] = p["p50_ms"] / res["numpy"]["p50_ms"]
+            p["cpu_vs_numpy"] = p["cpu_ms"] / res["numpy"]["cpu_ms"]
         steps = []
         for q in queries * 3:
             sql, a = library_args(q, owner)
@@ -247,12 +254,16 @@ def report(out: dict[str, Any]) -> str:
     lines = [
         f"one hot owner, {rows} rows with an embedding, {out['machine']}",
         "",
-        "| path | p50 | vs numpy | ns per dimension and row |",
-        "|---|---|---|---|",
+        "| path | wall p50 | vs numpy | CPU per call (client + server) | CPU vs numpy | CPU ns per dim and row |",
+        "|---|---|---|---|---|---|",
     ]
     for name, p in out["paths"].items():
-        per_dim = p["p50_ms"] * 1e6 / (rows * ds.DIMS)
-        lines.append(f"| {name} | {p['p50_ms']:.3f} ms | {p['vs_numpy']:.2f}x | {per_dim:.3f} |")
+        per_dim = p["cpu_ms"] * 1e6 / (rows * ds.DIMS)
+        server = p["server_cpu_ms"] if p["server_cpu_ms"] is not None else float("nan")
+        lines.append(
+            f"| {name} | {p['p50_ms']:.3f} ms | {p['vs_numpy']:.2f}x | {p['cpu_ms']:.3f} ms "
+            f"({p['client_cpu_ms']:.3f} + {server:.3f}) | {p['cpu_vs_numpy']:.2f}x | {per_dim:.3f} |"
+        )
     lines += ["", "statement steps (EXPLAIN ANALYZE, median): " + ", ".join(
         f"{k} {v:.3f}" for k, v in out["statement_steps_ms"].items())]  # fmt: skip
     lines.append(f"generic plan execution: {out['generic_plan_execution_ms']:.3f} ms")

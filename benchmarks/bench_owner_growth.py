@@ -18,6 +18,7 @@ top 5), 20 queries at cosine 0.8 to the owner's topic:
   of the owner's rows in index order (the owner filter written so the btree cannot serve it),
   re-ranked by the exact float32 distance. Recall@5 against numpy float64 over all queries.
 
+Each cell: wall p50 and CPU per call (client + server backend, ``benchmarks/cpu_interleave.py``).
 Output: markdown on stdout, ``.benchmarks/runs/bench_owner_growth.json``.
 """
 
@@ -44,7 +45,8 @@ from numpy.typing import NDArray
 import dealhunter_vectors as dv
 from benchmarks import bench_owners as bo
 from benchmarks import datasets as ds
-from benchmarks.perf_side_by_side import DEAL_HNSW_SQL, LIMIT, THRESHOLD, exact64, interleave, numpy_top
+from benchmarks.cpu_interleave import backend_pids, interleave_cpu
+from benchmarks.perf_side_by_side import DEAL_HNSW_SQL, LIMIT, THRESHOLD, exact64, numpy_top
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 from dealhunter_vectors.db.pool import register_vector_codecs
 from dealhunter_vectors.legacy.synthetic import query_with_cosine
@@ -178,11 +180,11 @@ async def one_size(db_url: str, size: int, rounds: int, space: Any) -> dict[str,
             rows = await conns[ef].fetch(HNSW_SQL, queries[i % QUERIES], owner, ef, 1 - THRESHOLD, LIMIT)
             return [r["id"] for r in rows]
 
-        paths: dict[str, Any] = {"exact": exact, "numpy": numpy_path}
+        fns: dict[str, Any] = {"exact": exact, "numpy": numpy_path}
         for ef in EFS:
-            paths[f"hnsw_ef{ef}"] = functools.partial(hnsw, ef)
+            fns[f"hnsw_ef{ef}"] = functools.partial(hnsw, ef)
         recall: dict[str, float] = {}
-        for name, fn in paths.items():
+        for name, fn in fns.items():
             found = total = 0
             for i in range(QUERIES):
                 got = set(await fn(i))
@@ -193,7 +195,10 @@ async def one_size(db_url: str, size: int, rounds: int, space: Any) -> dict[str,
             "EXPLAIN (FORMAT JSON) " + HNSW_SQL, queries[0], owner, EFS[0], 1 - THRESHOLD, LIMIT
         )
         uses_hnsw = "deal_embeddings_embedding_hnsw_idx" in str(plan)
-        res = await interleave(paths, rounds, 2, rounds + 2)
+        pids = {"exact": await backend_pids(pool), "numpy": []} | {
+            f"hnsw_ef{ef}": await backend_pids(conns[ef]) for ef in EFS
+        }
+        res = await interleave_cpu({name: (fn, pids[name]) for name, fn in fns.items()}, rounds, 2)
         for name in res:
             res[name]["recall_at_5"] = recall[name]
         return {"rows": size, "paths": res, "hnsw_plan_uses_index": uses_hnsw}
@@ -208,11 +213,14 @@ def report(out: dict[str, Any]) -> str:
     lines = [
         f"owner-scoped search by owner size, {out['machine']}; HNSW build {out['hnsw_build_seconds']:.0f} s",
         "",
+        "wall p50 / CPU per search (client + server backend), recall@5 against exact:",
+        "",
         "| owner rows | " + " | ".join(names) + " |",
         "|---:|" + "---|" * len(names),
     ]
     for size, r in out["sizes"].items():
-        cells = [f"{r['paths'][n]['p50_ms']:.2f} ms (recall {r['paths'][n]['recall_at_5']:.3f})" for n in names]
+        p = r["paths"]
+        cells = [f"{p[n]['p50_ms']:.2f} / {p[n]['cpu_ms']:.2f} ms (recall {p[n]['recall_at_5']:.3f})" for n in names]
         lines.append(f"| {size} | " + " | ".join(cells) + " |")
         if not r["hnsw_plan_uses_index"]:
             lines.append(f"| {size} | (the HNSW statement's plan did not use the index at this size) |")

@@ -50,7 +50,8 @@ from numpy.typing import NDArray
 
 import dealhunter_vectors as dv
 from benchmarks import datasets as ds
-from benchmarks.perf_side_by_side import LIMIT, THRESHOLD, ensure_database, exact64, interleave, numpy_top, same
+from benchmarks.cpu_interleave import backend_pids, interleave_cpu
+from benchmarks.perf_side_by_side import LIMIT, THRESHOLD, ensure_database, exact64, numpy_top, same
 from dealhunter_vectors.config import Settings
 from dealhunter_vectors.db.embedded import EmbeddedServer, start_embedded, stop_embedded, write_sizing_conf
 from dealhunter_vectors.db.sizing import buffer_check, sizing_from_settings
@@ -243,15 +244,20 @@ async def phase(db_url: str, data: OwnerData, owners: int, rounds: int) -> dict[
         async def numpy_path(r: int) -> Any:
             return numpy_top(data.matrix[0], norms0, data.queries[0][r % QUERIES_PER_OWNER], data.ids[0])
 
-        res = await interleave(
-            {"hot": search("hot"), "rotating": search("rotating"), "zipf": search("zipf"), "numpy": numpy_path},
+        pids = await backend_pids(pool)
+        res = await interleave_cpu(
+            {
+                "hot": (search("hot"), pids),
+                "rotating": (search("rotating"), pids),
+                "zipf": (search("zipf"), pids),
+                "numpy": (numpy_path, []),
+            },
             rounds,
             warmup,
-            warmup + rounds,
         )
-        base = res["hot"]["p50_ms"]
         for name in res:
-            res[name]["vs_hot"] = res[name]["p50_ms"] / base
+            res[name]["vs_hot"] = res[name]["p50_ms"] / res["hot"]["p50_ms"]
+            res[name]["cpu_vs_hot"] = res[name]["cpu_ms"] / res["hot"]["cpu_ms"]
         buffers = {
             "hot": await buffer_stats(pool, data, [0] * 5),
             "rotating": await buffer_stats(pool, data, seq["rotating"][:15]),
@@ -278,18 +284,25 @@ def report(out: dict[str, Any]) -> str:
         f"owners {out['owners']} x {out['chunks']} chunks, deal_embeddings {out['table_bytes'] / 2**30:.2f} GB, "
         f"{out['rounds']} rounds, {out['machine']}",
         "",
-        "| phase | shared_buffers | hot p50 | rotating p50 | zipf p50 | numpy p50 | rotating/hot | zipf/hot "
+        "wall p50 / CPU per search (client + server backend):",
+        "",
+        "| phase | shared_buffers | hot | rotating | zipf | numpy | rotating/hot | zipf/hot "
         "| hot/numpy | reads/search rotating |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, ph in out["phases"].items():
         p = ph["paths"]
+
+        def cell(k: str, p: dict[str, Any] = p) -> str:
+            return f"{p[k]['p50_ms']:.2f} / {p[k]['cpu_ms']:.2f} ms"
+
+        def ratio(a: str, b: str, p: dict[str, Any] = p) -> str:
+            return f"{p[a]['p50_ms'] / p[b]['p50_ms']:.2f}x / {p[a]['cpu_ms'] / p[b]['cpu_ms']:.2f}x"
+
         lines.append(
-            f"| {name} | {ph['settings']['shared_buffers']} | {p['hot']['p50_ms']:.2f} ms | "
-            f"{p['rotating']['p50_ms']:.2f} ms | {p['zipf']['p50_ms']:.2f} ms | {p['numpy']['p50_ms']:.2f} ms | "
-            f"{p['rotating']['vs_hot']:.2f}x | {p['zipf']['vs_hot']:.2f}x | "
-            f"{p['hot']['p50_ms'] / p['numpy']['p50_ms']:.2f}x | "
-            f"{ph['buffers']['rotating']['shared_read_blocks']:.0f} |"
+            f"| {name} | {ph['settings']['shared_buffers']} | {cell('hot')} | {cell('rotating')} | {cell('zipf')} "
+            f"| {cell('numpy')} | {ratio('rotating', 'hot')} | {ratio('zipf', 'hot')} | {ratio('hot', 'numpy')} "
+            f"| {ph['buffers']['rotating']['shared_read_blocks']:.0f} |"
         )
     for name, ph in out["phases"].items():
         first = ", ".join(f"{v:.2f} ms" for v in ph["first_pass"].values())
