@@ -338,12 +338,13 @@ async def main(args: argparse.Namespace) -> None:
             "phases": {},
         }
         phases = args.phases.split(",") if server is not None else ["as_configured"]
-        for name in phases:
+        for n, name in enumerate(phases):
             if server is not None:
                 restart_with(server, name)
                 db_url = with_database(server.url, database_name(args.owners, args.chunks))
-            print(f"phase {name}", flush=True)
-            out["phases"][name] = await phase(db_url, data, args.owners, args.rounds)
+            key = name if phases.count(name) == 1 else f"{name} ({n + 1})"
+            print(f"phase {key}", flush=True)
+            out["phases"][key] = await phase(db_url, data, args.owners, args.rounds)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(out, indent=2))
         print(report(out))

@@ -5,6 +5,7 @@ woken for every statement); the CPU time it burns does not. ``/proc/<pid>/scheds
 field: nanoseconds on a CPU) gives a backend's CPU time exactly, so each path reports
 
 * ``p50_ms`` / ``p90_ms``: wall time per call (as :func:`benchmarks.perf_side_by_side.interleave`);
+  ``min_ms`` / ``p10_ms``: the uncontended end (a busy machine delays most calls, rarely all);
 * ``client_cpu_ms``: this thread's CPU time per call (mean);
 * ``server_cpu_ms``: the CPU time of the path's backends per call (mean; None when the server
   runs elsewhere or its processes cannot be read);
@@ -97,6 +98,8 @@ async def interleave_cpu(
         server = statistics.fmean(smp.server) * 1e3 if smp.server_known else None
         client = statistics.fmean(smp.client) * 1e3
         out[name] = {
+            "min_ms": wall[0] * 1e3,
+            "p10_ms": wall[int(0.1 * (len(wall) - 1))] * 1e3,
             "p50_ms": statistics.median(wall) * 1e3,
             "p90_ms": wall[int(0.9 * (len(wall) - 1))] * 1e3,
             "client_cpu_ms": client,
