@@ -178,7 +178,7 @@ def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedSe
                 old = write_sizing_conf(path, sizing)
             restart_pending = running and old is not None and _restart_needed(old, render_conf(sizing))
             if running and old is not None:
-                _pg_ctl(path, "reload")  # work_mem & co. apply now; shared_buffers at the next start
+                _reload(path)  # work_mem & co. apply now; shared_buffers at the next start
             handle.start()
             url = str(handle.get_uri())
         except EmbeddedServerError:
@@ -224,13 +224,26 @@ def write_sizing_conf(data_dir: str | os.PathLike[str], sizing: ServerSizing) ->
 
 def _write_owned_like(file: Path, text: str, data_dir: Path) -> None:
     """Write *file* atomically, owned like *data_dir* (root writes for the ``pgserver`` user)."""
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(text)
-    if os.geteuid() == 0:
-        st = data_dir.stat()
-        os.chown(tmp, st.st_uid, st.st_gid)
-    tmp.chmod(0o600)
-    tmp.replace(file)
+    fd, name = tempfile.mkstemp(prefix=file.name + ".", dir=data_dir)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if os.geteuid() == 0:
+            st = data_dir.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)
+        tmp.replace(file)  # mkstemp made it 0600, as PostgreSQL keeps its files
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reload(data_dir: Path) -> None:
+    """Ask a running server to re-read its configuration; a failure only costs the new values."""
+    try:
+        _pg_ctl(data_dir, "reload")
+    except EmbeddedServerError as exc:
+        _log.warning("the new memory settings apply at the next start of the embedded server: %s", exc)
 
 
 def _restart_needed(old_conf: str, new_conf: str) -> bool:
