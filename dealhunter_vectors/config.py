@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     ``DEALHUNTER_STATEMENT_CACHE_SIZE``       0 for PgBouncer transaction mode (default 100)
     ``DEALHUNTER_EMBEDDING_DIMENSIONS``       embedding size (default 3072)
     ``DEALHUNTER_EMBEDDED_DATA_DIR``          data directory of the embedded server
+    ``DEALHUNTER_EMBEDDED_SIZING``            ``auto`` (size memory to the machine) or ``defaults``
+    ``DEALHUNTER_EMBEDDED_MEMORY``            memory budget the sizing divides (default: RAM/cgroup)
+    ``DEALHUNTER_EMBEDDED_SHARED_BUFFERS``    one embedded server setting, e.g. ``2GB`` (also
+                                             ``_EFFECTIVE_CACHE_SIZE``, ``_WORK_MEM``,
+                                             ``_MAINTENANCE_WORK_MEM``)
     ``DATABASE_REPLICA_URLS``                 read replicas of ``DATABASE_URL``, comma separated
     ``DEALHUNTER_MAX_REPLICA_LAG``            s a replica may lag and still serve reads (default 5)
     ``DEALHUNTER_REPLICA_CHECK_INTERVAL``     s a replica status is reused (default 1)
@@ -69,6 +74,13 @@ class Settings(BaseSettings):
     statement_cache_size: int = Field(default=100, ge=0)
     embedding_dimensions: int = Field(default=3072, ge=1, le=16000)
     embedded_data_dir: Path | None = None
+    # the embedded server's memory settings (db/sizing.py; docs/_drafts/server_sizing.md)
+    embedded_sizing: str = "auto"
+    embedded_memory: str | None = None
+    embedded_shared_buffers: str | None = None
+    embedded_effective_cache_size: str | None = None
+    embedded_work_mem: str | None = None
+    embedded_maintenance_work_mem: str | None = None
     database_replica_urls: SecretStr = Field(
         default=SecretStr(""),
         validation_alias=AliasChoices("DATABASE_REPLICA_URLS", "DEALHUNTER_DATABASE_REPLICA_URLS"),

