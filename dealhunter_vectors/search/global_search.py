@@ -2,7 +2,7 @@
 
 Candidates come from the halfvec HNSW index (iterative scan; a candidate count sized to the
 request and the table, widened while the result is crowded) and are re-ranked by the exact
-``vector`` distance, in one call of migration 007's function (its SET clauses carry the index
+``vector`` distance, in one call of migration 008's function (its SET clauses carry the index
 settings: one round trip). "All matches" (no limit) is an exact scan. Design:
 docs/design.md, "Global search".
 """
@@ -30,13 +30,20 @@ __all__ = [
     "find_similar_pre_qualifications",
 ]
 
-ANN_MIN_CANDIDATES: Final = 100
+ANN_MIN_CANDIDATES: Final = 64
+"""Fewest candidates of the first index walk (small tables; ``4 x limit`` when larger)."""
+ANN_BASE_CANDIDATES: Final = 100
+"""Candidates of the first walk at 10,000 rows (or ``4 x (limit + 8)``), scaled by ``(rows / 10k)^0.6``."""
 ANN_MAX_EF_SEARCH: Final = 1000
 ANN_MAX_SCAN_TUPLES: Final = 50_000
 ANN_WIDEN_FACTOR: Final = 4
 """The candidate count grows by this factor while the result is crowded (:func:`_crowded`)."""
+ANN_COMPACT_RATIO: Final = 0.5
+"""The result is a compact group seen from afar (widen) when its rows' mean pairwise distance is
+below this share of their mean distance to the query (:func:`_compact`)."""
 ANN_FRONTIER_MARGIN: Final = 0.02
-"""Distance margin between the scan's frontier and the result's boundary below which the search widens."""
+"""With fewer than 2 rows in the result: widen when the scan's frontier lies within this distance
+of the threshold."""
 _PERCENT_SLACK: Final = 1e-9
 """Distance slack of the SQL prefilter of the percent rule; the exact rule is applied in Python."""
 
@@ -45,10 +52,10 @@ PRE_QUALIFICATION_EXACT_SQL: Final = _sql.load("pre_qualification_exact")
 PRE_QUALIFICATION_ANN_SQL: Final = _sql.load("pre_qualification_ann")
 """HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier)."""
 _ANN_CALL_SQL: Final = (
-    'SELECT * FROM "dealhunter_pre_qualification_ann"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
-    "$6::int4, $7::int4)"
+    'SELECT * FROM "dealhunter_pre_qualification_ann_spread"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
+    "$6::int4, $7::int4, $8::int4, $9::int4)"
 )
-"""The global index search as one call of migration 007's function (its SET clauses carry the settings)."""
+"""The global index search as one call of migration 008's function (its SET clauses carry the settings)."""
 
 
 class _PreQualPlan:
@@ -86,7 +93,7 @@ class _PreQualPlan:
 async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -> list[PreQualificationMatch]:
     """Run one global search on *conn*.
 
-    The index search is one call of the server-side function of migration 007, whose SET
+    The index search is one call of the server-side function of migration 008, whose SET
     clauses apply the index settings for the call only: one round trip, nothing to reset,
     the same inside or outside a caller's transaction.
     """
@@ -98,10 +105,11 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
             return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
         rows = await conn.fetch(PRE_QUALIFICATION_EXACT_SQL, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
-    assert sql_limit is not None
+    assert sql_limit is not None and plan.limit is not None
     if distributed:  # Citus: each shard's HNSW candidates; SET LOCAL reaches the shards (scale.citus)
         return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
-    base, cap = max(ANN_MIN_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
+    floor = max(ANN_MIN_CANDIDATES, 4 * plan.limit)
+    base, cap = max(ANN_BASE_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
     while True:
         try:
             rows = await conn.fetch(
@@ -110,39 +118,59 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
                 plan.exclude_id,
                 plan.max_distance,
                 sql_limit,
+                min(floor, cap),
                 base,
                 cap,
                 ANN_MAX_SCAN_TUPLES,
+                plan.limit,
             )
         except asyncpg.UndefinedFunctionError:
             raise SchemaError(
-                "the global search needs migration 007 (dealhunter_pre_qualification_ann); run apply_schema "
+                "the global search needs migration 008 (dealhunter_pre_qualification_ann_spread); run apply_schema "
                 "or `dealhunter-vectors schema apply`"
             ) from None
         found = [row for row in rows if row["id"] is not None]
         candidates = rows[0]["ef"] if rows else cap
-        if candidates >= cap or not _crowded(rows, found, sql_limit, candidates, plan.max_distance):
+        if candidates >= cap or not _crowded(rows, found, plan.limit, candidates, plan.max_distance):
             return plan.matches(found)
-        base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
+        floor = base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
 
 
 def _crowded(
     rows: Sequence[asyncpg.Record], found: Sequence[asyncpg.Record], limit: int, candidates: int, max_distance: float
 ) -> bool:
-    """True when the index scan stopped inside a dense shell around the result's boundary.
+    """True when a wider index walk may find rows this one missed.
 
-    The boundary is the k-th exact distance (or the threshold when fewer than k rows
-    passed). When all ``candidates`` were used and the farthest of them (the scan's
-    frontier) lies within :data:`ANN_FRONTIER_MARGIN` of that boundary, many rows sit at
-    nearly the boundary's distance and the graph search can have missed some of them: on
-    clustered data whose top 10 is split between two tight clusters, ef_search 40 stops
-    with a frontier 0.003-0.006 beyond the 10th distance at recall 0.78, while a complete
-    candidate set leaves a gap >= 0.02 (benchmarks/perf_side_by_side.py, docs/benchmarks.md).
+    Where every candidate was used (else the scan ran out of rows and the result is exact),
+    the walk may have been captured by one dense group: a graph walk whose beam fills with the
+    members of one group stops before it reaches another group at the same distance (the hard
+    set: a query between two tight clusters, top 10 split between them). Such a result is a
+    compact group seen from afar (:func:`_compact` of its first ``limit`` rows). Distances that
+    merely concentrate (loose clusters, real embeddings: hundreds of rows within 0.02 of the
+    10th distance) leave a result whose rows are as far from each other as from the query: no
+    widening. With fewer than 2 rows the spread is unknown: widen when the frontier lies
+    within :data:`ANN_FRONTIER_MARGIN` of the boundary (the ``limit``-th distance, else the
+    threshold). Measurements: docs/benchmarks.md.
     """
     if not rows or rows[0]["candidates"] < candidates or rows[0]["frontier"] is None:
         return False  # the scan ran out of rows: every candidate was seen, the result is exact
-    boundary = found[limit - 1]["distance"] if len(found) >= limit else max_distance
-    return bool(rows[0]["frontier"] < boundary + ANN_FRONTIER_MARGIN)
+    top = found[:limit]
+    if len(top) < 2 or rows[0]["centre_norm"] is None:
+        boundary = top[-1]["distance"] if len(top) >= limit else max_distance
+        return bool(rows[0]["frontier"] < boundary + ANN_FRONTIER_MARGIN)
+    return _compact([row["distance"] for row in top], rows[0]["centre_norm"])
+
+
+def _compact(distances: Sequence[float], centre_norm: float) -> bool:
+    """True when rows at cosine *distances* from the query lie much closer to each other.
+
+    *centre_norm* is the norm of the mean of the rows' unit vectors; for n unit vectors
+    ``n / (n - 1) * (1 - centre_norm**2)`` is their mean pairwise cosine distance. Compact:
+    below :data:`ANN_COMPACT_RATIO` times their mean distance to the query.
+    """
+    n = len(distances)
+    pairwise = n / (n - 1) * max(0.0, 1.0 - centre_norm * centre_norm)
+    return pairwise < ANN_COMPACT_RATIO * (sum(distances) / n)
 
 
 @operation("find_similar_pre_qualifications", read_only=True)
