@@ -68,14 +68,14 @@ def test_crowded_rule() -> None:
 
 async def test_candidate_count_follows_the_table_size(dhv_pool: dv.Pool) -> None:
     q = np.random.default_rng(2).standard_normal(3072).astype(np.float32)
-    args = (q, None, 2.0, 18, 64, 100, 1000, 50_000, 10)
+    args = (q, None, 2.0, 18, 64, 0.8, 1000, 50_000, 10)
     async with dhv_pool.acquire() as conn:
         row = (await conn.fetch(gs._ANN_CALL_SQL, *args))[0]
         assert row["ef"] == 64 and row["id"] is None and row["candidates"] == 0  # empty table
         assert row["centre_norm"] is None
         async with conn.transaction():
-            # 64 up to ~4,800 rows, then the count of issue 14: 100 x (rows / 10k)^0.6, at most 1,000
-            for rows, expected in ((2_000, 64), (5_000, 66), (10_000, 100), (100_000, 399), (1_000_000, 1000)):
+            # 64 up to 10,000 rows, then 64 x (rows / 10k)^0.8 (issue 14's ~400 at 100k), at most 1,000
+            for rows, expected in ((2_000, 64), (10_000, 64), (30_000, 155), (100_000, 404), (1_000_000, 1000)):
                 await conn.execute(
                     "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
                 )
@@ -137,7 +137,7 @@ async def test_function_and_statement_file_agree(dhv_pool: dv.Pool) -> None:
     norms_checked = 0
     for exclude, max_distance in ((None, 2.0), ("pq007", 1.0), (None, 0.5)):
         async with dhv_pool.acquire() as conn:
-            via_function = await conn.fetch(gs._ANN_CALL_SQL, q, exclude, max_distance, 12, 100, 100, 100, 50_000, 10)
+            via_function = await conn.fetch(gs._ANN_CALL_SQL, q, exclude, max_distance, 12, 100, 0.8, 100, 50_000, 10)
             async with dv.transaction_settings(
                 conn, {"hnsw.ef_search": 100, "hnsw.iterative_scan": "relaxed_order", "enable_seqscan": False}
             ) as tx:

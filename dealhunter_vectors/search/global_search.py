@@ -31,9 +31,10 @@ __all__ = [
 ]
 
 ANN_MIN_CANDIDATES: Final = 64
-"""Fewest candidates of the first index walk (small tables; ``4 x limit`` when larger)."""
-ANN_BASE_CANDIDATES: Final = 100
-"""Candidates of the first walk at 10,000 rows (or ``4 x (limit + 8)``), scaled by ``(rows / 10k)^0.6``."""
+"""Candidates of the first index walk up to 10,000 rows (``4 x limit`` when larger)."""
+ANN_GROWTH: Final = 0.8
+"""Above 10,000 rows the first walk takes ``(rows / 10,000) ** ANN_GROWTH`` times more candidates
+(404 at 100,000 rows, where issue 14 measured that ~400 keep recall@10 >= 0.99)."""
 ANN_MAX_EF_SEARCH: Final = 1000
 ANN_MAX_SCAN_TUPLES: Final = 50_000
 ANN_WIDEN_FACTOR: Final = 4
@@ -53,7 +54,7 @@ PRE_QUALIFICATION_ANN_SQL: Final = _sql.load("pre_qualification_ann")
 """HNSW (halfvec) candidates, re-ranked by the exact ``vector`` distance (with the scan's frontier)."""
 _ANN_CALL_SQL: Final = (
     'SELECT * FROM "dealhunter_pre_qualification_ann_spread"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
-    "$6::int4, $7::int4, $8::int4, $9::int4)"
+    "$6::float8, $7::int4, $8::int4, $9::int4)"
 )
 """The global index search as one call of migration 008's function (its SET clauses carry the settings)."""
 
@@ -108,8 +109,7 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
     assert sql_limit is not None and plan.limit is not None
     if distributed:  # Citus: each shard's HNSW candidates; SET LOCAL reaches the shards (scale.citus)
         return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
-    floor = max(ANN_MIN_CANDIDATES, 4 * plan.limit)
-    base, cap = max(ANN_BASE_CANDIDATES, 4 * sql_limit), ANN_MAX_EF_SEARCH
+    base, growth, cap = min(max(ANN_MIN_CANDIDATES, 4 * plan.limit), ANN_MAX_EF_SEARCH), ANN_GROWTH, ANN_MAX_EF_SEARCH
     while True:
         try:
             rows = await conn.fetch(
@@ -118,8 +118,8 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
                 plan.exclude_id,
                 plan.max_distance,
                 sql_limit,
-                min(floor, cap),
                 base,
+                growth,
                 cap,
                 ANN_MAX_SCAN_TUPLES,
                 plan.limit,
@@ -133,7 +133,7 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
         candidates = rows[0]["ef"] if rows else cap
         if candidates >= cap or not _crowded(rows, found, plan.limit, candidates, plan.max_distance):
             return plan.matches(found)
-        floor = base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
+        base = cap = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * candidates)
 
 
 def _crowded(

@@ -1,12 +1,10 @@
 -- Migration 8: the global search also returns how spread out its result is (issue 22).
 --
--- dealhunter_pre_qualification_ann_spread(q, exclude_id, max_distance, row_limit, floor_count,
--- base, cap, max_scan, spread_rows) is migration 007's dealhunter_pre_qualification_ann (the
--- same SET clauses, the same statement, the same rows, frontier, candidates and ef) with two
--- changes:
--- * the candidate count c = least(cap, greatest(floor_count, ceil(base * (rows / 10,000)^0.6)))
---   (rows: the planner's estimate for pre_qualifications): below 10,000 rows it may be smaller
---   than base, down to floor_count;
+-- dealhunter_pre_qualification_ann_spread(q, exclude_id, max_distance, row_limit, base, growth,
+-- cap, max_scan, spread_rows) is migration 007's dealhunter_pre_qualification_ann (the same SET
+-- clauses, the same statement, the same rows, frontier, candidates and ef) with two changes:
+-- * the candidate count c = least(cap, greatest(base, ceil(base * (rows / 10,000)^growth)))
+--   (rows: the planner's estimate for pre_qualifications), the growth a parameter (007: 0.6);
 -- * one more column, centre_norm: the norm of the mean of the unit description embeddings of
 --   the first spread_rows rows of the result (NULL with fewer than 2). With n such rows,
 --   n / (n - 1) * (1 - centre_norm^2) is their mean pairwise cosine distance, which the search
@@ -16,7 +14,7 @@
 
 CREATE OR REPLACE FUNCTION "dealhunter_pre_qualification_ann_spread"(
     q vector, exclude_id text, max_distance float8, row_limit integer,
-    floor_count integer, base integer, cap integer, max_scan integer, spread_rows integer
+    base integer, growth float8, cap integer, max_scan integer, spread_rows integer
 )
 RETURNS TABLE (id text, distance float8, frontier float8, candidates bigint, ef integer, centre_norm float8)
 LANGUAGE plpgsql
@@ -30,11 +28,11 @@ AS $$
 DECLARE
     c integer;
 BEGIN
-    SELECT least(cap, greatest(floor_count, ceil(base * power(greatest(cl.reltuples, 0) / 10000.0, 0.6))::integer))
+    SELECT least(cap, greatest(base, ceil(base * power(greatest(cl.reltuples, 0) / 10000.0, growth))::integer))
       INTO c
       FROM pg_class cl
      WHERE cl.oid = to_regclass('"pre_qualifications"');
-    c := coalesce(c, greatest(floor_count, least(cap, base)));
+    c := coalesce(c, least(cap, base));
     PERFORM set_config('hnsw.ef_search', c::text, true);
     PERFORM set_config('hnsw.max_scan_tuples', greatest(max_scan, c)::text, true);
     RETURN QUERY
