@@ -246,12 +246,16 @@ async def main(args: argparse.Namespace) -> None:
                 report["sets"][key] = {"skipped": str(exc)}
                 continue
             report["sets"][key] = await measure_set(url, admin, data, efs, args.rounds)
-            print(key, json.dumps({k: v for k, v in report["sets"][key].items() if k != "paths"}), flush=True)
+            print(table({"sets": {key: report["sets"][key]}}, efs).splitlines()[-1], flush=True)
+            write(report, Path(args.out))
     finally:
         await admin.close()
     report["load_avg_end"] = os.getloadavg()
+    write(report, Path(args.out))
     print(table(report, efs))
-    out = Path(args.out)
+
+
+def write(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=float))
 

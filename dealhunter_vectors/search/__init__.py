@@ -70,13 +70,12 @@ How the searches run
 * **Global search** (duplicate step, :func:`find_similar_pre_qualifications`): candidates
   come from the halfvec HNSW index with ``hnsw.iterative_scan = relaxed_order`` (pgvector
   0.8; the iterative scan keeps going when the ``extracted_requirements``/``exclude_id``
-  filters reject candidates), ``hnsw.ef_search`` = the candidate count (100..1000) and
+  filters reject candidates), ``hnsw.ef_search`` = the candidate count (64..1000) and
   ``hnsw.max_scan_tuples`` = 50 000 (plus ``enable_seqscan = off`` and
   ``plan_cache_mode = force_custom_plan``: this path exists to use the index), carried by
-  the SET clauses of migration 007's function ``dealhunter_pre_qualification_ann`` (one
+  the SET clauses of migration 008's function ``dealhunter_pre_qualification_ann_spread`` (one
   round trip; restored when it returns). The candidate count grows with the table and is
-  widened 4x while the scan's frontier lies within 0.02 of the result's boundary
-  (:mod:`.global_search`). The candidates are re-ranked by the
+  widened 4x while the result is a compact group seen from afar (:mod:`.global_search`). The candidates are re-ranked by the
   exact ``vector`` distance in SQL, so returned similarities are the exact ones.
   ``exact=True`` forces an exact scan. **"All matches" (``limit=None``, the old behaviour
   and the default) runs the exact scan**: an ANN index needs a LIMIT and cannot promise
