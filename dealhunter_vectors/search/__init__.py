@@ -75,9 +75,9 @@ How the searches run
   ``plan_cache_mode = force_custom_plan``: this path exists to use the index), carried by
   the SET clauses of migration 008's function ``dealhunter_pre_qualification_ann_spread`` (one
   round trip; restored when it returns). The candidate count grows with the table and is
-  widened 4x while the result is a compact group seen from afar (:mod:`.global_search`). The candidates are re-ranked by the
-  exact ``vector`` distance in SQL, so returned similarities are the exact ones.
-  ``exact=True`` forces an exact scan. **"All matches" (``limit=None``, the old behaviour
+  widened 4x while the result is a compact group seen from afar (:mod:`.global_search`).
+  The candidates are re-ranked by the exact ``vector`` distance in SQL, so returned
+  similarities are the exact ones. ``exact=True`` forces an exact scan. **"All matches" (``limit=None``, the old behaviour
   and the default) runs the exact scan**: an ANN index needs a LIMIT and cannot promise
   every row above a threshold; ``exact=False`` with ``limit=None`` is a ValueError.
 * **Batching.** Deal-chunk and raw-chunk searches are written as one statement over
