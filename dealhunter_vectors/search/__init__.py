@@ -78,8 +78,9 @@ How the searches run
   widened 4x while the result is a compact group seen from afar (:mod:`.global_search`).
   The candidates are re-ranked by the exact ``vector`` distance in SQL, so returned
   similarities are the exact ones. ``exact=True`` forces an exact scan. **"All matches"
-  (``limit=None``, the old behaviour and the default) runs the exact scan**: an ANN index needs a LIMIT and cannot promise
-  every row above a threshold; ``exact=False`` with ``limit=None`` is a ValueError.
+  (``limit=None``, the old behaviour and the default) runs the exact scan**: an ANN index
+  needs a LIMIT and cannot promise every row above a threshold; ``exact=False`` with
+  ``limit=None`` is a ValueError.
 * **Batching.** Deal-chunk and raw-chunk searches are written as one statement over
   ``unnest($1::vector[], ...) WITH ORDINALITY`` with a ``LATERAL`` search per request, so
   :func:`search_many` sends every deal search of one owner kind (and every raw search) in
