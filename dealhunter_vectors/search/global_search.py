@@ -30,8 +30,10 @@ __all__ = [
     "find_similar_pre_qualifications",
 ]
 
-ANN_MIN_CANDIDATES: Final = 64
-"""Candidates of the first index walk up to 10,000 rows (``4 x limit`` when larger)."""
+ANN_MIN_CANDIDATES: Final = 100
+"""Fewest HNSW candidates per shard of a distributed (Citus) global search (scale.citus)."""
+ANN_START_CANDIDATES: Final = 64
+"""Candidates of the single node's first index walk up to 10,000 rows (``4 x limit`` when larger)."""
 ANN_GROWTH: Final = 0.8
 """Above 10,000 rows the first walk takes ``(rows / 10,000) ** ANN_GROWTH`` times more candidates
 (404 at 100,000 rows, where issue 14 measured that ~400 keep recall@10 >= 0.99)."""
@@ -109,7 +111,7 @@ async def _run_pre_qualification(conn: asyncpg.Connection, plan: _PreQualPlan) -
     assert sql_limit is not None and plan.limit is not None
     if distributed:  # Citus: each shard's HNSW candidates; SET LOCAL reaches the shards (scale.citus)
         return plan.matches(await citus.run_pre_qualification_search(conn, plan, sql_limit))
-    base, growth, cap = min(max(ANN_MIN_CANDIDATES, 4 * plan.limit), ANN_MAX_EF_SEARCH), ANN_GROWTH, ANN_MAX_EF_SEARCH
+    base, growth, cap = min(max(ANN_START_CANDIDATES, 4 * plan.limit), ANN_MAX_EF_SEARCH), ANN_GROWTH, ANN_MAX_EF_SEARCH
     while True:
         try:
             rows = await conn.fetch(
