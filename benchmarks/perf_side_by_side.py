@@ -67,6 +67,7 @@ from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.models import DealChunkSearch
 from dealhunter_vectors.search import global_search as gs
 from dealhunter_vectors.search import owner as lib
+from dealhunter_vectors.search.statements import DUPLICATE_CANDIDATES
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -439,11 +440,11 @@ class _GlobalPaths:
         return [m.pre_qualification_id for m in res]
 
     async def library_call(self, i: int) -> list[str]:
-        """The library's one statement (migration 007's function, the arguments it sends) on a held
-        connection: the library minus its Python work and the pool's acquire/release."""
+        """The library's first statement (migration 010's function, the arguments it sends) on a held
+        connection: the library minus its Python work, the pool's acquire/release and any widening."""
         rows = await self.conns[0].fetch(
-            gs._ANN_CALL_SQL, self.queries[i], None, 2.0 + 1e-9, 18, gs.ANN_MIN_CANDIDATES, gs.ANN_MAX_EF_SEARCH,
-            gs.ANN_MAX_SCAN_TUPLES,
+            DUPLICATE_CANDIDATES.single, self.queries[i], None, 2.0 + 1e-9, 18, gs.ANN_START_CANDIDATES, gs.ANN_GROWTH,
+            gs.ANN_MAX_EF_SEARCH, gs.ANN_MAX_SCAN_TUPLES, 10,
         )  # fmt: skip
         return [r["id"] for r in rows if r["id"] is not None][:10]
 

@@ -30,7 +30,7 @@ def test_runtime_dependencies_do_not_include_pgvector_or_peers() -> None:
     assert "pgvector" not in deps
     assert not set(deps) & set(PEERS)
     extras = _project()["optional-dependencies"]
-    # the peers, and uvloop for perf_side_by_side --loop uvloop
+    # the peers, uvloop for perf_side_by_side --loop uvloop, the sentence model of bench_global_rule's real set
     assert {Requirement(r).name for r in extras["benchmarks"]} == {*PEERS, "uvloop"}  # type: ignore[index]
 
 

@@ -24,8 +24,9 @@ __all__ = ["CandidatePass", "CandidateQuery", "CandidateStatement", "Layout"]
 class CandidateStatement:
     """The global index search in both forms.
 
-    ``single``: one call of the server function of migration 007 (its SET clauses carry the
-    index settings; it sizes the candidate count from *base*, *cap* and the table). ``citus``:
+    ``single``: one call of the server function of migration 010 (its SET clauses carry the
+    index settings; it sizes the candidate count from *base*, *growth*, *cap* and the table, and
+    returns the result's spread). ``citus``:
     each shard's HNSW candidates, re-ranked by the exact distance (``$1`` query, ``$2``
     excluded id, ``$3`` max distance, ``$4`` limit, ``$5`` candidates), run after ``SET LOCAL``
     of the index settings (propagated to the shards).
@@ -49,6 +50,10 @@ class CandidateQuery:
     cap: int
     """The largest candidate count."""
     max_scan_tuples: int
+    growth: float = 0.0
+    """Above 10,000 rows a single node multiplies the start by ``(rows / 10,000) ** growth``."""
+    spread_rows: int = 0
+    """How many result rows the spread (``centre_norm``) is computed over (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +61,16 @@ class CandidatePass:
     """What one pass returned: the rows (id, exact distance, best first) and what the scan saw.
 
     ``frontier`` (the farthest candidate's exact distance) and ``seen`` (how many candidates the
-    scan produced) are None where the layout cannot tell (then the pass is final).
+    scan produced) are None where the layout cannot tell (then the pass is final);
+    ``centre_norm`` where it cannot compute the result's spread.
     """
 
     rows: list[asyncpg.Record]
     candidates: int
     frontier: float | None
     seen: int | None
+    centre_norm: float | None = None
+    """The norm of the mean of the first ``spread_rows`` result rows' unit vectors (None: unknown)."""
 
 
 class Layout(abc.ABC):

@@ -51,6 +51,9 @@ async def qualification_tenants(conn: asyncpg.Connection, qualification_ids: Ite
     return {r["id"]: r["pre_qualification_id"] for r in rows}
 
 
+SHARD_MIN_CANDIDATES: Final = 100
+"""Fewest HNSW candidates each shard contributes to the global search (a shard's graph holds a
+fraction of the rows; the merged list needs enough of each)."""
 _TENANT_CACHE_KEY: Final = "citus_qualification_tenants"
 TENANT_CACHE_SIZE: Final = 10_000
 """Qualification tenants a session remembers (a qualification never changes its tenant: Citus
@@ -215,14 +218,15 @@ class Citus(Layout):
     ) -> CandidatePass:
         """Each shard's HNSW candidates at the pass's candidate count, the best of them re-ranked
         exactly, with the frontier and the candidate count (the search widens as on a single node)."""
+        candidates = min(query.cap, max(query.candidates, SHARD_MIN_CANDIDATES))
         settings: dict[str, str | int | float | bool] = {
             "hnsw.iterative_scan": "relaxed_order",
-            "hnsw.ef_search": query.candidates,
-            "hnsw.max_scan_tuples": max(query.max_scan_tuples, query.candidates),
+            "hnsw.ef_search": candidates,
+            "hnsw.max_scan_tuples": max(query.max_scan_tuples, candidates),
             "enable_seqscan": False,  # this path exists to use the index (as on the single node)
             "plan_cache_mode": "force_custom_plan",
         }
-        args = (query.vector, query.exclude_id, query.max_distance, query.limit, query.candidates)
+        args = (query.vector, query.exclude_id, query.max_distance, query.limit, candidates)
         if conn.is_in_transaction():
             await set_local(conn, settings)
             rows = await conn.fetch(statement.citus, *args)
@@ -233,7 +237,7 @@ class Citus(Layout):
         found = [row for row in rows if row["id"] is not None]
         if not rows:
             return CandidatePass(found, query.cap, None, 0)
-        return CandidatePass(found, query.candidates, rows[0]["frontier"], int(rows[0]["candidates"]))
+        return CandidatePass(found, candidates, rows[0]["frontier"], int(rows[0]["candidates"]))
 
     async def copy_rows(
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]

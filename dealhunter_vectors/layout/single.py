@@ -53,14 +53,18 @@ class SingleNode(Layout):
             query.max_distance,
             query.limit,
             query.candidates,
+            query.growth,
             query.cap,
             query.max_scan_tuples,
+            query.spread_rows,
         )
         found = [row for row in rows if row["id"] is not None]
         if not rows:
             return CandidatePass(found, query.cap, None, 0)
         first = rows[0]
-        return CandidatePass(found, int(first["ef"]), first["frontier"], int(first["candidates"]))
+        return CandidatePass(
+            found, int(first["ef"]), first["frontier"], int(first["candidates"]), first["centre_norm"]
+        )
 
     async def copy_rows(
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]

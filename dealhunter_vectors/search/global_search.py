@@ -2,7 +2,7 @@
 
 Candidates come from the halfvec HNSW index (iterative scan; a candidate count sized to the
 request and the table, widened while the result is crowded) and are re-ranked by the exact
-``vector`` distance, in one call of migration 007's function (its SET clauses carry the index
+``vector`` distance, in one call of migration 010's function (its SET clauses carry the index
 settings: one round trip). "All matches" (no limit) is an exact scan. Design:
 docs/design.md, "Global search".
 """
@@ -32,13 +32,22 @@ __all__ = [
     "find_similar_pre_qualifications",
 ]
 
-ANN_MIN_CANDIDATES: Final = 100
+ANN_START_CANDIDATES: Final = 64
+"""Candidates of the first index walk up to 10,000 rows (``4 x limit`` when larger); a Citus
+shard contributes at least ``layout.citus.SHARD_MIN_CANDIDATES``."""
+ANN_GROWTH: Final = 0.8
+"""Above 10,000 rows the first walk takes ``(rows / 10,000) ** ANN_GROWTH`` times more candidates
+(404 at 100,000 rows, where issue 14 measured that ~400 keep recall@10 >= 0.99)."""
 ANN_MAX_EF_SEARCH: Final = 1000
 ANN_MAX_SCAN_TUPLES: Final = 50_000
 ANN_WIDEN_FACTOR: Final = 4
 """The candidate count grows by this factor while the result is crowded (:func:`_crowded`)."""
+ANN_COMPACT_RATIO: Final = 0.5
+"""The result is a compact group seen from afar (widen) when its rows' mean pairwise distance is
+below this share of their mean distance to the query (:func:`_compact`)."""
 ANN_FRONTIER_MARGIN: Final = 0.02
-"""Distance margin between the scan's frontier and the result's boundary below which the search widens."""
+"""Where the spread is unknown (fewer than 2 result rows, or a layout that cannot compute it):
+widen when the scan's frontier lies within this distance of the result's boundary."""
 _PERCENT_SLACK: Final = 1e-9
 """Distance slack of the SQL prefilter of the percent rule; the exact rule is applied in Python."""
 
@@ -90,46 +99,65 @@ async def _run_pre_qualification(
     if plan.exact:
         rows = await layout.all_rows(conn, DUPLICATE_EXACT, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
         return plan.matches(rows)
-    assert sql_limit is not None
+    assert sql_limit is not None and plan.limit is not None
     query = CandidateQuery(
         vector=plan.vector,
         exclude_id=plan.exclude_id,
         max_distance=plan.max_distance,
         limit=sql_limit,
-        candidates=min(ANN_MAX_EF_SEARCH, max(ANN_MIN_CANDIDATES, 4 * sql_limit)),
+        candidates=min(ANN_MAX_EF_SEARCH, max(ANN_START_CANDIDATES, 4 * plan.limit)),
         cap=ANN_MAX_EF_SEARCH,
         max_scan_tuples=ANN_MAX_SCAN_TUPLES,
+        growth=ANN_GROWTH,
+        spread_rows=plan.limit,
     )
     while True:
         try:
             scan = await layout.duplicate_candidates(conn, DUPLICATE_CANDIDATES, query)
         except asyncpg.UndefinedFunctionError:
             raise SchemaError(
-                "the global search needs migration 007 (dealhunter_pre_qualification_ann); run apply_schema "
+                "the global search needs migration 010 (dealhunter_pre_qualification_ann_spread); run apply_schema "
                 "or `dealhunter-vectors schema apply`"
             ) from None
-        if scan.candidates >= query.cap or not _crowded(scan, sql_limit, plan.max_distance):
+        if scan.candidates >= query.cap or not _crowded(scan, plan.limit, plan.max_distance):
             return plan.matches(scan.rows)
         wider = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * scan.candidates)
         query = dataclasses.replace(query, candidates=wider, cap=wider)
 
 
 def _crowded(scan: CandidatePass, limit: int, max_distance: float) -> bool:
-    """True when the index scan stopped inside a dense shell around the result's boundary.
+    """True when a wider index walk may find rows this one missed.
 
-    The boundary is the k-th exact distance (or the threshold when fewer than k rows
-    passed). When all ``candidates`` were used and the farthest of them (the scan's
-    frontier) lies within :data:`ANN_FRONTIER_MARGIN` of that boundary, many rows sit at
-    nearly the boundary's distance and the graph search can have missed some of them: on
-    clustered data whose top 10 is split between two tight clusters, ef_search 40 stops
-    with a frontier 0.003-0.006 beyond the 10th distance at recall 0.78, while a complete
-    candidate set leaves a gap >= 0.02 (benchmarks/perf_side_by_side.py, docs/benchmarks.md).
+    Where every candidate was used (else the scan ran out of rows and the result is exact),
+    the walk may have been captured by one dense group: a graph walk whose beam fills with the
+    members of one group stops before it reaches another group at the same distance (the hard
+    set: a query between two tight clusters, top 10 split between them). Such a result is a
+    compact group seen from afar (:func:`_compact` of its first ``limit`` rows). Distances that
+    merely concentrate (loose clusters, real embeddings: hundreds of rows within 0.02 of the
+    10th distance) leave a result whose rows are as far from each other as from the query: no
+    widening. Where the spread is unknown (fewer than 2 rows, or the layout cannot compute it):
+    widen when the frontier lies within :data:`ANN_FRONTIER_MARGIN` of the boundary (the
+    ``limit``-th distance, else the threshold). Measurements: docs/benchmarks.md.
     """
     if scan.seen is None or scan.frontier is None or scan.seen < scan.candidates:
         return False  # the scan ran out of rows (every candidate was seen: exact), or cannot tell
-    found = scan.rows
-    boundary = found[limit - 1]["distance"] if len(found) >= limit else max_distance
-    return bool(scan.frontier < boundary + ANN_FRONTIER_MARGIN)
+    top = scan.rows[:limit]
+    if len(top) < 2 or scan.centre_norm is None:
+        boundary = top[-1]["distance"] if len(top) >= limit else max_distance
+        return bool(scan.frontier < boundary + ANN_FRONTIER_MARGIN)
+    return _compact([row["distance"] for row in top], scan.centre_norm)
+
+
+def _compact(distances: Sequence[float], centre_norm: float) -> bool:
+    """True when rows at cosine *distances* from the query lie much closer to each other.
+
+    *centre_norm* is the norm of the mean of the rows' unit vectors; for n unit vectors
+    ``n / (n - 1) * (1 - centre_norm**2)`` is their mean pairwise cosine distance. Compact:
+    below :data:`ANN_COMPACT_RATIO` times their mean distance to the query.
+    """
+    n = len(distances)
+    pairwise = n / (n - 1) * max(0.0, 1.0 - centre_norm * centre_norm)
+    return pairwise < ANN_COMPACT_RATIO * (sum(distances) / n)
 
 
 @operation("find_similar_pre_qualifications", read_only=True)

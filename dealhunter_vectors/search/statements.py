@@ -70,11 +70,11 @@ DUPLICATE_EXACT: Final = Statement(
 """Exact scan of every pre-qualification with a description embedding and requirements."""
 DUPLICATE_CANDIDATES: Final = CandidateStatement(
     "pre_qualification_ann",
-    'SELECT * FROM "dealhunter_pre_qualification_ann"($1::vector, $2::text, $3::float8, $4::int4, $5::int4, '
-    "$6::int4, $7::int4)",
+    'SELECT * FROM "dealhunter_pre_qualification_ann_spread"($1::vector, $2::text, $3::float8, $4::int4, '
+    "$5::int4, $6::float8, $7::int4, $8::int4, $9::int4)",
     _load("citus_pre_qualification_ann"),
 )
-"""The global index search: one call of migration 007's function (its SET clauses carry the
+"""The global index search: one call of migration 010's function (its SET clauses carry the
 settings: one round trip), or each shard's candidates on Citus."""
 
 OWNER_STATEMENTS: Final[tuple[OwnerStatement, ...]] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.layout import CandidatePass
@@ -12,37 +13,79 @@ from dealhunter_vectors.search import global_search as gs
 from dealhunter_vectors.search.statements import DUPLICATE_CANDIDATES
 
 
-def _pass(distances: list[float], frontier: float, seen: int, candidates: int = 100) -> CandidatePass:
-    rows: Any = [{"id": f"p{i}", "distance": d} for i, d in enumerate(distances)]
-    return CandidatePass(rows, candidates, frontier, seen)
+def _rows(distances: list[float], frontier: float, candidates: int, centre_norm: float | None) -> list[dict[str, Any]]:
+    if not distances:
+        return [{"id": None, "distance": None, "frontier": frontier, "candidates": candidates, "centre_norm": None}]
+    return [
+        {"id": f"p{i}", "distance": d, "frontier": frontier, "candidates": candidates, "centre_norm": centre_norm}
+        for i, d in enumerate(distances)
+    ]
+
+
+def _scan(rows: list[dict[str, Any]], candidates: int) -> CandidatePass:
+    """A pass as a layout returns it: the result rows and what the scan saw."""
+    found: Any = [r for r in rows if r["id"] is not None]
+    return CandidatePass(found, candidates, rows[0]["frontier"], rows[0]["candidates"], rows[0]["centre_norm"])
+
+
+def _centre_norm(pairwise: float, n: int = 10) -> float:
+    """The centre norm of n unit vectors whose mean pairwise cosine distance is *pairwise*."""
+    return float(np.sqrt(1 - pairwise * (n - 1) / n))
+
+
+def test_compact_matches_the_pairwise_distances_of_vectors() -> None:
+    """_compact's pairwise distance from the centre norm equals numpy's mean pairwise cosine distance."""
+    rng = np.random.default_rng(4)
+    centre = rng.standard_normal(64)
+    for spread in (0.05, 0.5, 2.0):
+        x = centre + spread * rng.standard_normal((10, 64))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        pairwise = float(np.mean([1 - x[i] @ x[j] for i in range(10) for j in range(10) if i != j]))
+        centre_norm = float(np.linalg.norm(x.mean(axis=0)))
+        # compact exactly when the pairwise distance is below ANN_COMPACT_RATIO x the mean distance to the query
+        assert gs._compact([pairwise / gs.ANN_COMPACT_RATIO * 1.001] * 10, centre_norm)
+        assert not gs._compact([pairwise / gs.ANN_COMPACT_RATIO * 0.999] * 10, centre_norm)
 
 
 def test_crowded_rule() -> None:
     ten = [0.30 + 0.0005 * i for i in range(10)]
-    # frontier 0.004 beyond the 10th distance, every candidate used: widen
-    assert gs._crowded(_pass(ten, ten[-1] + 0.004, 100), 10, 2.0)
-    # a clear gap: keep
-    assert not gs._crowded(_pass(ten, ten[-1] + 0.3, 100), 10, 2.0)
+    # a compact group seen from afar (pairwise 0.06 vs distance ~0.30: the hard set), every candidate used: widen
+    rows = _rows(ten, ten[-1] + 0.004, 64, _centre_norm(0.06))
+    assert gs._crowded(_scan(rows, 64), 10, 2.0)
+    # ... also when the frontier lies far beyond the boundary (the walk left the group for far rows)
+    rows = _rows(ten, 0.95, 64, _centre_norm(0.06))
+    assert gs._crowded(_scan(rows, 64), 10, 2.0)
+    # distances concentrate but the rows are as far from each other as from the query (loose clusters): keep
+    rows = _rows(ten, ten[-1] + 0.004, 64, _centre_norm(0.31))
+    assert not gs._crowded(_scan(rows, 64), 10, 2.0)
     # the scan ran out of rows (fewer candidates than asked): the result is exact
-    assert not gs._crowded(_pass(ten, ten[-1] + 0.001, 60), 10, 2.0)
-    # fewer than k matches: the boundary is the threshold
-    few = _pass(ten[:3], 0.305, 100)
-    assert gs._crowded(few, 10, 0.31)
-    assert not gs._crowded(few, 10, 0.2)
-    empty = _pass([], 0.5, 100)
-    assert gs._crowded(empty, 10, 0.49) and not gs._crowded(empty, 10, 0.4)
-    # a layout that cannot tell the frontier (Citus): the pass is final
-    assert not gs._crowded(CandidatePass(_pass(ten, 0.0, 100).rows, 100, None, None), 10, 2.0)
+    rows = _rows(ten, ten[-1] + 0.001, 60, _centre_norm(0.06))
+    assert not gs._crowded(_scan(rows, 64), 10, 2.0)
+    # fewer than 2 rows: the spread is unknown; the frontier near the threshold widens
+    rows = _rows(ten[:1], 0.305, 64, None)
+    assert gs._crowded(_scan(rows, 64), 10, 0.31)
+    assert not gs._crowded(_scan(rows, 64), 10, 0.2)
+    empty = _rows([], 0.5, 64, None)
+    assert gs._crowded(_scan(empty, 64), 10, 0.49) and not gs._crowded(_scan(empty, 64), 10, 0.4)
+    # limit 1: the boundary is the first distance
+    rows = _rows(ten[:1], ten[0] + 0.01, 64, None)
+    assert gs._crowded(_scan(rows, 64), 1, 2.0)
+    rows = _rows(ten[:1], ten[0] + 0.5, 64, None)
+    assert not gs._crowded(_scan(rows, 64), 1, 2.0)
+    # a layout that cannot tell the frontier: the pass is final
+    assert not gs._crowded(CandidatePass(_scan(_rows(ten, 0.5, 64, None), 64).rows, 64, None, None), 10, 2.0)
 
 
 async def test_candidate_count_follows_the_table_size(dhv_pool: dv.Pool) -> None:
     q = np.random.default_rng(2).standard_normal(3072).astype(np.float32)
-    args = (q, None, 2.0, 18, 100, 1000, 50_000)
+    args = (q, None, 2.0, 18, 64, 0.8, 1000, 50_000, 10)
     async with dhv_pool.acquire() as conn:
         row = (await conn.fetch(DUPLICATE_CANDIDATES.single, *args))[0]
-        assert row["ef"] == 100 and row["id"] is None and row["candidates"] == 0  # empty table
+        assert row["ef"] == 64 and row["id"] is None and row["candidates"] == 0  # empty table
+        assert row["centre_norm"] is None
         async with conn.transaction():
-            for rows, expected in ((10_000, 100), (100_000, 399), (1_000_000, 1000)):
+            # 64 up to 10,000 rows, then 64 x (rows / 10k)^0.8 (issue 14's ~400 at 100k), at most 1,000
+            for rows, expected in ((2_000, 64), (10_000, 64), (30_000, 155), (100_000, 404), (1_000_000, 1000)):
                 await conn.execute(
                     "UPDATE pg_class SET reltuples = $1 WHERE oid = 'pre_qualifications'::regclass", float(rows)
                 )
@@ -90,18 +133,23 @@ async def test_index_settings_never_outlive_the_search(dhv_database_url: str) ->
 
 
 async def test_function_and_statement_file_agree(dhv_pool: dv.Pool) -> None:
-    """Migration 007's function runs search/sql/pre_qualification_ann.sql: same rows for the same input."""
+    """Migration 010's function runs search/sql/pre_qualification_ann.sql: same rows for the same input; its
+    centre_norm is the norm of the mean of the first spread_rows rows' unit vectors (numpy)."""
     rng = np.random.default_rng(8)
+    vectors = {f"pq{i:03d}": rng.standard_normal(3072).astype(np.float32) for i in range(150)}
     await dhv_pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@x', 'p', 'U')")
     await dhv_pool.executemany(
         "INSERT INTO pre_qualifications (id, user_id, raw_input, source, stage, input_type, extracted_requirements,"
         " description_embedding) VALUES ($1, 'u', 'x', 'reactive', 'pre-qualification', 'freetext', '{}', $2)",
-        [(f"pq{i:03d}", rng.standard_normal(3072).astype(np.float32)) for i in range(150)],
+        list(vectors.items()),
     )
     q = rng.standard_normal(3072).astype(np.float32)
+    norms_checked = 0
     for exclude, max_distance in ((None, 2.0), ("pq007", 1.0), (None, 0.5)):
         async with dhv_pool.acquire() as conn:
-            via_function = await conn.fetch(DUPLICATE_CANDIDATES.single, q, exclude, max_distance, 12, 100, 100, 50_000)
+            via_function = await conn.fetch(
+                DUPLICATE_CANDIDATES.single, q, exclude, max_distance, 12, 100, 0.8, 100, 50_000, 10
+            )
             async with dv.transaction_settings(
                 conn, {"hnsw.ef_search": 100, "hnsw.iterative_scan": "relaxed_order", "enable_seqscan": False}
             ) as tx:
@@ -109,3 +157,11 @@ async def test_function_and_statement_file_agree(dhv_pool: dv.Pool) -> None:
         assert [(r["id"], r["distance"], r["frontier"], r["candidates"]) for r in via_function] == [
             (r["id"], r["distance"], r["frontier"], r["candidates"]) for r in via_file
         ]
+        top = [r["id"] for r in via_function if r["id"] is not None][:10]
+        if len(top) < 2:
+            assert via_function[0]["centre_norm"] is None
+            continue
+        unit = np.stack([vectors[i] / np.linalg.norm(vectors[i].astype(np.float64)) for i in top])
+        assert via_function[0]["centre_norm"] == pytest.approx(np.linalg.norm(unit.mean(axis=0)), rel=1e-5)
+        norms_checked += 1
+    assert norms_checked == 2
