@@ -134,7 +134,6 @@ async def _place(
 async def load_batch(conn: asyncpg.Connection, run: Run, state: TableState, batch: Batch) -> None:
     """One batch on the distributed layout (see the module doc)."""
     plan = state.plan
-    names = [c.name for c in plan.columns]
     good = run.reject_source_problems(state, batch)
     values = {i: written_values(plan, batch.values[i]) for i in good}  # legacy columns first: indexes hold
     problems = await _target_problems(conn, plan, batch, good, values)
