@@ -10,7 +10,14 @@
 * Hybrid search (German full-text + vector, reciprocal rank fusion):
   :func:`hybrid_search_deal_embeddings`, :func:`hybrid_search_raw_chunks`; the text search
   configuration: :func:`text_search_config`, :func:`set_text_search_config`.
-* Write: :func:`insert_deal_chunks`, :func:`replace_raw_chunks`, :func:`set_description_embedding`.
+* Write (one function per write of the app; README "Writing"): :func:`insert_deal_chunks`,
+  :func:`replace_deal_chunks` (a section, atomically), :func:`delete_deal_chunks`,
+  :func:`upsert_deal_chunks`, :func:`get_deal_chunks`, :func:`page_deal_chunks` /
+  :func:`iter_deal_chunks`; the raw-chunk twins :func:`replace_raw_chunks`,
+  :func:`delete_raw_chunks`, :func:`upsert_raw_chunks`, :func:`get_raw_chunks`,
+  :func:`page_raw_chunks`; :func:`set_description_embedding`.
+* Re-embed (docs/reembedding.md): :func:`stale_chunks` finds what a model must (re-)embed,
+  :func:`update_embeddings` stores new embeddings by id in bulk.
 * Migrate: :func:`migrate_sqlite` and :func:`verify_migration` move the old SQLite database.
 * Errors (docs/reliability.md): :class:`InvalidArgumentError` / :class:`InvalidEmbeddingError`
   for bad input, :class:`DatabaseUnavailableError` (retryable) for a lost server,
@@ -66,17 +73,26 @@ from .models import (
     ChunkSource,
     DealChunk,
     DealChunkHit,
+    DealChunkPage,
     DealChunkSearch,
+    EmbeddingUpdate,
+    EmbeddingUpdateResult,
     HybridDealChunkHit,
     HybridRawChunkHit,
     PreQualificationMatch,
     PreQualificationSearch,
     RawChunk,
     RawChunkHit,
+    RawChunkPage,
     RawChunkSearch,
+    ReplaceResult,
     SearchRequest,
     SimilarityHit,
     SimilaritySearch,
+    StaleChunk,
+    StoredDealChunk,
+    StoredRawChunk,
+    UpsertResult,
     section_confidence,
 )
 from .search import (
@@ -88,7 +104,23 @@ from .search import (
     search_similar,
 )
 from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
-from .writes import insert_deal_chunks, replace_raw_chunks, set_description_embedding
+from .writes import (
+    delete_deal_chunks,
+    delete_raw_chunks,
+    get_deal_chunks,
+    get_raw_chunks,
+    insert_deal_chunks,
+    iter_deal_chunks,
+    page_deal_chunks,
+    page_raw_chunks,
+    replace_deal_chunks,
+    replace_raw_chunks,
+    set_description_embedding,
+    stale_chunks,
+    update_embeddings,
+    upsert_deal_chunks,
+    upsert_raw_chunks,
+)
 
 
 def _package_version() -> str:
@@ -110,6 +142,7 @@ def __getattr__(name: str) -> object:
     """The 0.2 top-level names that moved out of the application API (one release, with a warning)."""
     return _compat.moved_name(name)
 
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "ChunkSource",
@@ -118,9 +151,12 @@ __all__ = [
     "DatabaseUnavailableError",
     "DealChunk",
     "DealChunkHit",
+    "DealChunkPage",
     "DealChunkSearch",
     "DealhunterVectorsError",
     "EmbeddedServerError",
+    "EmbeddingUpdate",
+    "EmbeddingUpdateResult",
     "HybridDealChunkHit",
     "HybridRawChunkHit",
     "InvalidArgumentError",
@@ -138,8 +174,10 @@ __all__ = [
     "QueryTimeoutError",
     "RawChunk",
     "RawChunkHit",
+    "RawChunkPage",
     "RawChunkSearch",
     "ReadOnlyServerError",
+    "ReplaceResult",
     "ReplicaStatus",
     "ReplicatedPool",
     "RowProblem",
@@ -149,9 +187,13 @@ __all__ = [
     "Settings",
     "SimilarityHit",
     "SimilaritySearch",
+    "StaleChunk",
+    "StoredDealChunk",
+    "StoredRawChunk",
     "TLSConfigurationError",
     "TableReport",
     "TableVerification",
+    "UpsertResult",
     "VectorProblem",
     "VerificationReport",
     "__version__",
@@ -159,11 +201,16 @@ __all__ = [
     "as_embedding",
     "close_pool",
     "create_pool",
+    "delete_deal_chunks",
+    "delete_raw_chunks",
     "find_similar_pre_qualifications",
+    "get_deal_chunks",
+    "get_raw_chunks",
     "get_settings",
     "hybrid_search_deal_embeddings",
     "hybrid_search_raw_chunks",
     "insert_deal_chunks",
+    "iter_deal_chunks",
     "last_served_by",
     "lifespan",
     "list_deal_chunks",
@@ -171,8 +218,11 @@ __all__ = [
     "migrate_sqlite",
     "on_primary",
     "open_pool",
+    "page_deal_chunks",
+    "page_raw_chunks",
     "parse_blob_embedding",
     "parse_json_embedding",
+    "replace_deal_chunks",
     "replace_raw_chunks",
     "schema_status",
     "search_deal_embeddings",
@@ -182,7 +232,11 @@ __all__ = [
     "section_confidence",
     "set_description_embedding",
     "set_text_search_config",
+    "stale_chunks",
     "text_search_config",
     "transaction_settings",
+    "update_embeddings",
+    "upsert_deal_chunks",
+    "upsert_raw_chunks",
     "verify_migration",
 ]

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     ``DEALHUNTER_COMMAND_TIMEOUT``            per-statement timeout, s (default 60)
     ``DEALHUNTER_STATEMENT_CACHE_SIZE``       0 for PgBouncer transaction mode (default 100)
     ``DEALHUNTER_EMBEDDING_DIMENSIONS``       embedding size (default 3072)
+    ``DEALHUNTER_EMBEDDING_MODEL``            model name the writes record with each embedding
+                                             (default ``text-embedding-3-large``; docs/reembedding.md)
     ``DEALHUNTER_EMBEDDED_DATA_DIR``          data directory of the embedded server
     ``DEALHUNTER_EMBEDDED_SIZING``            ``auto`` (size memory to the machine) or ``defaults``
     ``DEALHUNTER_EMBEDDED_MEMORY``            memory budget the sizing divides (default: RAM/cgroup)
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     command_timeout: float | None = Field(default=60.0, gt=0)
     statement_cache_size: int = Field(default=100, ge=0)
     embedding_dimensions: int = Field(default=3072, ge=1, le=16000)
+    embedding_model: str = Field(default="text-embedding-3-large", min_length=1, max_length=200)
     embedded_data_dir: Path | None = None
     # the embedded server's memory settings (db/sizing.py; docs/_drafts/server_sizing.md)
     embedded_sizing: str = "auto"

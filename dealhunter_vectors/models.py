@@ -32,23 +32,32 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictBool, computed_field
 
 __all__ = [
     "ChunkSource",
     "DealChunk",
     "DealChunkHit",
+    "DealChunkPage",
     "DealChunkSearch",
+    "EmbeddingUpdate",
+    "EmbeddingUpdateResult",
     "HybridDealChunkHit",
     "HybridRawChunkHit",
     "PreQualificationMatch",
     "PreQualificationSearch",
     "RawChunk",
     "RawChunkHit",
+    "RawChunkPage",
     "RawChunkSearch",
+    "ReplaceResult",
     "SearchRequest",
     "SimilarityHit",
     "SimilaritySearch",
+    "StaleChunk",
+    "StoredDealChunk",
+    "StoredRawChunk",
+    "UpsertResult",
     "section_confidence",
 ]
 
@@ -369,6 +378,175 @@ class RawChunk(_FrozenArbitrary):
     token_count: IntNotBool
     embedding: Any
     metadata: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- stored rows and write results
+
+
+def _vector_json(value: Any) -> list[float] | None:
+    return None if value is None else [float(x) for x in value]
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else value.hex()
+
+
+StoredVector = Annotated[Any, PlainSerializer(_vector_json, when_used="json")]
+"""A stored embedding: a float32 numpy array (a list of numbers in JSON), or None."""
+Digest = Annotated[bytes | None, PlainSerializer(_hex, when_used="json")]
+"""A sha256 digest (hex in JSON), or None."""
+
+
+class StoredDealChunk(_FrozenArbitrary):
+    """A ``deal_embeddings`` row as stored (:func:`~dealhunter_vectors.writes.get_deal_chunks`).
+
+    ``metadata`` is the parsed JSON object (None when NULL; when the text is not a JSON
+    object, None with ``metadata_raw`` / ``metadata_error`` set). ``embedding`` is the float32
+    vector, or None when the row has none or it was not asked for (``has_embedding`` tells
+    which). ``embedding_model`` / ``embedding_content_hash`` are the library-owned re-embedding
+    columns (NULL for rows written by other writers; docs/reembedding.md).
+    """
+
+    id: str
+    pre_qualification_id: str | None
+    qualification_id: str | None
+    agent_name: str
+    chunk_type: str
+    chunk_index: int
+    content: str
+    metadata: dict[str, Any] | None
+    metadata_raw: str | None = None
+    metadata_error: str | None = None
+    has_embedding: bool
+    embedding: StoredVector = None
+    chunk_category: str | None
+    confidence: int | None
+    requires_validation: bool | None
+    validated_at: datetime | None
+    validated_by: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    embedding_model: str | None
+    embedding_content_hash: Digest = None
+
+
+class StoredRawChunk(_FrozenArbitrary):
+    """A ``raw_chunks`` row as stored (:func:`~dealhunter_vectors.writes.get_raw_chunks`); fields as
+    :class:`StoredDealChunk`."""
+
+    id: str
+    pre_qualification_id: str
+    chunk_index: int
+    content: str
+    token_count: int
+    metadata: dict[str, Any] | None
+    metadata_raw: str | None = None
+    metadata_error: str | None = None
+    has_embedding: bool
+    embedding: StoredVector = None
+    created_at: datetime | None
+    embedding_model: str | None
+    embedding_content_hash: Digest = None
+
+
+class DealChunkPage(_Frozen):
+    """One page of an owner's deal chunks, by id (:func:`~dealhunter_vectors.writes.page_deal_chunks`).
+
+    ``next_after`` is the cursor of the next page (the last id here), None after the last page.
+    """
+
+    chunks: list[StoredDealChunk]
+    next_after: str | None
+
+
+class RawChunkPage(_Frozen):
+    """One page of a pre-qualification's raw chunks, by id (as :class:`DealChunkPage`)."""
+
+    chunks: list[StoredRawChunk]
+    next_after: str | None
+
+
+class ReplaceResult(_Frozen):
+    """What a replace did: the ids it deleted (sorted) and the ids it inserted (input order)."""
+
+    deleted_ids: list[str]
+    inserted_ids: list[str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def deleted(self) -> int:
+        """Rows deleted."""
+        return len(self.deleted_ids)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def inserted(self) -> int:
+        """Rows inserted."""
+        return len(self.inserted_ids)
+
+
+class UpsertResult(_Frozen):
+    """What an upsert did: every id (input order), split into inserted and updated ones."""
+
+    ids: list[str]
+    inserted_ids: list[str]
+    updated_ids: list[str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def inserted(self) -> int:
+        """Rows inserted."""
+        return len(self.inserted_ids)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def updated(self) -> int:
+        """Rows updated."""
+        return len(self.updated_ids)
+
+
+class StaleChunk(_Frozen):
+    """A chunk to (re-)embed (:func:`~dealhunter_vectors.writes.stale_chunks`).
+
+    ``reason``: ``"no_embedding"`` (NULL embedding, only with ``include_missing``),
+    ``"unknown"`` (no recorded model or hash: written by another writer), ``"model"`` (embedded
+    by another model) or ``"content"`` (the content changed since it was embedded).
+    ``content_hash`` is the current content's sha256: pass it back in
+    :class:`EmbeddingUpdate` so that a row whose content changes meanwhile is not overwritten.
+    """
+
+    id: str
+    content: str
+    content_hash: Digest
+    embedding_model: str | None
+    reason: Literal["no_embedding", "unknown", "model", "content"]
+
+
+class EmbeddingUpdate(_FrozenArbitrary):
+    """A new embedding for one row (:func:`~dealhunter_vectors.writes.update_embeddings`).
+
+    ``content_hash``: the sha256 of the content that was embedded (``StaleChunk.content_hash``);
+    the row is updated only while its content still has that hash. None: whatever the row holds now.
+    """
+
+    id: str
+    embedding: Any
+    content_hash: bytes | None = None
+
+
+class EmbeddingUpdateResult(_Frozen):
+    """What a bulk embedding update did: ids updated, ids not found, ids whose content changed
+    since it was embedded (left alone: embed them again)."""
+
+    updated_ids: list[str]
+    missing_ids: list[str]
+    changed_ids: list[str]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def updated(self) -> int:
+        """Rows updated."""
+        return len(self.updated_ids)
 
 
 # --------------------------------------------------------------------------- confidence

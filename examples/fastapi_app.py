@@ -10,7 +10,10 @@ this example; any DATABASE_URL works)::
   start-up, closed gracefully at shutdown; handlers reach it as ``request.app.state.db``.
 * Every handler awaits one library call and returns the library's pydantic models.
 * An embedding that breaks a rule (dimensions, NaN, zero norm, half-precision range) is a
-  422 naming the rule, exactly like FastAPI's own validation errors.
+  422 naming the rule, exactly like FastAPI's own validation errors; an unknown owner in a
+  write is a 404.
+* Writes as the app does them: ``PUT .../sections/{section_id}/chunks`` replaces one section's
+  chunks atomically (re-running an agent never duplicates its output), ``DELETE`` removes them.
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
         # FastAPI's own handler echoes the rejected input; a NaN/Infinity (which Python's JSON
         # parser accepts) cannot be written back as JSON: send it as text instead.
         return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
+    @app.exception_handler(dv.NotFoundError)
+    async def not_found(_: Request, exc: dv.NotFoundError) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": [{"type": "not_found", "msg": str(exc)}]})
 
     @app.exception_handler(ValueError)
     async def bad_argument(_: Request, exc: ValueError) -> JSONResponse:
@@ -189,6 +196,55 @@ def create_app(database_url: str | None = None, **pool_options: Any) -> FastAPI:
             limit=body.limit,
         )
 
+    @app.put("/pre-qualifications/{pre_qualification_id}/sections/{section_id}/chunks", response_model=dv.ReplaceResult)
+    async def replace_section(
+        pre_qualification_id: str, section_id: str, body: SectionChunks, request: Request
+    ) -> dv.ReplaceResult:
+        """Replace a section's chunks of one kind (``chunk_type``, ``metadata.sectionId``), atomically.
+
+        Every chunk is stored with the pre-qualification, the chunk type, the agent and
+        ``metadata.sectionId = section_id``; the section's old chunks are deleted in the same
+        transaction. Returns the deleted and inserted ids.
+        """
+        chunks = [
+            dv.DealChunk(
+                pre_qualification_id=pre_qualification_id,
+                agent_name=body.agent_name,
+                chunk_type=body.chunk_type,
+                chunk_index=i,
+                content=c.content,
+                metadata={**c.metadata, "sectionId": section_id},
+                embedding=c.embedding,
+                confidence=c.confidence,
+            )
+            for i, c in enumerate(body.chunks)
+        ]
+        return await dv.replace_deal_chunks(
+            db(request),
+            chunks,
+            pre_qualification_id=pre_qualification_id,
+            chunk_type=body.chunk_type,
+            metadata_match={"sectionId": section_id},
+        )
+
+    @app.delete("/pre-qualifications/{pre_qualification_id}/sections/{section_id}/chunks", response_model=Deleted)
+    async def delete_section(
+        pre_qualification_id: str, section_id: str, request: Request, chunk_type: str = "visualization"
+    ) -> Deleted:
+        """Delete a section's chunks of one kind."""
+        deleted = await dv.delete_deal_chunks(
+            db(request),
+            pre_qualification_id=pre_qualification_id,
+            chunk_type=chunk_type,
+            metadata_match={"sectionId": section_id},
+        )
+        return Deleted(deleted=deleted)
+
+    @app.delete("/qualifications/{qualification_id}/chunks", response_model=Deleted)
+    async def delete_qualification_chunks(qualification_id: str, request: Request) -> Deleted:
+        """Delete every chunk of a qualification (before the qualification itself is deleted)."""
+        return Deleted(deleted=await dv.delete_deal_chunks(db(request), qualification_id=qualification_id))
+
     return app
 
 
@@ -258,6 +314,27 @@ class DuplicateRequest(BaseModel):
     exclude_id: str | None = None
     min_similarity_percent: int = Field(default=85, ge=0, le=100)
     limit: int | None = Field(default=None, ge=1)
+
+
+class NewChunk(BaseModel):
+    """One chunk of a section: its text, embedding and metadata (``sectionId`` is set by the path)."""
+
+    content: str
+    embedding: list[float] | None = Field(default=None, description="3072 numbers; None for a screenshot chunk")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    confidence: int = Field(default=50, ge=0, le=100)
+
+
+class SectionChunks(BaseModel):
+    """The new chunks of a section, all of one kind and one agent."""
+
+    chunk_type: str = "visualization"
+    agent_name: str = "prequal_section_agent"
+    chunks: list[NewChunk] = Field(max_length=1000)
+
+
+class Deleted(BaseModel):
+    deleted: int = Field(description="rows deleted")
 
 
 app = create_app()

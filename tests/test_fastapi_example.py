@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,7 +49,7 @@ def cos64(a: Any, b: Any) -> float:
 async def client_and_data(dhv_database_factory: Any) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
     url = await dhv_database_factory()
     q = unit()
-    data: dict[str, Any] = {"q": q}
+    data: dict[str, Any] = {"q": q, "url": url}
     async with dv.open_pool(url, min_size=1, max_size=2) as pool:
         await seed_owners(pool, pre_qualification_ids=["pq-1", "pq-2"], qualification_ids=["q-1"])
         chunks = [
@@ -142,6 +143,51 @@ async def test_every_other_endpoint(client_and_data: tuple[httpx.AsyncClient, di
     assert r.status_code == 200
     assert sorted(h["chunk_id"] for h in r.json()) == [f"lead-{i}" for i in range(6)]
     assert all(h["similarity"] is None for h in r.json())
+
+
+async def test_replace_and_delete_a_section(client_and_data: tuple[httpx.AsyncClient, dict[str, Any]]) -> None:
+    """The write endpoints, checked with plain SQL (pq-2 holds no chunk the searches above read)."""
+    client, data = client_and_data
+    path = "/pre-qualifications/pq-2/sections/budget/chunks"
+
+    def body(n: int) -> dict[str, Any]:
+        return {"chunks": [{"content": f"c{i}", "embedding": unit().tolist(), "metadata": {"n": i}} for i in range(n)]}
+
+    async def stored(conn: Any) -> list[Any]:
+        return [
+            (r["id"], r["chunk_type"], json.loads(r["metadata"]))
+            for r in await conn.fetch(
+                "SELECT id, chunk_type, metadata FROM deal_embeddings WHERE pre_qualification_id = 'pq-2' ORDER BY id"
+            )
+        ]
+
+    async with dv.open_pool(data["url"], min_size=1, max_size=1) as pool:
+        await seed_owners(pool, qualification_ids=["q-del"])
+        first = await client.put(path, json=body(3))
+        assert first.status_code == 200, first.text
+        other = await client.put("/pre-qualifications/pq-2/sections/risks/chunks", json=body(2))
+        second = await client.put(path, json=body(2))
+        assert second.json()["deleted_ids"] == sorted(first.json()["inserted_ids"])
+        rows = await stored(pool)
+        budget = sorted(i for i, t, m in rows if t == "visualization" and m.get("sectionId") == "budget")
+        assert budget == sorted(second.json()["inserted_ids"]) and len(rows) == 4
+        assert all(m["n"] in (0, 1, 2) for _, _, m in rows)
+        r = await client.request("DELETE", path)
+        assert r.status_code == 200 and r.json() == {"deleted": 2}
+        assert sorted(i for i, _, _ in await stored(pool)) == sorted(other.json()["inserted_ids"])
+        r = await client.request("DELETE", "/pre-qualifications/pq-2/sections/risks/chunks")
+        assert r.json() == {"deleted": 2} and await stored(pool) == []
+        await dv.insert_deal_chunks(
+            pool, [dv.DealChunk(qualification_id="q-del", agent_name="a", chunk_type="t", content="x")]
+        )
+        r = await client.request("DELETE", "/qualifications/q-del/chunks")
+        assert r.json() == {"deleted": 1}
+    r = await client.put("/pre-qualifications/no-such-pq/sections/budget/chunks", json=body(1))
+    assert r.status_code == 404 and r.json()["detail"][0]["type"] == "not_found"
+    r = await client.put(path, json={"chunks": [{"content": "x", "embedding": [0.0] * 3072}]})
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "invalid_embedding.zero_norm"
+    r = await client.request("DELETE", "/pre-qualifications/pq-2/sections/a%00b/chunks")
+    assert r.status_code == 422 and "NUL" in r.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize(

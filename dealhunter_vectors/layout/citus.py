@@ -12,7 +12,9 @@
   them by the exact distance; the widening rule of the single node applies to the merged candidates.
 * **Writes** carry the tenant: a ``deal_embeddings`` row's is its pre-qualification, else its
   qualification's; constraint violations that Citus reports from a worker as SQLSTATE XX000
-  are raised as the single node's error class.
+  are raised as the single node's error class. An upsert conflicts on the primary key
+  ``(<distribution column>, "id")``; an id stored under another tenant is not written (a row
+  cannot move to another shard), as a single node leaves a row whose owners differ.
 
 Design and measurements: docs/scaling.md.
 """
@@ -25,11 +27,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from ..db.distributed import TENANT_COLUMN, tenant_tables
+from ..db.distributed import TENANT_COLUMN, distribution_column, tenant_tables
+from ..db.migrations import quote_ident
 from ..db.server import session_state
 from ..errors import InvalidArgumentError, NotFoundError
 from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
 from .statements import OwnerRequest, OwnerStatement, Statement
+from .upsert import stage_and_upsert
 
 __all__ = [
     "Citus",
@@ -195,19 +199,19 @@ class Citus(Layout):
         out: list[list[asyncpg.Record]] = []
         for request in requests:
             tenant = tenants.get(request.owner_id)
-            rows = [] if tenant is None else await self._routed(conn, statement, request, tenant)
+            rows = [] if tenant is None else await self.tenant_rows(conn, statement, request, tenant)
             if not rows and request.owner_id in cached:  # re-created under another tenant (ids are never reused
                 fresh = await qualification_tenants(conn, [request.owner_id])  # in practice; stay exact anyway)
                 _forget_tenant(conn, request.owner_id, fresh.get(request.owner_id))
                 if fresh.get(request.owner_id, tenant) != tenant:
-                    rows = await self._routed(conn, statement, request, fresh[request.owner_id])
+                    rows = await self.tenant_rows(conn, statement, request, fresh[request.owner_id])
             out.append(rows)
         return out
 
-    @staticmethod
-    async def _routed(
-        conn: asyncpg.Connection, statement: OwnerStatement, request: OwnerRequest, tenant: str
+    async def tenant_rows(
+        self, conn: asyncpg.Connection, statement: OwnerStatement, request: OwnerRequest, tenant: str
     ) -> list[asyncpg.Record]:
+        """The Citus form with the caller's tenant: a single-shard router query, no look-up."""
         return list(await conn.fetch(statement.citus, *statement.citus_params(request, tenant)))
 
     async def all_rows(self, conn: asyncpg.Connection, statement: Statement, *args: Any) -> list[asyncpg.Record]:
@@ -243,14 +247,7 @@ class Citus(Layout):
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
     ) -> None:
         """The tenant column is filled for a tenant table; worker violations raise the single node's class."""
-        names = list(columns)
-        rows = [tuple(r) for r in records]
-        if table in tenant_tables():
-            if table != "deal_embeddings":
-                raise NotImplementedError(f"writes to {table} on the distributed layout go through the loader")
-            tenants = await deal_chunk_tenants(conn, names, rows)
-            rows = [(*r, t) for r, t in zip(rows, tenants, strict=True)]
-            names.append(TENANT_COLUMN)
+        names, rows = await _with_tenants(conn, table, columns, records)
         try:
             await conn.copy_records_to_table(table, records=rows, columns=names)
         except asyncpg.InternalServerError as exc:
@@ -258,3 +255,50 @@ class Citus(Layout):
             if mapped is exc:
                 raise
             raise mapped from exc
+
+    async def upsert_rows(
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        columns: Sequence[str],
+        records: Sequence[Sequence[Any]],
+        *,
+        fixed: Sequence[str],
+        keep: Sequence[str],
+    ) -> list[asyncpg.Record]:
+        """On ``(<distribution column>, "id")``, tenants filled; ids stored under another tenant are skipped."""
+        names, rows = await _with_tenants(conn, table, columns, records)
+        dist = distribution_column(table)
+        if dist is None:
+            raise NotImplementedError(f"upserts into the reference table {table}")
+        kid, kdist = names.index("id"), names.index(dist)
+        stored = await conn.fetch(
+            f'SELECT "id", {quote_ident(dist)} AS "tenant" FROM {quote_ident(table)} '  # noqa: S608 - quoted
+            'WHERE "id" = ANY($1::text[])',
+            [r[kid] for r in rows],
+        )
+        tenant_of = {r[kid]: r[kdist] for r in rows}
+        elsewhere = {r["id"] for r in stored if r["tenant"] != tenant_of[r["id"]]}
+        rows = [r for r in rows if r[kid] not in elsewhere]
+        try:
+            return await stage_and_upsert(conn, table, names, rows, key=(dist, "id"), fixed=fixed, keep=keep)
+        except asyncpg.InternalServerError as exc:
+            mapped = copy_violation(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+
+async def _with_tenants(
+    conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """*columns* and *records* with the tenant column appended for a tenant table."""
+    names = list(columns)
+    rows = [tuple(r) for r in records]
+    if table in tenant_tables():
+        if table != "deal_embeddings":
+            raise NotImplementedError(f"writes to {table} on the distributed layout go through the loader")
+        tenants = await deal_chunk_tenants(conn, names, rows)
+        rows = [(*r, t) for r, t in zip(rows, tenants, strict=True)]
+        names.append(TENANT_COLUMN)
+    return names, rows

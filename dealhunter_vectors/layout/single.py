@@ -9,6 +9,7 @@ import asyncpg
 
 from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
 from .statements import OwnerRequest, OwnerStatement, Statement
+from .upsert import stage_and_upsert
 
 __all__ = ["SingleNode"]
 
@@ -70,3 +71,16 @@ class SingleNode(Layout):
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
     ) -> None:
         await conn.copy_records_to_table(table, records=list(records), columns=list(columns))
+
+    async def upsert_rows(
+        self,
+        conn: asyncpg.Connection,
+        table: str,
+        columns: Sequence[str],
+        records: Sequence[Sequence[Any]],
+        *,
+        fixed: Sequence[str],
+        keep: Sequence[str],
+    ) -> list[asyncpg.Record]:
+        """On the primary key ``("id")``."""
+        return await stage_and_upsert(conn, table, columns, records, key=("id",), fixed=fixed, keep=keep)

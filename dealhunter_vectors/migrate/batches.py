@@ -26,6 +26,7 @@ from typing import Final
 import asyncpg
 
 from ..db.migrations import quote_ident
+from .library_values import written_columns, written_values
 from .reports import ProblemReason, RowProblem
 from .run import Run, TableState
 from .source import Batch, TablePlan
@@ -125,7 +126,7 @@ def _delete_staged_sql(plan: TablePlan) -> str:
 
 def _insert_sql(plan: TablePlan) -> str:
     # Named columns: generated columns of the target are computed by the server.
-    cols = ", ".join(quote_ident(c.name) for c in plan.columns)
+    cols = ", ".join(quote_ident(c) for c in written_columns(plan))
     return (
         f"INSERT INTO {quote_ident(plan.name)} ({cols}) SELECT {cols} FROM {_stage(plan.name)} "  # noqa: S608
         "ON CONFLICT (id) DO NOTHING"
@@ -133,7 +134,7 @@ def _insert_sql(plan: TablePlan) -> str:
 
 
 def _overwrite_sql(plan: TablePlan) -> str:
-    cols = [quote_ident(c.name) for c in plan.columns if c.name != "id"]
+    cols = [quote_ident(c) for c in written_columns(plan) if c != "id"]
     return (
         f"UPDATE {quote_ident(plan.name)} t SET ({', '.join(cols)}) = "  # noqa: S608 - quoted identifiers
         f"ROW({', '.join('s.' + c for c in cols)}) FROM {_stage(plan.name)} s "
@@ -206,7 +207,9 @@ async def load_staged(conn: asyncpg.Connection, run: Run, state: TableState, bat
         problems: dict[int, list[RowProblem]] = {}
         if good:
             await conn.copy_records_to_table(
-                stage_name(plan.name), records=[batch.values[i] for i in good], columns=[c.name for c in plan.columns]
+                stage_name(plan.name),
+                records=[written_values(plan, batch.values[i]) for i in good],
+                columns=written_columns(plan),
             )
             problems = await _target_problems(conn, plan, by_id)
         if problems:
@@ -238,12 +241,12 @@ async def _load_direct(conn: asyncpg.Connection, run: Run, state: TableState, ba
     if batch.problems and run.on_error == "stop":
         await load_staged(conn, run, state, batch)  # raises Stopped at the first bad row, loads nothing
         return False
-    good = [batch.values[i] for i in range(len(batch.raw)) if i not in batch.problems]
+    good = [written_values(plan, batch.values[i]) for i in range(len(batch.raw)) if i not in batch.problems]
     inserted = 0
     if good:
         try:
             # one statement = one transaction: all of the batch or nothing
-            status = await conn.copy_records_to_table(plan.name, records=good, columns=[c.name for c in plan.columns])
+            status = await conn.copy_records_to_table(plan.name, records=good, columns=written_columns(plan))
         except asyncpg.IntegrityConstraintViolationError:
             await load_staged(conn, run, state, batch)
             return False

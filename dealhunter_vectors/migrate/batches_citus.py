@@ -23,6 +23,7 @@ import asyncpg
 from ..db.distributed import TENANT_COLUMN, TENANT_FROM_PARENT, distribution_column, tenant_tables
 from ..db.migrations import quote_ident
 from .batches import command_count, create_stage_sql, row_problem, row_sql, stage_name
+from .library_values import written_columns, written_values
 from .reports import RowProblem
 from .run import Run, TableState
 from .source import Batch, TablePlan
@@ -133,16 +134,15 @@ async def _place(
 async def load_batch(conn: asyncpg.Connection, run: Run, state: TableState, batch: Batch) -> None:
     """One batch on the distributed layout (see the module doc)."""
     plan = state.plan
-    names = [c.name for c in plan.columns]
     good = run.reject_source_problems(state, batch)
-    values = {i: list(batch.values[i]) for i in good}
+    values = {i: written_values(plan, batch.values[i]) for i in good}  # legacy columns first: indexes hold
     problems = await _target_problems(conn, plan, batch, good, values)
     tenant_table = plan.name in tenant_tables()
     if tenant_table:
         await _place(conn, plan, batch, [i for i in good if i not in problems], values, problems)
     run.reject(state, batch, problems)
     staged = [i for i in good if i not in problems]
-    columns = [*names, TENANT_COLUMN] if tenant_table else names
+    columns = [*written_columns(plan), TENANT_COLUMN] if tenant_table else written_columns(plan)
     target, stage = quote_ident(plan.name), quote_ident(stage_name(plan.name))
     dist = distribution_column(plan.name)
     differing: list[str] = []
@@ -165,7 +165,7 @@ async def load_batch(conn: asyncpg.Connection, run: Run, state: TableState, batc
                 else:
                     present += 1
             if differing and run.overwrite:
-                sets = [quote_ident(c) for c in names if c not in ("id", dist)]
+                sets = [quote_ident(c) for c in written_columns(plan) if c not in ("id", dist)]
                 same_shard = f" AND t.{quote_ident(dist)} = s.{quote_ident(dist)}" if dist and dist != "id" else ""
                 status = await conn.execute(
                     f"UPDATE {target} t SET ({', '.join(sets)}) = ROW({', '.join('s.' + c for c in sets)}) "  # noqa: S608

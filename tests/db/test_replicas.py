@@ -209,6 +209,35 @@ async def test_writes_schema_and_pool_methods_go_to_the_primary(primary_url: str
         await wait_for_replay(primary_url, standby.url(DB))
 
 
+async def test_the_write_paths_run_on_the_primary(primary_url: str, standby: LocalServer) -> None:
+    """Issue 20: replace, upsert, get, page, delete, stale, update_embeddings with replicas configured:
+    every connection they acquire is the primary's (a standby would refuse the writes), and the
+    read-backs see the writes at once."""
+    log = ServedLog()
+    async with routed(primary_url, standby.url(DB), setup=log, replica_check_interval=3600) as pool:
+        await wait_state(pool, "ok")
+        log.in_recovery.clear()
+        chunks = [
+            dv.DealChunk(pre_qualification_id="pq2", agent_name="w", chunk_type="t", content=f"w{i}", embedding=vec(i))
+            for i in range(3)
+        ]
+        replaced = await dv.replace_deal_chunks(pool, chunks, pre_qualification_id="pq2", agent_name="w")
+        assert [c.id for c in await dv.get_deal_chunks(pool, replaced.inserted_ids)] == replaced.inserted_ids
+        page = await dv.page_deal_chunks(pool, pre_qualification_id="pq2", agent_name="w")
+        assert sorted(c.id for c in page.chunks) == sorted(replaced.inserted_ids)
+        upserted = await dv.upsert_deal_chunks(pool, [chunks[0].model_copy(update={"id": replaced.inserted_ids[0]})])
+        assert upserted.updated_ids == replaced.inserted_ids[:1]
+        stale = await dv.stale_chunks(pool, model="another", pre_qualification_id="pq2")
+        assert {s.id for s in stale} >= set(replaced.inserted_ids)
+        updated = await dv.update_embeddings(
+            pool, [dv.EmbeddingUpdate(id=s.id, embedding=vec(50)) for s in stale], model="another"
+        )
+        assert updated.updated == len(stale)
+        assert await dv.delete_deal_chunks(pool, ids=replaced.inserted_ids) == 3
+        assert log.in_recovery and not any(log.in_recovery)
+        await wait_for_replay(primary_url, standby.url(DB))
+
+
 async def test_loader_runs_on_the_primary_and_the_replica_follows(
     primary: LocalServer, standby: LocalServer, tmp_path: Path
 ) -> None:

@@ -39,9 +39,9 @@ WITH owned AS NOT MATERIALIZED (
                        AND strpos(lower(s.meta ->> 'framework'), lower($10::text)) > 0, false))
 ),
 query_half AS (
-    -- the query's half copy, computed once (as migration 004 computes a row's)
+    -- the query's half copy, computed once (as migration 004 computes a row's; of any size: docs/reembedding.md)
     SELECT CASE WHEN vector_norm($1::vector) BETWEEN '1e-12'::float8 AND '1e15'::float8
-                THEN (l2_normalize($1::vector))::halfvec(3072) END AS p
+                THEN (l2_normalize($1::vector))::halfvec END AS p
     OFFSET 0
 ),
 half AS MATERIALIZED (

@@ -15,7 +15,7 @@ WITH owned AS NOT MATERIALIZED (
 ),
 query_half AS (
     SELECT CASE WHEN vector_norm($1::vector) BETWEEN '1e-12'::float8 AND '1e15'::float8
-                THEN (l2_normalize($1::vector))::halfvec(3072) END AS p
+                THEN (l2_normalize($1::vector))::halfvec END AS p
     OFFSET 0
 ),
 half AS MATERIALIZED (
