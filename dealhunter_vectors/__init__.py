@@ -104,6 +104,7 @@ from .search import (
     search_similar,
 )
 from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
+from .search.recall_check import RecallReport, recall_self_check
 from .writes import (
     delete_deal_chunks,
     delete_raw_chunks,
@@ -177,6 +178,7 @@ __all__ = [
     "RawChunkPage",
     "RawChunkSearch",
     "ReadOnlyServerError",
+    "RecallReport",
     "ReplaceResult",
     "ReplicaStatus",
     "ReplicatedPool",
@@ -222,6 +224,7 @@ __all__ = [
     "page_raw_chunks",
     "parse_blob_embedding",
     "parse_json_embedding",
+    "recall_self_check",
     "replace_deal_chunks",
     "replace_raw_chunks",
     "schema_status",

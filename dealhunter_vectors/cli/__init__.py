@@ -44,7 +44,7 @@ from ._common import (
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "default_database_url", "main"]
 
-COMMAND_GROUPS = ("schema", "migrate", "search", "demo", "server", "cluster")
+COMMAND_GROUPS = ("schema", "migrate", "search", "recall", "demo", "server", "cluster")
 """The modules of this package that register subcommands, in ``--help`` order."""
 
 EXTRA_COMMANDS: list[Callable[[Any, Callable[[argparse.ArgumentParser], None]], None]] = []
