@@ -221,9 +221,12 @@ async def _load_table(conn: asyncpg.Connection, run: Run, st: TableState, reader
     table = (CitusTable if layout.sharded else SingleNodeTable)(conn, run, st)
     try:
         await table.prepare()
-        async for batch in reader:
-            await table.load(batch)
-            run.emit(MigrationProgress("batch", st.plan.name, st.rows_done, st.source_rows))
+        # closed here, also on a fault: an abandoned reader would be finalised later, after
+        # the run has shut down the thread its cursor needs
+        async with contextlib.aclosing(reader.__aiter__()) as batches:
+            async for batch in batches:
+                await table.load(batch)
+                run.emit(MigrationProgress("batch", st.plan.name, st.rows_done, st.source_rows))
     finally:
         st.seconds += time.perf_counter() - t0
     st.completed = True
@@ -365,16 +368,28 @@ async def _release(
     thread: concurrent.futures.ThreadPoolExecutor,
     processes: concurrent.futures.ProcessPoolExecutor | None,
     own_pool: asyncpg.Pool | None,
-) -> None:
-    """Close what a run opened: the reject file, the parsing workers, the source, its thread, our pool."""
-    run.rejects.close()
-    if processes is not None:
-        processes.shutdown(wait=True, cancel_futures=True)
-    with contextlib.suppress(Exception):
-        await asyncio.get_running_loop().run_in_executor(thread, source.close)
-    thread.shutdown(wait=True)
-    if own_pool is not None:
-        await close_pool(own_pool)
+) -> MigrationError | None:
+    """Close what a run opened: the reject file, the parsing workers, the source, its thread, our pool.
+
+    Every step runs, whatever an earlier one raised; the reject file's failure (a full disk:
+    its last rows could not be written) is returned for the caller to raise.
+    """
+    rejects_failed: MigrationError | None = None
+    try:
+        run.rejects.close()
+    except MigrationError as exc:
+        rejects_failed = exc
+    finally:
+        try:
+            if processes is not None:
+                processes.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(thread, source.close)
+        finally:
+            thread.shutdown(wait=True)
+            if own_pool is not None:
+                await close_pool(own_pool)
+    return rejects_failed
 
 
 async def migrate_sqlite(
@@ -419,6 +434,7 @@ async def migrate_sqlite(
     run = Run(on_error=on_error, overwrite=overwrite, rejects=RejectWriter(reject_file), progress=progress)
     job = _Job(sqlite_path, pool, run, started)
     failure: MigrationError | None = None
+    rejects_failed: MigrationError | None = None
     # fork the parsing workers before this run starts any thread of its own
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
@@ -443,9 +459,13 @@ async def migrate_sqlite(
         if failure is None:
             raise
     finally:
-        await _release(run, source, thread, processes, pool if isinstance(db, str) else None)
+        rejects_failed = await _release(run, source, thread, processes, pool if isinstance(db, str) else None)
     if failure is not None:
+        if rejects_failed is not None:  # both: the reject file misses rows the report counts
+            failure = MigrationError(f"{failure}; {rejects_failed}", report=failure.report)
         raise failure from None
+    if rejects_failed is not None:
+        raise MigrationError(str(rejects_failed), report=job.report("failed", reject_file)) from None
     report = job.report("stopped" if job.stopped else "completed", reject_file)
     if job.stopped is not None:
         raise MigrationStoppedError(
