@@ -310,6 +310,12 @@ class _Job:
                 report=failed,
                 retryable=True,
             )
+        if isinstance(exc, asyncpg.DiskFullError):  # 53100: "could not extend file ...: No space left on device"
+            return MigrationError(
+                f"the server's disk is full: {mask_text(str(exc))}; free space on the server, then re-run:"
+                " committed batches stay",
+                report=failed,
+            )
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):
             return MigrationError(f"missing privilege: {mask_text(str(exc))}", report=failed)
         if isinstance(exc, (asyncpg.PostgresError, TimeoutError, DealhunterVectorsError)):
@@ -460,12 +466,13 @@ async def migrate_sqlite(
             raise
     finally:
         rejects_failed = await _release(run, source, thread, processes, pool if isinstance(db, str) else None)
+    if rejects_failed is not None:  # the reject file lacks rows the report counts: the run failed
+        if failure is not None:
+            raise MigrationError(f"{failure}; {rejects_failed}", report=failure.report) from None
+        before = f"stopped at {job.stopped.problems[0].describe()}; " if job.stopped is not None else ""
+        raise MigrationError(f"{before}{rejects_failed}", report=job.report("failed", reject_file)) from None
     if failure is not None:
-        if rejects_failed is not None:  # both: the reject file misses rows the report counts
-            failure = MigrationError(f"{failure}; {rejects_failed}", report=failure.report)
         raise failure from None
-    if rejects_failed is not None:
-        raise MigrationError(str(rejects_failed), report=job.report("failed", reject_file)) from None
     report = job.report("stopped" if job.stopped else "completed", reject_file)
     if job.stopped is not None:
         raise MigrationStoppedError(
