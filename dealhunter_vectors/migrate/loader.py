@@ -319,9 +319,8 @@ class _Job:
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):
             return MigrationError(f"missing privilege: {mask_text(str(exc))}", report=failed)
         if isinstance(exc, (asyncpg.PostgresError, TimeoutError, DealhunterVectorsError)):
-            return MigrationError(
-                f"the target refused the load: {type(exc).__name__}: {mask_text(str(exc))}", report=failed
-            )
+            text = " ".join(mask_text(str(exc)).split())  # one line: the server's DETAIL included
+            return MigrationError(f"the target refused the load: {type(exc).__name__}: {text}", report=failed)
         return None
 
     async def load(
