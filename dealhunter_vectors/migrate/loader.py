@@ -46,7 +46,7 @@ from typing import Final, Literal
 import asyncpg
 
 from ..config import mask_text
-from ..db.faults import is_connection_error
+from ..db.faults import is_connection_error, remote_node_failure
 from ..db.migrations import quote_ident
 from ..db.pool import Pool, close_pool, create_pool
 from ..db.schema import VECTOR_INDEXES, apply_schema, create_vector_indexes, drop_vector_indexes, ensure_writable
@@ -303,6 +303,14 @@ class _Job:
             )
         # The reject file and the source raise their own MigrationError above, so an OSError
         # here is the connection (refused, reset, the server's socket gone).
+        node = remote_node_failure(exc)
+        if node is not None:
+            return MigrationError(
+                f"lost the Citus worker {node} mid-run ({type(exc).__name__}); committed batches stay, re-run once"
+                " it is back to finish",
+                report=failed,
+                retryable=True,
+            )
         if isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc):
             return MigrationError(
                 f"lost the connection to {masked_target(self.pool)} mid-run ({type(exc).__name__}); committed batches"
