@@ -31,7 +31,7 @@ import asyncpg
 
 from ..db.distributed import TENANT_COLUMN, TENANT_FROM_PARENT, distribution_column, tenant_column, tenant_tables
 from ..db.migrations import quote_ident
-from ..layout.citus import copy_violation
+from ..layout import copy_violation
 from .batches import command_count, create_stage_sql, row_problem, row_sql, stage_name
 from .reports import RowProblem
 from .run import Run, TableState
