@@ -206,3 +206,35 @@ async def test_worker_stopped_mid_search_under_fifty_tasks(
         f"{time.monotonic() - back:.2f} s after the worker's start"
     )
     assert {pq: await search(pool, pq) for pq in PQS} == expected
+
+
+async def test_migrate_losing_a_worker_names_it_and_a_rerun_finishes(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The loader on this module's cluster: a worker stopped mid-table ends the run with a
+    retryable one-line error naming the worker; once it is back a re-run finishes exactly."""
+    from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
+
+    spec = LegacyDatasetSpec.tiny(dims=DIMS, seed=31)
+    legacy = build_legacy_database(tmp_path / "legacy.db", spec)
+    url = await cluster.create_database("dhv_worker_faults_load")
+    async with dv.open_pool(url, min_size=1, max_size=2) as pool:
+        await dv.apply_schema(pool, distributed=True)
+    worker = cluster.workers[0]
+    stopped = False
+
+    def stop_mid_table(ev: dv.MigrationProgress) -> None:
+        nonlocal stopped
+        if ev.phase == "batch" and ev.table == "deal_embeddings" and not stopped:
+            stopped = True
+            cluster.stop_node(worker.name, mode="immediate")
+
+    try:
+        with pytest.raises(dv.MigrationError) as info:
+            await dv.migrate_sqlite(legacy.path, url, batch_size=4, progress=stop_mid_table)
+    finally:
+        await asyncio.to_thread(cluster.start_node, worker.name)
+    assert stopped
+    message = str(info.value)
+    assert info.value.retryable and "\n" not in message
+    assert message.startswith(f"lost the Citus worker 127.0.0.1:{worker.port} mid-run"), message
+    again = await dv.migrate_sqlite(legacy.path, url, on_error="skip")
+    assert again.ok and again.inserted + again.already_present == sum(legacy.row_counts.values())
