@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -80,18 +83,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DriverNoise(logging.Filter):
+    """Without ``-v``: no log lines of asyncpg and asyncio (after a lost server they report
+    what the command's one error line already says: pool refills, orphaned futures)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("asyncpg", "asyncio"))
+
+
+class _NoTraceback(logging.Formatter):
+    """Below ``-vv``: a log record is one line, its exception's traceback left out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return super().format(record)
+
+
+def _configure_logging(verbose: int) -> None:
+    """Log lines on stderr: the library's at WARNING (``-v`` INFO, ``-vv`` DEBUG and tracebacks)."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if verbose >= 2 else _NoTraceback(fmt))
+    if verbose == 0:
+        handler.addFilter(_DriverNoise())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("dealhunter_vectors").setLevel(level)
+
+
+class _Terminated(Exception):
+    """The command was cancelled by SIGTERM."""
+
+
+async def _run(handler: Handler, args: argparse.Namespace, console: Console) -> int:
+    """Run *handler*; SIGTERM cancels it as Ctrl-C does (its cleanup runs: pools, workers, files)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    # not in the main thread (main() called from a test's thread) or without signals: no handler
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await handler(args, console)
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _die_of_sigterm() -> int:
+    """After the cleanup: end as SIGTERM ends a process (what a supervisor expects to see)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return 128 + signal.SIGTERM  # not reached where the signal is delivered
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("dealhunter_vectors").setLevel(level)
+    _configure_logging(args.verbose)
     console = Console(stderr=False)
     handler: Handler = args.handler
     try:
-        return asyncio.run(handler(args, console))
+        return asyncio.run(_run(handler, args, console))
+    except _Terminated:
+        return _die_of_sigterm()
     except ConfigurationError as exc:  # DATABASE_URL, settings: the user's input
         print_error(str(exc))
         return EXIT_USAGE

@@ -28,6 +28,7 @@ pydantic model) on stdout.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -182,6 +183,18 @@ def _migration_summary(report: MigrationReport, console: Console) -> None:
     console.print(f"{verdict} ({report.source_rows} rows, {report.seconds:.1f} s)")
 
 
+def failure_line(exc: MigrationError, report: MigrationReport) -> str:
+    """The one line for a run that failed: the error, what was loaded before it, and "re-run"
+    only when a re-run can finish the job (``exc.retryable``: the server was lost)."""
+    loaded = sum(t.inserted + t.overwritten for t in report.tables)
+    parts = [str(exc)]
+    if loaded:
+        parts.append(f"loaded before the fault: {loaded} rows")
+    if exc.retryable and "re-run" not in parts[0]:
+        parts.append("re-run the same command to finish")
+    return "; ".join(parts)
+
+
 def _exit_code(report: MigrationReport) -> int:
     if report.status == "stopped":
         return EXIT_STOPPED
@@ -223,19 +236,18 @@ async def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
                 stopped = exc.report
                 assert isinstance(stopped, MigrationReport)
                 report = stopped
-                print_error(str(exc), prefix="stopped")
-                err.print("fix the row (or run with --on-error skip --reject-file PATH) and re-run; loaded rows stay.")
+                print_error(
+                    f"{exc}; fix the row (or run with --on-error skip --reject-file PATH) and re-run: loaded rows stay",
+                    prefix="stopped",
+                )
             except MigrationError as exc:
                 if not isinstance(exc.report, MigrationReport):
                     raise  # nothing ran: the one-line error of main()
-                print_error(str(exc))
-                loaded = sum(t.inserted + t.overwritten for t in exc.report.tables)
-                err.print(
-                    f"loaded before the fault: {loaded} rows; re-run the same command to finish",
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                print_error(failure_line(exc, exc.report))
                 return EXIT_INTERRUPTED if exc.retryable else EXIT_FAILED
+            except asyncio.CancelledError:  # SIGINT / SIGTERM (cli.main): one line, then the interruption
+                print_error("committed batches stay; re-run the same command to finish", prefix="interrupted")
+                raise
     if args.json:
         print(report.model_dump_json(indent=2))
     elif not args.quiet:

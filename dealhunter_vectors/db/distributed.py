@@ -35,6 +35,7 @@ __all__ = [
     "distribution_column",
     "layout_migrations",
     "require_citus",
+    "tenant_column",
     "tenant_tables",
 ]
 
@@ -110,6 +111,18 @@ _DISTRIBUTION_COLUMN: Final = {t.table: t.column for t in distributed_tables()}
 def distribution_column(table: str) -> str | None:
     """The column *table* is distributed by (None for a reference table)."""
     return _DISTRIBUTION_COLUMN.get(table)
+
+
+def tenant_column(table: str) -> str | None:
+    """The column holding a row's tenant (its pre-qualification's id) in a table co-located
+    with ``pre_qualifications`` (``id`` there, else its distribution column); None for the
+    reference tables and ``audit_trails``."""
+    if table == "pre_qualifications":
+        return "id"
+    placed = next((t for t in distributed_tables() if t.table == table), None)
+    if placed is None or placed.kind != "distributed" or placed.colocated_with != "pre_qualifications":
+        return None
+    return placed.column
 
 
 def tenant_tables() -> tuple[str, ...]:

@@ -15,15 +15,23 @@ import contextlib
 import contextvars
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
 from ..config import mask_text
 from ..errors import DatabaseUnavailableError, DealhunterVectorsError, QueryTimeoutError
 
-__all__ = ["current_operation", "is_connection_error", "masked_cause", "operation", "translate_error"]
+__all__ = [
+    "current_operation",
+    "is_connection_error",
+    "masked_cause",
+    "operation",
+    "remote_node_failure",
+    "translate_error",
+]
 
 _log = logging.getLogger("dealhunter_vectors.db.pool")
 
@@ -48,17 +56,68 @@ def current_operation() -> str | None:
     return _OPERATION.get()
 
 
+# A Citus coordinator reports a worker it cannot reach, or one that went away mid-statement,
+# as an ERROR of its own (its session with the client is fine): SQLSTATE class 08
+# ("connection to the remote node user@host:port failed ..."), the worker's 57P0x relayed
+# (context "while executing command on host:port"), or XX000 with a connection message.
+_REMOTE_NODE: Final = re.compile(
+    r"(?:remote node|executing command on)\s+(?:[^@\s]+@)?(\[[0-9A-Fa-f:.]+\]:\d+|[\w.-]+:\d+)"
+)
+_REMOTE_CONNECTION_TEXT: Final = (
+    "connection to the remote node",
+    "connection not open",
+    "could not establish",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is",
+)
+
+
+def _remote_node(err: BaseException) -> str | None:
+    if not isinstance(err, asyncpg.PostgresError):
+        return None
+    state = str(getattr(err, "sqlstate", "") or "")
+    message = str(getattr(err, "message", None) or err)
+    if not (
+        state.startswith(("08", "57P0"))
+        or (state == "XX000" and any(text in message for text in _REMOTE_CONNECTION_TEXT))
+    ):
+        return None
+    found = _REMOTE_NODE.search(f"{message}\n{getattr(err, 'context', None) or ''}")
+    return found[1] if found else None
+
+
+def remote_node_failure(exc: BaseException) -> str | None:
+    """``host:port`` of the Citus worker whose connection failed during *exc*'s statement, else None.
+
+    The coordinator's own connection is fine then: the error is the worker's (retryable once
+    it is back), and names it; see the comment above for the forms Citus reports.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        node = _remote_node(seen)
+        if node is not None:
+            return node
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for a failure of the connection itself (retryable), False for a statement error.
 
     An error raised while cleaning up after a connection failure counts as one too: when a
     connection breaks mid-COPY, asyncpg's pool release then fails with "another operation
-    is in progress", whose ``__context__`` is the original failure.
+    is in progress", whose ``__context__`` is the original failure. So does a Citus
+    worker's lost connection (:func:`remote_node_failure`).
     """
     seen: BaseException | None = exc
     for _ in range(8):  # the chain of an exception raised while handling another
         if seen is None:
             return False
+        if _remote_node(seen) is not None:
+            return True
         if isinstance(seen, asyncpg.InterfaceError):
             text = str(seen)
             if "connection" in text and ("closed" in text or "lost" in text or "terminated" in text):
@@ -100,9 +159,15 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
         return QueryTimeoutError(f"{what} did not finish within {limit}; the server cancelled it")
     if isinstance(exc, asyncpg.QueryCanceledError):  # 57014: the server's statement_timeout, pg_cancel_backend
         return QueryTimeoutError(f"{what} was cancelled by the server: {' '.join(mask_text(str(exc)).split())}")
+    url = _masked_url_of(db)
+    detail = " ".join(mask_text(str(exc)).split()) or type(exc).__name__  # one line (libpq adds "\n\t...")
+    node = remote_node_failure(exc)
+    if node is not None:
+        return DatabaseUnavailableError(
+            f"{what}: the Citus worker {node} is unreachable ({type(exc).__name__}: {detail}); the coordinator"
+            f" {url} answers: retry once the worker is back"
+        )
     if is_connection_error(exc):
-        url = _masked_url_of(db)
-        detail = mask_text(str(exc)) or type(exc).__name__
         return DatabaseUnavailableError(
             f"{what}: lost the connection to {url} ({type(exc).__name__}: {detail}); retry once the server is back"
         )

@@ -19,7 +19,7 @@ import asyncpg
 from ..db.distributed import LAYOUT_TABLE
 from ..db.server import session_state
 from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
-from .citus import Citus
+from .citus import Citus, copy_violation
 from .single import SingleNode
 from .statements import OwnerColumn, OwnerRequest, OwnerStatement, Statement
 
@@ -34,6 +34,7 @@ __all__ = [
     "OwnerRequest",
     "OwnerStatement",
     "Statement",
+    "copy_violation",
     "layout_of",
 ]
 

@@ -46,7 +46,7 @@ from typing import Final, Literal
 import asyncpg
 
 from ..config import mask_text
-from ..db.faults import is_connection_error
+from ..db.faults import is_connection_error, remote_node_failure
 from ..db.migrations import quote_ident
 from ..db.pool import Pool, close_pool, create_pool
 from ..db.schema import VECTOR_INDEXES, apply_schema, create_vector_indexes, drop_vector_indexes, ensure_writable
@@ -221,9 +221,12 @@ async def _load_table(conn: asyncpg.Connection, run: Run, st: TableState, reader
     table = (CitusTable if layout.sharded else SingleNodeTable)(conn, run, st)
     try:
         await table.prepare()
-        async for batch in reader:
-            await table.load(batch)
-            run.emit(MigrationProgress("batch", st.plan.name, st.rows_done, st.source_rows))
+        # closed here, also on a fault: an abandoned reader would be finalised later, after
+        # the run has shut down the thread its cursor needs
+        async with contextlib.aclosing(reader.__aiter__()) as batches:
+            async for batch in batches:
+                await table.load(batch)
+                run.emit(MigrationProgress("batch", st.plan.name, st.rows_done, st.source_rows))
     finally:
         st.seconds += time.perf_counter() - t0
     st.completed = True
@@ -300,6 +303,14 @@ class _Job:
             )
         # The reject file and the source raise their own MigrationError above, so an OSError
         # here is the connection (refused, reset, the server's socket gone).
+        node = remote_node_failure(exc)
+        if node is not None:
+            return MigrationError(
+                f"lost the Citus worker {node} mid-run ({type(exc).__name__}); committed batches stay, re-run once"
+                " it is back to finish",
+                report=failed,
+                retryable=True,
+            )
         if isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc):
             return MigrationError(
                 f"lost the connection to {masked_target(self.pool)} mid-run ({type(exc).__name__}); committed batches"
@@ -307,12 +318,17 @@ class _Job:
                 report=failed,
                 retryable=True,
             )
+        if isinstance(exc, asyncpg.DiskFullError):  # 53100: "could not extend file ...: No space left on device"
+            return MigrationError(
+                f"the server's disk is full: {mask_text(str(exc))}; free space on the server, then re-run:"
+                " committed batches stay",
+                report=failed,
+            )
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):
             return MigrationError(f"missing privilege: {mask_text(str(exc))}", report=failed)
         if isinstance(exc, (asyncpg.PostgresError, TimeoutError, DealhunterVectorsError)):
-            return MigrationError(
-                f"the target refused the load: {type(exc).__name__}: {mask_text(str(exc))}", report=failed
-            )
+            text = " ".join(mask_text(str(exc)).split())  # one line: the server's DETAIL included
+            return MigrationError(f"the target refused the load: {type(exc).__name__}: {text}", report=failed)
         return None
 
     async def load(
@@ -365,16 +381,28 @@ async def _release(
     thread: concurrent.futures.ThreadPoolExecutor,
     processes: concurrent.futures.ProcessPoolExecutor | None,
     own_pool: asyncpg.Pool | None,
-) -> None:
-    """Close what a run opened: the reject file, the parsing workers, the source, its thread, our pool."""
-    run.rejects.close()
-    if processes is not None:
-        processes.shutdown(wait=True, cancel_futures=True)
-    with contextlib.suppress(Exception):
-        await asyncio.get_running_loop().run_in_executor(thread, source.close)
-    thread.shutdown(wait=True)
-    if own_pool is not None:
-        await close_pool(own_pool)
+) -> MigrationError | None:
+    """Close what a run opened: the reject file, the parsing workers, the source, its thread, our pool.
+
+    Every step runs, whatever an earlier one raised; the reject file's failure (a full disk:
+    its last rows could not be written) is returned for the caller to raise.
+    """
+    rejects_failed: MigrationError | None = None
+    try:
+        run.rejects.close()
+    except MigrationError as exc:
+        rejects_failed = exc
+    finally:
+        try:
+            if processes is not None:
+                processes.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(thread, source.close)
+        finally:
+            thread.shutdown(wait=True)
+            if own_pool is not None:
+                await close_pool(own_pool)
+    return rejects_failed
 
 
 async def migrate_sqlite(
@@ -419,6 +447,7 @@ async def migrate_sqlite(
     run = Run(on_error=on_error, overwrite=overwrite, rejects=RejectWriter(reject_file), progress=progress)
     job = _Job(sqlite_path, pool, run, started)
     failure: MigrationError | None = None
+    rejects_failed: MigrationError | None = None
     # fork the parsing workers before this run starts any thread of its own
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
@@ -443,7 +472,12 @@ async def migrate_sqlite(
         if failure is None:
             raise
     finally:
-        await _release(run, source, thread, processes, pool if isinstance(db, str) else None)
+        rejects_failed = await _release(run, source, thread, processes, pool if isinstance(db, str) else None)
+    if rejects_failed is not None:  # the reject file lacks rows the report counts: the run failed
+        if failure is not None:
+            raise MigrationError(f"{failure}; {rejects_failed}", report=failure.report) from None
+        before = f"stopped at {job.stopped.problems[0].describe()}; " if job.stopped is not None else ""
+        raise MigrationError(f"{before}{rejects_failed}", report=job.report("failed", reject_file)) from None
     if failure is not None:
         raise failure from None
     report = job.report("stopped" if job.stopped else "completed", reject_file)

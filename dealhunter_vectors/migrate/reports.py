@@ -50,6 +50,8 @@ ProblemReason = Literal[
     "missing_parent",
     "unique_violation",
     "tenant_unknown",
+    "tenant_conflict",
+    "constraint_violation",
 ]
 """Why a source value or row cannot be loaded (see :mod:`dealhunter_vectors.bulk_loader`)."""
 

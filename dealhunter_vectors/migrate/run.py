@@ -54,13 +54,20 @@ def _json_cell(value: object) -> object:
 
 
 class RejectWriter:
-    """The reject file: one JSON line per rejected source row (its problems and its values)."""
+    """The reject file: one JSON line per rejected source row (its problems and its values).
+
+    Every failure to write it (a full disk, a read-only mount) is a :class:`MigrationError`
+    naming the file, raised once: the first write, flush or close that fails; a later
+    :meth:`close` then only releases the file.
+    """
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path is not None else None
         self._fh: IO[bytes] | None = None
+        self._broken = False
 
     def _failed(self, exc: OSError) -> MigrationError:
+        self._broken = True
         return MigrationError(f"cannot write the reject file {self.path}: {exc.strerror or exc}")
 
     def write(self, plan: TablePlan, raw: tuple[Any, ...], problems: Sequence[RowProblem]) -> None:
@@ -95,9 +102,14 @@ class RejectWriter:
                 raise self._failed(exc) from None
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        try:
+            fh.close()  # flushes the buffer; the file is closed even when that fails
+        except OSError as exc:
+            if not self._broken:
+                raise self._failed(exc) from None
 
 
 @dataclass

@@ -52,7 +52,7 @@ import re
 import sqlite3
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -591,7 +591,7 @@ class BatchReader:
             for k in range(0, len(cells), size)
         ]
 
-    async def __aiter__(self) -> AsyncIterator[Batch]:
+    async def __aiter__(self) -> AsyncGenerator[Batch, None]:
         loop = asyncio.get_running_loop()
         sql = select_sql(self.plan, order_by_id=self.order_by_id)
         cursor = await loop.run_in_executor(self.thread, self.source.execute, sql)
@@ -605,6 +605,8 @@ class BatchReader:
                         break
                     await queue.put((batch, self._submit(batch)))
                 await queue.put(None)
+            except asyncio.CancelledError:  # the consumer is gone: nobody would take it from a full queue
+                raise
             except BaseException as exc:  # handed to the consumer
                 await queue.put(exc)
                 raise
@@ -627,7 +629,27 @@ class BatchReader:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            await loop.run_in_executor(self.thread, cursor.close)
+            while not queue.empty():  # parsing jobs nobody will wait for
+                left = queue.get_nowait()
+                if isinstance(left, tuple):
+                    for fut in left[1]:
+                        fut.cancel()
+            await _close_cursor(loop, self.thread, cursor)
+
+
+async def _close_cursor(
+    loop: asyncio.AbstractEventLoop, thread: concurrent.futures.ThreadPoolExecutor, cursor: sqlite3.Cursor
+) -> None:
+    """Close *cursor* in the reader's thread, or here when that thread pool is shut down already.
+
+    A reader closed late (e.g. an abandoned iteration finalised after the run released its
+    thread) must not fail with "cannot schedule new futures after shutdown"; nothing else
+    uses the connection then.
+    """
+    try:
+        await loop.run_in_executor(thread, cursor.close)
+    except RuntimeError:  # the executor is shut down
+        cursor.close()
 
 
 def _warm_up() -> int:
@@ -640,16 +662,21 @@ _PR_SET_PDEATHSIG: Final = 1
 def _die_with_parent(parent: int) -> None:
     """Worker initializer: the kernel sends SIGKILL to this worker when its parent dies.
 
+    Ctrl-C on a terminal sends SIGINT to the whole process group: a worker ignores it (no
+    ``KeyboardInterrupt`` traceback from each worker); the loader shuts its workers down.
+
     ``kill -9`` of the loader cannot run any cleanup, so without this its workers would
     live on as orphans. Linux only (``prctl(PR_SET_PDEATHSIG)``); the signal fires when the
     thread that forked the worker exits, which is the loader's thread that created the pool.
     If the parent died before the call, the worker exits at once.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform != "linux":  # pragma: no cover - other platforms keep the default
         return
     import ctypes
     import os
-    import signal
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:  # pragma: no cover - prctl cannot fail here

@@ -325,6 +325,33 @@ class LocalCluster:
         """Stop every server of the cluster (data stays on disk)."""
         stop_cluster(self.directory)
 
+    def node(self, name: str) -> Node:
+        """The node called *name* (``coordinator``, ``worker1``, ...)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise CitusError(f"the cluster has no node {name!r}: {[n.name for n in self.nodes]}")
+
+    def stop_node(self, name: str, *, mode: str = "fast") -> None:
+        """Stop one server (``fast``: its sessions are terminated; ``immediate``: as in a crash).
+
+        For fault tests: the other nodes keep running; :meth:`start_node` brings it back on
+        its port with its data.
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise CitusError(f"unknown shutdown mode {mode!r}")
+        node = self.node(name)
+        _pg(
+            Path(self.install_dir),
+            "pg_ctl",
+            ["-w", "-t", "60", "-m", mode, "-D", node.data_dir, "stop"],
+            self.system_user,
+        )
+
+    def start_node(self, name: str) -> None:
+        """Start one stopped server again (same port, same data directory)."""
+        _start_node(Path(self.install_dir), self.node(name), self.system_user)
+
 
 async def _connect(url: str, attempts: int = 50) -> asyncpg.Connection:
     last: Exception | None = None
