@@ -48,6 +48,7 @@ from ._args import (
 from ._db import Db, connection_and_layout, routed, snapshot
 from .bound import HALF_NORM_RANGE
 from .results import deal_hit, parse_metadata, raw_hit, similarity
+from .scan_stats import note_scans
 from .statements import DEAL_SEARCH, LIST_DEAL_CHUNKS, RAW_SEARCH
 
 __all__ = [
@@ -241,13 +242,17 @@ def _merge_similar(
 async def _run_deal_batch(
     conn: asyncpg.Connection, layout: Layout, owner_column: OwnerColumn, batch: Sequence[_DealParams]
 ) -> list[list[asyncpg.Record]]:
-    return await layout.owner_batch(conn, DEAL_SEARCH[owner_column], [p.request for p in batch])
+    batches = await layout.owner_batch(conn, DEAL_SEARCH[owner_column], [p.request for p in batch])
+    note_scans(batches)
+    return batches
 
 
 async def _run_raw_batch(
     conn: asyncpg.Connection, layout: Layout, batch: Sequence[_RawParams]
 ) -> list[list[asyncpg.Record]]:
-    return await layout.owner_batch(conn, RAW_SEARCH, [p.request for p in batch])
+    batches = await layout.owner_batch(conn, RAW_SEARCH, [p.request for p in batch])
+    note_scans(batches)
+    return batches
 
 
 async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchRequest]) -> list[Any]:
