@@ -25,20 +25,20 @@ import pytest_asyncio
 
 pytest.importorskip("opentelemetry.sdk", reason="the [otel] extra is not installed")
 
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import SpanKind, StatusCode  # noqa: E402
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-import dealhunter_vectors as dv  # noqa: E402
-from dealhunter_vectors import observe  # noqa: E402
-from dealhunter_vectors.config import with_database  # noqa: E402
-from dealhunter_vectors.db.migrations import migrations  # noqa: E402
-from dealhunter_vectors.db.replicas import connect_replicated  # noqa: E402
-from dealhunter_vectors.integrations import otel  # noqa: E402
-from dealhunter_vectors.testing import seed_owners  # noqa: E402
+import dealhunter_vectors as dv
+from dealhunter_vectors import observe
+from dealhunter_vectors.config import with_database
+from dealhunter_vectors.db.migrations import migrations
+from dealhunter_vectors.db.replicas import connect_replicated
+from dealhunter_vectors.integrations import otel
+from dealhunter_vectors.testing import seed_owners
 
 SECRET = "s3cr3t-pw-do-not-leak"
 QUAL = "q-otel"
@@ -155,14 +155,14 @@ def _assert_clean(t: Telemetry, *, forbidden_text: str | None = None) -> None:
     for key, value in _all_attribute_values(t):
         assert SECRET not in str(value), (key, value)
         assert "***" not in str(value), (key, value)  # not even a masked URL
-        assert "postgres" != value or key == "db.system.name" or key == "db.namespace", (key, value)
+        assert value != "postgres" or key == "db.system.name" or key == "db.namespace", (key, value)
         assert isinstance(value, (str, bool, int, float)), (key, value)  # never a sequence: no vector
         if forbidden_text is not None:
             assert forbidden_text not in str(value), (key, value)
 
 
 def _owned_rows(table: str, column: str, owner: str) -> str:
-    return f'SELECT count(*) FROM "{table}" WHERE "{column}" = $1 AND embedding IS NOT NULL'  # noqa: S608
+    return f'SELECT count(*) FROM "{table}" WHERE "{column}" = $1 AND embedding IS NOT NULL'
 
 
 async def test_search_span_is_a_child_of_the_callers_span_with_db_conventions(
