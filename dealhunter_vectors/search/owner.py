@@ -145,7 +145,9 @@ class _RawParams:
 def _prepare_raw(req: RawChunkSearch) -> _RawParams:
     vector = query_vector(req.query_embedding)
     owner = check_id(req.pre_qualification_id, "pre_qualification_id")
-    return _RawParams(vector, owner, check_threshold(req.threshold), False, check_limit(req.limit))
+    return _RawParams(
+        vector, owner, check_threshold(req.threshold), flag(req.inclusive, "inclusive"), check_limit(req.limit)
+    )
 
 
 class _SimilarPlan:
@@ -359,8 +361,10 @@ async def search_raw_chunks(
     limit: int = 5,
     mmr_lambda: float | None = None,
     mmr_candidates: int | None = None,
+    inclusive: bool = False,
 ) -> list[RawChunkHit]:
-    """Exact thresholded search over a pre-qualification's ``raw_chunks`` (similarity ``> threshold``).
+    """Exact thresholded search over a pre-qualification's ``raw_chunks`` (similarity ``> threshold``;
+    ``>=`` when ``inclusive``).
 
     Best first, ties by id, at most ``limit``. NULL metadata is reported as the old default
     ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``. ``mmr_lambda`` /
@@ -371,6 +375,7 @@ async def search_raw_chunks(
         pre_qualification_id=pre_qualification_id,
         threshold=threshold,
         limit=limit,
+        inclusive=inclusive,
         mmr_lambda=mmr_lambda,
         mmr_candidates=mmr_candidates,
     )
