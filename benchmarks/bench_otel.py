@@ -15,9 +15,10 @@ machine's noise hits all of them alike).
    rows (lead defaults: threshold 0.3, limit 5).
 2. **OpenTelemetry on vs off**: ``search_deal_embeddings`` through the library with nothing
    subscribed (the code path of a process without the ``[otel]`` extra: the hooks see an
-   empty subscriber tuple) vs ``otel.instrument()`` with the SDK (a ``BatchSpanProcessor``
-   into an in-memory exporter, a ``MeterProvider`` with an in-memory reader), and the hybrid
-   search (text + vector) the same way.
+   empty subscriber tuple), with a subscriber that does nothing (the library's own hooks),
+   and with ``otel.instrument()`` and the SDK (a ``BatchSpanProcessor`` or a
+   ``SimpleSpanProcessor`` into an in-memory exporter, every trace or 10 % of them sampled;
+   a ``MeterProvider`` with an in-memory reader); the hybrid search (text + vector) the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +52,19 @@ _COUNT_COLUMNS = (
 )
 
 
+class _NullSubscriber:
+    """Listens and does nothing: what the library's own hooks cost once something subscribes."""
+
+    def started(self, observation: observe.Observation) -> None:
+        pass
+
+    def finished(self, observation: observe.Observation) -> None:
+        pass
+
+    def measured(self, name: str, value: float, attributes: Any) -> None:
+        pass
+
+
 def without_counts(sql: str) -> str:
     """The deal search without the observation columns (the statement before issue 21)."""
     if _COUNT_COLUMNS not in sql:
@@ -58,25 +72,39 @@ def without_counts(sql: str) -> str:
     return sql.replace(_COUNT_COLUMNS, "t.distance\n")
 
 
-async def timed_round_robin(cases: dict[str, Callable[[], Awaitable[Any]]], repeats: int) -> dict[str, list[float]]:
+async def timed_round_robin(
+    cases: dict[str, Callable[[], Awaitable[Any]]], repeats: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per case: wall ms and this thread's CPU ms (the event loop's own work, robust to other load) per call."""
     for fn in cases.values():
         for _ in range(10):
             await fn()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             await fn()
-            samples[name].append((time.perf_counter() - t0) * 1000)
+            samples[name][0].append((time.perf_counter() - t0) * 1000)
+            samples[name][1].append((time.thread_time() - c0) * 1000)
     return samples
 
 
-def _row(name: str, values: list[float], base: list[float] | None) -> str:
-    values = sorted(values)
-    med = statistics.median(values)
-    p95 = values[int(0.95 * (len(values) - 1))]
-    ratio = "1.00" if base is None else f"{med / statistics.median(base):.3f}"
-    return f"| {name} | {med:.3f} | {p95:.3f} | {ratio} |"
+HEADER = (
+    "| {what} | median ms | p95 ms | ratio | loop-thread CPU ms (median) | added CPU / off wall |\n"
+    "|---|---|---|---|---|---|"
+)
+
+
+def _row(name: str, measured: tuple[list[float], list[float]], base: tuple[list[float], list[float]] | None) -> str:
+    wall, cpu = sorted(measured[0]), measured[1]
+    med = statistics.median(wall)
+    p95 = wall[int(0.95 * (len(wall) - 1))]
+    cpu_med = statistics.median(cpu)
+    if base is None:
+        return f"| {name} | {med:.3f} | {p95:.3f} | 1.00 | {cpu_med:.3f} | |"
+    ratio = med / statistics.median(base[0])
+    added = (cpu_med - statistics.median(base[1])) / statistics.median(base[0])
+    return f"| {name} | {med:.3f} | {p95:.3f} | {ratio:.3f} | {cpu_med:.3f} | {100 * added:+.1f} % |"
 
 
 async def run(url: str, rows: int, repeats: int) -> None:
@@ -120,7 +148,7 @@ async def run(url: str, rows: int, repeats: int) -> None:
             {"without counts": lambda: sql(stripped), "with counts (shipped)": lambda: sql(shipped)}, repeats
         )
         print(f"\n### The counts in SQL ({rows} rows, {len(found)} hits, {found[0]['rows_reranked']} re-ranked)\n")
-        print("| deal_search.sql one-request form | median ms | p95 ms | ratio |\n|---|---|---|---|")
+        print(HEADER.format(what="deal_search.sql one-request form"))
         print(_row("without the three columns", samples["without counts"], None))
         print(
             _row(
@@ -131,56 +159,78 @@ async def run(url: str, rows: int, repeats: int) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
         from dealhunter_vectors.integrations import otel
 
-        tracer_provider = TracerProvider()
         exporter = InMemorySpanExporter()
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
-        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        subscribers: dict[str, Any] = {}
+        providers = []
+        from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
-        otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        subscriber = observe.SUBSCRIBERS[-1]  # the adapter's; switched on and off per call (no set-up cost timed)
-        otel.uninstrument()
+        for label, processor, sampler in (
+            ("batch", BatchSpanProcessor, None),
+            ("simple", SimpleSpanProcessor, None),
+            ("sampled", BatchSpanProcessor, TraceIdRatioBased(0.1)),
+        ):
+            tracer_provider = TracerProvider(sampler=sampler)
+            tracer_provider.add_span_processor(processor(exporter))
+            providers.append(tracer_provider)
+            otel.instrument(
+                tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+            )
+            subscribers[label] = observe.SUBSCRIBERS[-1]  # switched on and off per call (no set-up cost timed)
+            otel.uninstrument()
+        subscribers["null"] = _NullSubscriber()
 
-        async def search(enabled: bool) -> None:
-            if enabled:
-                observe.subscribe(subscriber)
+        async def search(label: str | None) -> None:
+            if label is not None:
+                observe.subscribe(subscribers[label])
             try:
                 await dv.search_deal_embeddings(pool, query(), qualification_id=OWNER, threshold=0.3, limit=5)
             finally:
-                observe.unsubscribe(subscriber)
+                if label is not None:
+                    observe.unsubscribe(subscribers[label])
 
-        async def hybrid(enabled: bool) -> None:
-            if enabled:
-                observe.subscribe(subscriber)
+        async def hybrid(label: str | None) -> None:
+            if label is not None:
+                observe.subscribe(subscribers[label])
             try:
                 await dv.hybrid_search_deal_embeddings(pool, "Wartung", query(), qualification_id=OWNER, limit=5)
             finally:
-                observe.unsubscribe(subscriber)
+                if label is not None:
+                    observe.unsubscribe(subscribers[label])
 
         samples = await timed_round_robin(
             {
-                "search off": lambda: search(False),
-                "search on": lambda: search(True),
-                "hybrid off": lambda: hybrid(False),
-                "hybrid on": lambda: hybrid(True),
+                "search off": lambda: search(None),
+                "search null": lambda: search("null"),
+                "search batch": lambda: search("batch"),
+                "search simple": lambda: search("simple"),
+                "search sampled": lambda: search("sampled"),
+                "hybrid off": lambda: hybrid(None),
+                "hybrid null": lambda: hybrid("null"),
+                "hybrid batch": lambda: hybrid("batch"),
+                "hybrid simple": lambda: hybrid("simple"),
+                "hybrid sampled": lambda: hybrid("sampled"),
             },
             repeats,
         )
-        tracer_provider.force_flush()
+        for provider in providers:
+            provider.force_flush()
         spans = len(exporter.get_finished_spans())
         print(f"\n### OpenTelemetry on vs off ({rows} rows; {spans} spans exported)\n")
-        print("| call | median ms | p95 ms | ratio |\n|---|---|---|---|")
-        print(_row("search_deal_embeddings, nothing subscribed", samples["search off"], None))
-        print(_row("search_deal_embeddings, otel.instrument() + SDK", samples["search on"], samples["search off"]))
-        print(_row("hybrid_search_deal_embeddings, nothing subscribed", samples["hybrid off"], None))
-        print(
-            _row("hybrid_search_deal_embeddings, otel.instrument() + SDK", samples["hybrid on"], samples["hybrid off"])
-        )
-        tracer_provider.shutdown()
+        print(HEADER.format(what="call"))
+        for call, name in (("search", "search_deal_embeddings"), ("hybrid", "hybrid_search_deal_embeddings")):
+            off = samples[f"{call} off"]
+            print(_row(f"{name}, nothing subscribed", off, None))
+            print(_row(f"{name}, a subscriber that does nothing (the core's hooks)", samples[f"{call} null"], off))
+            print(_row(f"{name}, instrument(): SDK, BatchSpanProcessor", samples[f"{call} batch"], off))
+            print(_row(f"{name}, instrument(): SDK, SimpleSpanProcessor", samples[f"{call} simple"], off))
+            print(_row(f"{name}, instrument(): SDK, 10% of traces sampled", samples[f"{call} sampled"], off))
+        for provider in providers:
+            provider.shutdown()
 
 
 async def main() -> None:

@@ -53,9 +53,15 @@ _RENAMED: Final[Mapping[str, str]] = {
 }
 
 
+_NAMES: dict[str, str] = {}
+
+
 def attribute_name(key: str) -> str:
     """The span attribute of a core observation key (``rows_scored`` -> ``dealhunter.rows_scored``)."""
-    return _RENAMED.get(key, f"dealhunter.{key}")
+    name = _NAMES.get(key)
+    if name is None:
+        name = _NAMES[key] = _RENAMED.get(key, f"dealhunter.{key}")
+    return name
 
 
 @functools.lru_cache(maxsize=64)
@@ -173,8 +179,9 @@ class _Subscriber:
     # ---- helpers
     def _span_attributes(self, observation: observe.Observation) -> dict[str, Any]:
         out: dict[str, Any] = dict(_server_attributes(observation.server)) if observation.server else {}
+        names = _NAMES
         for key, value in observation.attributes.items():
-            out[attribute_name(key)] = value
+            out[names.get(key) or attribute_name(key)] = value
         if self.record_query_text and observation.query_text is not None:
             out["dealhunter.query_text"] = observation.query_text
         return out
