@@ -58,7 +58,7 @@ NO_THRESHOLD = -1.0
 
 def _metadata(hit: Any) -> dict[str, Any]:
     """The row's JSON metadata as stored; an unparsable legacy value is reported, not dropped."""
-    meta = dict(hit.metadata)
+    meta = dict(hit.metadata or {})
     if getattr(hit, "metadata_error", None) is not None:
         meta["dealhunter_metadata_error"] = hit.metadata_error
         meta["dealhunter_metadata_raw"] = hit.metadata_raw

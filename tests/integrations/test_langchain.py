@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 pytest.importorskip("langchain_core", reason="the [langchain] extra is not installed")
+pytest.importorskip("langchain_tests", reason="langchain-tests (the [dev] extra) is not installed")
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
