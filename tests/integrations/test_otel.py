@@ -278,6 +278,36 @@ async def test_query_text_only_when_the_caller_opts_in(pool: dv.Pool) -> None:
             _assert_clean(t, forbidden_text=text)
 
 
+async def test_every_other_call_site_is_one_span_under_the_callers(telemetry: Telemetry, pool: dv.Pool) -> None:
+    await seed_owners(pool, pre_qualification_ids=["pq-otel-2"])
+    calls = {
+        "search_similar": dv.search_similar(
+            pool, DEAL_VECS[1], qualification_id=QUAL, pre_qualification_id=PREQ, threshold=-1.0
+        ),
+        "list_deal_chunks": dv.list_deal_chunks(pool, qualification_id=QUAL, limit=3),
+        "hybrid_search_raw_chunks": dv.hybrid_search_raw_chunks(pool, "roh", RAW_VECS[1], pre_qualification_id=PREQ),
+        "replace_raw_chunks": dv.replace_raw_chunks(
+            pool, "pq-otel-2", [dv.RawChunk(chunk_index=0, content="x", token_count=1, embedding=RAW_VECS[3])]
+        ),
+        "set_description_embedding": dv.set_description_embedding(pool, "pq-otel-2", DEAL_VECS[2]),
+        "schema_status": dv.schema_status(pool),
+    }
+    with telemetry.tracer.start_as_current_span("request") as parent:
+        results = {name: await call for name, call in calls.items()}
+    for name, result in results.items():
+        (span,) = telemetry.named(name)
+        assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id, name
+        attrs = dict(span.attributes or {})
+        assert attrs["db.operation.name"] == name and attrs["db.system.name"] == "postgresql", name
+        assert "server.address" in attrs and "db.namespace" in attrs, name
+        if isinstance(result, list):
+            assert attrs["dealhunter.result_count"] == len(result), name
+    similar = dict(telemetry.named("search_similar")[0].attributes or {})
+    # lead + agent + raw sub-searches: the qualification's deal rows, the pre-qualification's (none), its raw rows
+    assert similar["dealhunter.rows_scored"] == N_DEAL + 0 + N_RAW
+    _assert_clean(telemetry)
+
+
 async def test_writes_and_errors(telemetry: Telemetry, pool: dv.Pool) -> None:
     ids = await dv.insert_deal_chunks(
         pool,
@@ -403,6 +433,13 @@ async def test_migration_steps_are_children_of_their_operation(
     assert {s.attributes["dealhunter.table"] for s in loads} >= loaded_tables  # type: ignore[index]
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in loads)
     assert all(s.kind is SpanKind.INTERNAL for s in (*applied, *loads))
+    async with dv.open_pool(url, min_size=1, max_size=2) as pool:
+        verification = await dv.verify_migration(sqlite, pool, workers=0)
+    assert verification.ok
+    (verify,) = telemetry.named("verify_migration")
+    tables = telemetry.named("verify_table")
+    assert {s.attributes["dealhunter.table"] for s in tables} == {t.table for t in verification.tables}  # type: ignore[index]
+    assert all(s.parent is not None and s.parent.span_id == verify.context.span_id for s in tables)
     _assert_clean(telemetry)
 
 
