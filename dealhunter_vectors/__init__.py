@@ -42,6 +42,7 @@ from .db.replicas import ReplicaStatus, ReplicatedPool, ServedBy, last_served_by
 from .db.schema import apply_schema, schema_status
 from .embeddings import as_embedding, parse_blob_embedding, parse_json_embedding
 from .errors import (
+    AsyncOnlyError,
     CitusError,
     ConfigurationError,
     DatabaseUnavailableError,
@@ -52,6 +53,7 @@ from .errors import (
     InvalidQueryTextError,
     MigrationError,
     MigrationStoppedError,
+    MissingExtraError,
     NotFoundError,
     PoolExhaustedError,
     QueryTimeoutError,
@@ -146,6 +148,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "AsyncOnlyError",
     "ChunkSource",
     "CitusError",
     "ConfigurationError",
@@ -167,6 +170,7 @@ __all__ = [
     "MigrationProgress",
     "MigrationReport",
     "MigrationStoppedError",
+    "MissingExtraError",
     "NotFoundError",
     "Pool",
     "PoolExhaustedError",

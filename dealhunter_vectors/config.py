@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     ``DATABASE_REPLICA_URLS``                 read replicas of ``DATABASE_URL``, comma separated
     ``DEALHUNTER_MAX_REPLICA_LAG``            s a replica may lag and still serve reads (default 5)
     ``DEALHUNTER_REPLICA_CHECK_INTERVAL``     s a replica status is reused (default 1)
+    ``DEALHUNTER_OTEL``                       1: ``create_pool`` turns OpenTelemetry on (extra ``[otel]``)
     ========================================  ===========================================
     """
 
@@ -90,6 +91,9 @@ class Settings(BaseSettings):
     )
     max_replica_lag: float = Field(default=5.0, ge=0)
     replica_check_interval: float = Field(default=1.0, ge=0)
+    otel: bool = False
+    """``DEALHUNTER_OTEL=1``: :func:`~dealhunter_vectors.create_pool` calls
+    ``dealhunter_vectors.integrations.otel.instrument()`` (once per process)."""
 
     @property
     def replica_urls(self) -> list[str]:

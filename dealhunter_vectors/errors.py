@@ -135,3 +135,20 @@ class ReadOnlyServerError(SchemaError, MigrationError):
 
 class CitusError(DealhunterVectorsError, RuntimeError):
     """Citus could not be built, a local cluster could not start, or the distributed layout failed."""
+
+
+class MissingExtraError(DealhunterVectorsError, ImportError):
+    """An optional adapter's framework is not installed; ``extra`` names the extra that installs it."""
+
+    def __init__(self, module: str, extra: str, missing: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{module} needs the {extra!r} extra ({missing} is not installed): "
+            f"pip install 'dealhunter-vectors[{extra}]'",
+            name=missing,
+        )
+
+
+class AsyncOnlyError(DealhunterVectorsError, NotImplementedError):
+    """A framework's synchronous method was called on an async-only adapter (an asyncpg pool
+    belongs to its event loop); the message names the async method to call instead."""

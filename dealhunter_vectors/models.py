@@ -309,6 +309,7 @@ class RawChunkSearch(_Request):
     pre_qualification_id: str
     threshold: float = 0.2
     limit: int = 5
+    inclusive: bool = False
     mmr_lambda: float | None = Field(default=None, strict=True)
     mmr_candidates: int | None = Field(default=None, strict=True)
 

@@ -1,4 +1,4 @@
-"""The library installs next to the ecosystem's usual pins (langchain-postgres, llama-index).
+"""The library and its adapter extras install next to the ecosystem's usual pins (langchain-postgres, llama-index).
 
 langchain-postgres pins the ``pgvector`` Python package below 0.4, llama-index below 1.0; the
 library needs no ``pgvector`` package at all (its codecs are in ``vector_codec``), so pip's
@@ -45,9 +45,24 @@ def test_shared_pins_intersect_with_the_peers() -> None:
         assert any(ours[name].contains(v) for v in versions), f"{name}: {ours[name]} excludes {versions}"
 
 
+ADAPTER_EXTRAS = ("otel", "langchain", "llama-index")
+
+
+def test_adapter_extras_are_declared_with_tested_bounds_and_in_dev() -> None:
+    extras = _project()["optional-dependencies"]
+    for extra in ADAPTER_EXTRAS:
+        for requirement in extras[extra]:  # type: ignore[index]
+            spec = Requirement(requirement).specifier
+            assert any(s.operator == ">=" for s in spec) and any(s.operator == "<" for s in spec), requirement
+    dev_self = next(Requirement(r) for r in extras["dev"] if Requirement(r).name == "dealhunter-vectors")  # type: ignore[index]
+    assert set(ADAPTER_EXTRAS) <= dev_self.extras  # CI installs [dev]: the adapter tests run there
+
+
 @pytest.mark.slow
 def test_pip_resolves_the_library_next_to_both_peers(tmp_path: Path) -> None:
-    requirements = [*_project()["dependencies"], *PEERS]  # type: ignore[misc]
+    extras = _project()["optional-dependencies"]
+    adapters = [r for extra in ADAPTER_EXTRAS for r in extras[extra]]  # type: ignore[index]
+    requirements = [*_project()["dependencies"], *adapters, *PEERS]  # type: ignore[misc]
     report = tmp_path / "report.json"
     cmd = [
         sys.executable,
@@ -76,5 +91,7 @@ def test_pip_resolves_the_library_next_to_both_peers(tmp_path: Path) -> None:
     }
     for peer in PEERS:
         assert peer in installed
+    for requirement in map(Requirement, adapters):  # the adapters' frameworks, within our pins, next to the peers
+        assert requirement.specifier.contains(installed[requirement.name.lower()], prereleases=True), requirement
     # the peers bring their own pgvector (< 0.4 for langchain-postgres); nothing of ours constrains it
     assert "pgvector" in installed and Requirement("pgvector<0.4").specifier.contains(installed["pgvector"])

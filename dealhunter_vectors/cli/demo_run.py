@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import shlex
 import shutil
 import statistics
@@ -228,8 +229,36 @@ def explore_url(database_url: str, database: str) -> str:
     return mask_url(with_database(database_url, database))
 
 
-def follow_up_commands(url: str, *, qualification_id: str, chunk_id: str | None) -> list[str]:
-    """The commands that explore the demo data: doctor, a search by a stored chunk, the web app."""
+WEB_APP_MODULES: tuple[str, ...] = ("fastapi", "uvicorn")
+"""What ``examples/fastapi_app.py`` needs beyond the library (the ``[examples]`` extra)."""
+
+
+def web_app_installed() -> bool:
+    """Whether this environment can run the example web app."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in WEB_APP_MODULES)
+    except (ImportError, ValueError):  # a module blocked or half-imported: not usable
+        return False
+
+
+def _python() -> str:
+    """This environment's interpreter as a user can type it (``.venv/bin/python`` under the working directory)."""
+    path = Path(sys.executable)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def follow_up_commands(
+    url: str, *, qualification_id: str, chunk_id: str | None, web_app: bool | None = None
+) -> list[str]:
+    """The commands that explore the demo data: doctor, a search by a stored chunk, the web app.
+
+    The web app runs with this environment's interpreter (``python -m uvicorn``: the venv path,
+    wherever pip puts scripts); when ``[examples]`` is not installed (*web_app* False; None: look),
+    the line that installs it comes first.
+    """
     dhv = _command_path("dealhunter-vectors")
     quoted = shlex.quote(url)
     commands = [f"{dhv} doctor --database-url {quoted}"]
@@ -238,7 +267,10 @@ def follow_up_commands(url: str, *, qualification_id: str, chunk_id: str | None)
             f"{dhv} search lead --like-chunk {shlex.quote(chunk_id)} --qualification-id "
             f"{shlex.quote(qualification_id)} --database-url {quoted}"
         )
-    commands.append(f"DATABASE_URL={quoted} {_command_path('uvicorn')} examples.fastapi_app:app")
+    python = shlex.quote(_python())
+    if not (web_app_installed() if web_app is None else web_app):
+        commands.append(f"{python} -m pip install -e '.[examples]'")
+    commands.append(f"DATABASE_URL={quoted} {python} -m uvicorn examples.fastapi_app:app")
     commands.append(f"curl -s http://127.0.0.1:8000/qualifications/{qualification_id}/chunks?limit=3")
     return commands
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import Any, Final, TypeVar
 
 import asyncpg
 
+from .. import observe
 from ..config import mask_text
 from ..errors import DatabaseUnavailableError, DealhunterVectorsError, QueryTimeoutError
 
@@ -177,33 +179,76 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
+def _observed_inputs(fn: Callable[..., Any]) -> dict[str, tuple[int | None, Any]]:
+    """Where *fn* takes the inputs an observation reports: name -> (position after *db*, default)."""
+    out: dict[str, tuple[int | None, Any]] = {}
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    for position, p in enumerate(params):
+        if p.name in ("limit", "threshold", "query_text"):
+            positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            out[p.name] = (position if positional else None, None if p.default is p.empty else p.default)
+    return out
+
+
+def _begin(
+    name: str, read_only: bool, inputs: dict[str, tuple[int | None, Any]], db: Any, args: Any, kwargs: Any
+) -> observe.Observation | None:
+    """Open the observation of one call (only called when something subscribes)."""
+    obs = observe.begin(name, "read" if read_only else "write", server=_masked_url_of(db))
+    if obs is None:
+        return None
+    for key, (position, default) in inputs.items():
+        value = args[position] if position is not None and position < len(args) else kwargs.get(key, default)
+        if key == "query_text":
+            obs.query_text = value if isinstance(value, str) else None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            obs.attributes[key] = value
+    return obs
+
+
+def _result_count(result: Any) -> int | None:
+    if isinstance(result, bool):
+        return None
+    if isinstance(result, int):
+        return result
+    return len(result) if isinstance(result, (list, tuple)) else None
+
+
 def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
-    """Decorate a public coroutine ``fn(db, ...)``: name it in errors, type its faults.
+    """Decorate a public coroutine ``fn(db, ...)``: name it in errors, type its faults, observe it.
 
     Connection failures become :class:`DatabaseUnavailableError`, command timeouts
     :class:`QueryTimeoutError`. ``read_only=True`` (searches): on a connection failure the
     call is retried **once**, on a fresh connection of the pool (a search is idempotent);
     not when *db* is a caller's connection, and never for writes (a lost commit
     acknowledgement would make a retry a duplicate). Nested calls are retried only by the
-    outermost one.
+    outermost one. The outermost call is an :mod:`~dealhunter_vectors.observe` observation
+    named *name* when something subscribes.
     """
 
     def decorate(fn: _F) -> _F:
+        inputs = _observed_inputs(fn)
+
         @functools.wraps(fn)
         async def wrapper(db: Any, *args: Any, **kwargs: Any) -> Any:
             # Plain try/except, no context manager: this wraps every search (a few us matter).
             token = _OPERATION.set(name) if _OPERATION.get() is None else None
+            obs = None
+            if token is not None and observe.SUBSCRIBERS:
+                obs = _begin(name, read_only, inputs, db, args, kwargs)
+            error: BaseException | None = None
             try:
                 attempts = 2 if read_only and token is not None and isinstance(db, asyncpg.Pool) else 1
                 attempt = 1
                 while True:
                     try:
-                        return await fn(db, *args, **kwargs)
+                        result = await fn(db, *args, **kwargs)
                     except BaseException as exc:
                         if isinstance(exc, DatabaseUnavailableError):
                             if attempt < attempts:
                                 _log.warning("%s: %s; retrying once on a fresh connection", name, exc)
                                 attempt += 1
+                                observe.add("retries")
                                 continue
                             raise
                         translated = translate_error(exc, db)
@@ -212,9 +257,20 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
                         if isinstance(translated, DatabaseUnavailableError) and attempt < attempts:
                             _log.warning("%s: %s; retrying once on a fresh connection", name, translated)
                             attempt += 1
+                            observe.add("retries")
                             continue
                         raise translated from masked_cause(exc)
+                    if obs is not None:
+                        count = _result_count(result)
+                        if count is not None:
+                            obs.attributes["result_count"] = count
+                    return result
+            except BaseException as exc:
+                error = exc
+                raise
             finally:
+                if obs is not None:
+                    observe.end(obs, error)
                 if token is not None:
                     _OPERATION.reset(token)
 

@@ -24,6 +24,7 @@ import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from .. import observe
 from ..config import Settings, get_settings
 from .faults import is_connection_error, operation, translate_error
 from .replicas import ReplicatedPool, connect_replicated
@@ -108,6 +109,8 @@ async def create_pool(
     the primary (docs/scaling.md, "Read replicas").
     """
     cfg = settings or get_settings()
+    if cfg.otel:
+        observe.enable("otel")  # DEALHUNTER_OTEL=1: the [otel] extra's instrument(), once per process
     if replicas is None and (url is None or url == cfg.database_url.get_secret_value()):
         replicas = cfg.replica_urls
     resolved_timeout = cfg.command_timeout if isinstance(command_timeout, _Default) else command_timeout

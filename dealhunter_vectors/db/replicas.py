@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
+from .. import observe
 from ..config import mask_text, mask_url
 from ..errors import ConfigurationError, DatabaseUnavailableError, PoolExhaustedError
 from .faults import is_connection_error
@@ -412,6 +413,10 @@ class ReplicatedPool(Pool):
     async def run_read(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
         """Run ``fn(pool)`` on a healthy replica's pool (else the primary's) with the retry policy."""
         self._refresh_if_stale()
+        if observe.SUBSCRIBERS:
+            for r in self._replicas:
+                if not (r.status.healthy and r.pool is not None):
+                    _observe_skip(r.status.state)
         tried: set[int] = set()
         attempts = 0
         while True:
@@ -430,14 +435,16 @@ class ReplicatedPool(Pool):
             except PoolExhaustedError:
                 # the replica is busy (or slow to connect): nothing ran there, try the next server
                 self.failovers += 1
+                _observe_skip("busy")
                 continue
             except Exception as exc:
                 if not _is_retryable(exc):
                     raise
                 self.failovers += 1
+                _observe_skip("failed")
                 self._mark_down(replica, f"read failed: {type(exc).__name__}: {mask_text(str(exc))}")
                 continue
-            self._served(ServedBy("replica", replica.masked, attempts))
+            self._served(ServedBy("replica", replica.masked, attempts), replica)
             return result
         result = await fn(self._primary)
         self._served(ServedBy("primary", self.masked_url, attempts + 1))
@@ -454,10 +461,26 @@ class ReplicatedPool(Pool):
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.get_running_loop().create_task(self.refresh_replicas(force=False))
 
-    def _served(self, served: ServedBy) -> None:
+    def _served(self, served: ServedBy, replica: _Replica | None = None) -> None:
         _served_by.set(served)
         key = f"{served.role} {served.url}"
         self.reads_served[key] = self.reads_served.get(key, 0) + 1
+        obs = observe.current()
+        if obs is not None:
+            obs.server = served.url
+            if replica is None:
+                obs.attributes["served_by"] = "primary"
+            else:
+                obs.attributes["served_by"] = f"replica {self._replicas.index(replica) + 1}"
+                if replica.status.lag_seconds is not None:
+                    obs.attributes["replica_lag_s"] = replica.status.lag_seconds
+
+
+def _observe_skip(reason: str) -> None:
+    """A routed read passed a replica over (*reason*: its state, ``busy`` or ``failed``)."""
+    if observe.SUBSCRIBERS:
+        observe.add("replica_skips")
+        observe.measure("replica_skip", 1, reason=reason)
 
 
 def on_primary(db: Db) -> Db:

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from .. import observe
 from ..errors import ConfigurationError, ReadOnlyServerError, SchemaError
 from .distributed import apply_distributed_layout, require_citus
 from .faults import operation
@@ -228,7 +229,8 @@ async def _apply_pending(conn: asyncpg.Connection, target: int | None) -> list[i
         for mig in migrations():
             if mig.version in status.applied or (target is not None and mig.version > target):
                 continue
-            await apply_recorded(conn, mig, table=MIGRATIONS_TABLE, what="migration", statements=[mig.sql])
+            with observe.step("apply_migration", migration=f"{mig.version:03d}_{mig.name}"):
+                await apply_recorded(conn, mig, table=MIGRATIONS_TABLE, what="migration", statements=[mig.sql])
             applied.append(mig.version)
             _log.info("applied migration %03d_%s", mig.version, mig.name)
     finally:

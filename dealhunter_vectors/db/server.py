@@ -25,12 +25,14 @@ import contextlib
 import contextvars
 import logging
 import re
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
 import asyncpg
 
+from .. import observe
 from ..config import Settings, get_settings, mask_url, split_password
 from ..errors import ConfigurationError, DatabaseUnavailableError, DealhunterVectorsError, PoolExhaustedError
 from .codecs import decode_halfvec, decode_vector, encode_halfvec, encode_vector
@@ -191,13 +193,29 @@ class _Acquire:
         self._timeout = timeout
 
     async def __aenter__(self) -> Any:
+        if observe.SUBSCRIBERS:
+            return await self._observed(self._context.__aenter__())
         return await self._typed(self._context.__aenter__())
 
     async def __aexit__(self, *exc: object) -> None:
         await self._context.__aexit__(*exc)
 
     def __await__(self) -> Generator[Any, None, Any]:
+        if observe.SUBSCRIBERS:
+            return self._observed(self._context).__await__()
         return self._typed(self._context).__await__()
+
+    async def _observed(self, acquiring: Awaitable[Any]) -> Any:
+        """Acquire; an acquire that finds no idle connection (it waits for one, or for a new one) is a pool wait."""
+        waits = self._pool.get_idle_size() == 0
+        started = time.perf_counter()
+        conn = await self._typed(acquiring)
+        if waits:
+            waited = time.perf_counter() - started
+            observe.add("pool_waits")
+            observe.add("pool_wait_s", waited)
+            observe.measure("pool_wait", waited)
+        return conn
 
     async def _typed(self, acquiring: Awaitable[Any]) -> Any:
         pool = self._pool

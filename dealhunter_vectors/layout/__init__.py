@@ -16,6 +16,7 @@ from typing import Final
 
 import asyncpg
 
+from .. import observe
 from ..db.distributed import LAYOUT_TABLE
 from ..db.server import session_state
 from .base import CandidatePass, CandidateQuery, CandidateStatement, Layout
@@ -51,4 +52,8 @@ async def layout_of(conn: asyncpg.Connection) -> Layout:
         distributed = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", LAYOUT_TABLE)
         layout = CITUS if distributed else SINGLE_NODE
         state[_KEY] = layout
+    if observe.SUBSCRIBERS:
+        observe.note("layout", layout.name)
+        if layout.sharded:
+            observe.note("served_by", "citus")
     return layout

@@ -45,6 +45,7 @@ from typing import Final, Literal
 
 import asyncpg
 
+from .. import observe
 from ..config import mask_text
 from ..db.faults import is_connection_error, remote_node_failure
 from ..db.migrations import quote_ident
@@ -350,29 +351,34 @@ class _Job:
         await ensure_writable(pool, action="migrate")
         await apply_schema(pool)
         async with pool.acquire() as conn:
-            await check_privileges(conn, order, overwrite=run.overwrite)
-            plans = await table_plans(conn, order)
-            self.states, self.ignored = await _inspect_source(
-                asyncio.get_running_loop(), thread, source, plans, sqlite_path=self.sqlite_path, requested=requested
-            )
+            with observe.step("inspect_source"):
+                await check_privileges(conn, order, overwrite=run.overwrite)
+                plans = await table_plans(conn, order)
+                self.states, self.ignored = await _inspect_source(
+                    asyncio.get_running_loop(), thread, source, plans, sqlite_path=self.sqlite_path, requested=requested
+                )
             if rebuild_indexes:
-                self.dropped = await _drop_indexes_of_empty_tables(conn, self.states)
+                with observe.step("drop_indexes"):
+                    self.dropped = await _drop_indexes_of_empty_tables(conn, self.states)
             try:
                 for st in self.states:
                     if st.present:
                         reader = BatchReader(
                             source, st.plan, batch_size=batch_size, thread=thread, processes=processes, workers=workers
                         )
-                        await _load_table(conn, run, st, reader)
+                        with observe.step("load_table", table=st.plan.name):
+                            await _load_table(conn, run, st, reader)
             except Stopped as exc:
                 self.stopped = exc
             # Rebuild what this run dropped, and what an earlier (killed) run dropped and never
             # rebuilt; never a DDL statement when every index is there.
             if rebuild_indexes and (self.dropped or await _missing_vector_indexes(conn)):
                 run.emit(MigrationProgress("indexes", "", 0, 0))
-                await rebuild_vector_indexes(conn, maintenance_work_mem=maintenance_work_mem)
+                with observe.step("rebuild_indexes"):
+                    await rebuild_vector_indexes(conn, maintenance_work_mem=maintenance_work_mem)
                 self.rebuilt = True
-            self.analyzed = await _analyze_loaded(conn, run, self.states)
+            with observe.step("analyze"):
+                self.analyzed = await _analyze_loaded(conn, run, self.states)
 
 
 async def _release(
@@ -452,17 +458,18 @@ async def migrate_sqlite(
     processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
     try:
-        await job.load(
-            source,
-            order,
-            thread=thread,
-            processes=processes,
-            requested=tables is not None,
-            batch_size=batch_size,
-            workers=workers,
-            rebuild_indexes=rebuild_indexes,
-            maintenance_work_mem=maintenance_work_mem,
-        )
+        with observe.observed("migrate_sqlite", "write", server=masked_target(pool)):
+            await job.load(
+                source,
+                order,
+                thread=thread,
+                processes=processes,
+                requested=tables is not None,
+                batch_size=batch_size,
+                workers=workers,
+                rebuild_indexes=rebuild_indexes,
+                maintenance_work_mem=maintenance_work_mem,
+            )
     except Exception as exc:
         if isinstance(exc, MigrationError) and (
             exc.report is not None or isinstance(exc, (MigrationStoppedError, ReadOnlyServerError))

@@ -30,6 +30,7 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
+from .. import observe
 from ..db.faults import is_connection_error
 from ..db.migrations import quote_ident
 from ..db.pool import Pool, close_pool
@@ -246,24 +247,26 @@ async def verify_migration(
     try:
         source.execute("BEGIN")
         present = {r[0] for r in source.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        async with pool.acquire() as conn:
-            for plan in await table_plans(conn, order):
-                if plan.name in present:
-                    check_source_table(source, plan)
-                reader = (
-                    BatchReader(
-                        source,
-                        plan,
-                        batch_size=batch_size,
-                        thread=thread,
-                        processes=processes,
-                        workers=workers,
-                        order_by_id=True,
+        with observe.observed("verify_migration", "read", server=masked_target(pool)):
+            async with pool.acquire() as conn:
+                for plan in await table_plans(conn, order):
+                    if plan.name in present:
+                        check_source_table(source, plan)
+                    reader = (
+                        BatchReader(
+                            source,
+                            plan,
+                            batch_size=batch_size,
+                            thread=thread,
+                            processes=processes,
+                            workers=workers,
+                            order_by_id=True,
+                        )
+                        if plan.name in present
+                        else None
                     )
-                    if plan.name in present
-                    else None
-                )
-                results.append(await _verify_table(conn, reader, plan, batch_size))
+                    with observe.step("verify_table", table=plan.name):
+                        results.append(await _verify_table(conn, reader, plan, batch_size))
         masked = masked_target(pool)
     except sqlite3.Error as exc:
         failure = MigrationError(f"reading the source {Path(sqlite_path)} failed: {exc} (the file is damaged)")

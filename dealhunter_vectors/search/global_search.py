@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from .. import observe
 from ..db.faults import operation
 from ..errors import InvalidArgumentError, SchemaError
 from ..layout import CandidatePass, CandidateQuery, Layout
@@ -98,6 +99,7 @@ async def _run_pre_qualification(
     sql_limit = None if plan.limit is None else plan.limit + 8
     if plan.exact:
         rows = await layout.all_rows(conn, DUPLICATE_EXACT, plan.vector, plan.exclude_id, plan.max_distance, sql_limit)
+        observe.note("exact_scan", True)
         return plan.matches(rows)
     assert sql_limit is not None and plan.limit is not None
     query = CandidateQuery(
@@ -119,8 +121,10 @@ async def _run_pre_qualification(
                 "the global search needs migration 010 (dealhunter_pre_qualification_ann_spread); run apply_schema "
                 "or `dealhunter-vectors schema apply`"
             ) from None
+        observe.note("ann_candidates", scan.seen if scan.seen is not None else scan.candidates)
         if scan.candidates >= query.cap or not _crowded(scan, plan.limit, plan.max_distance):
             return plan.matches(scan.rows)
+        observe.add("ann_widenings")
         wider = min(ANN_MAX_EF_SEARCH, ANN_WIDEN_FACTOR * scan.candidates)
         query = dataclasses.replace(query, candidates=wider, cap=wider)
 

@@ -48,6 +48,7 @@ from ._args import (
 from ._db import Db, connection_and_layout, routed, snapshot
 from .bound import HALF_NORM_RANGE
 from .results import deal_hit, parse_metadata, raw_hit, similarity
+from .scan_stats import note_scans
 from .statements import DEAL_SEARCH, LIST_DEAL_CHUNKS, RAW_SEARCH
 
 __all__ = [
@@ -144,7 +145,9 @@ class _RawParams:
 def _prepare_raw(req: RawChunkSearch) -> _RawParams:
     vector = query_vector(req.query_embedding)
     owner = check_id(req.pre_qualification_id, "pre_qualification_id")
-    return _RawParams(vector, owner, check_threshold(req.threshold), False, check_limit(req.limit))
+    return _RawParams(
+        vector, owner, check_threshold(req.threshold), flag(req.inclusive, "inclusive"), check_limit(req.limit)
+    )
 
 
 class _SimilarPlan:
@@ -241,13 +244,17 @@ def _merge_similar(
 async def _run_deal_batch(
     conn: asyncpg.Connection, layout: Layout, owner_column: OwnerColumn, batch: Sequence[_DealParams]
 ) -> list[list[asyncpg.Record]]:
-    return await layout.owner_batch(conn, DEAL_SEARCH[owner_column], [p.request for p in batch])
+    batches = await layout.owner_batch(conn, DEAL_SEARCH[owner_column], [p.request for p in batch])
+    note_scans(batches)
+    return batches
 
 
 async def _run_raw_batch(
     conn: asyncpg.Connection, layout: Layout, batch: Sequence[_RawParams]
 ) -> list[list[asyncpg.Record]]:
-    return await layout.owner_batch(conn, RAW_SEARCH, [p.request for p in batch])
+    batches = await layout.owner_batch(conn, RAW_SEARCH, [p.request for p in batch])
+    note_scans(batches)
+    return batches
 
 
 async def _plain_searches(conn: asyncpg.Connection, requests: Sequence[SearchRequest]) -> list[Any]:
@@ -354,8 +361,10 @@ async def search_raw_chunks(
     limit: int = 5,
     mmr_lambda: float | None = None,
     mmr_candidates: int | None = None,
+    inclusive: bool = False,
 ) -> list[RawChunkHit]:
-    """Exact thresholded search over a pre-qualification's ``raw_chunks`` (similarity ``> threshold``).
+    """Exact thresholded search over a pre-qualification's ``raw_chunks`` (similarity ``> threshold``;
+    ``>=`` when ``inclusive``).
 
     Best first, ties by id, at most ``limit``. NULL metadata is reported as the old default
     ``{"startPosition": 0, "endPosition": 0, "type": "unknown"}``. ``mmr_lambda`` /
@@ -366,6 +375,7 @@ async def search_raw_chunks(
         pre_qualification_id=pre_qualification_id,
         threshold=threshold,
         limit=limit,
+        inclusive=inclusive,
         mmr_lambda=mmr_lambda,
         mmr_candidates=mmr_candidates,
     )

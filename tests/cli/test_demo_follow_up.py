@@ -141,3 +141,40 @@ def test_printed_web_app_command_serves_the_demo_data(demo_output: str) -> None:
     body = None if raw is None else orjson.loads(raw)
     assert body, output[-3000:]
     assert len(body) == 3 and all(h["chunk_id"] for h in body)
+
+
+def test_the_web_app_line_carries_the_interpreter_and_installs_what_it_needs() -> None:
+    """Issue 21, "Also": after the README's main command (``[embedded]`` only) the uvicorn line
+    failed: uvicorn was not installed and the line named a bare ``uvicorn``."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from dealhunter_vectors.cli.demo_run import WEB_APP_MODULES, follow_up_commands
+
+    url = "embedded:///data/pg?database=dealhunter_demo_small"
+    without = follow_up_commands(url, qualification_id="q-1", chunk_id="c-1", web_app=False)
+    with_app = follow_up_commands(url, qualification_id="q-1", chunk_id="c-1", web_app=True)
+    assert len(without) == 5 and len(with_app) == 4 and without[:2] == with_app[:2]
+    install, serve = without[2], without[3]
+    python = shlex.split(install)[0]
+    assert Path(python).absolute() == Path(sys.executable).absolute()  # this environment's interpreter
+    assert install == f"{shlex.quote(python)} -m pip install -e '.[examples]'"
+    expected = f"DATABASE_URL={shlex.quote(url)} {shlex.quote(python)} -m uvicorn examples.fastapi_app:app"
+    assert serve == with_app[2] == expected
+    # what the install line installs is what the app needs
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(WEB_APP_MODULES) <= {Requirement(r).name for r in extras["examples"]}
+
+
+def test_web_app_installed_tells_a_missing_uvicorn() -> None:
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from dealhunter_vectors.cli.demo_run import web_app_installed\n"
+        "print(web_app_installed())\n"
+    )
+    blocked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert blocked.stdout.strip() == "False", blocked.stderr
+    from dealhunter_vectors.cli.demo_run import web_app_installed
+
+    assert web_app_installed()  # [dev] installs [examples]

@@ -116,6 +116,10 @@ async def test_threshold_is_strict_unless_inclusive_on_an_exact_boundary(pool: d
     assert strict == []
     assert [h.chunk_id for h in inclusive] == [row_id] and inclusive[0].similarity == 0.6
     assert await dv.search_raw_chunks(pool, e1, pre_qualification_id=pqid, threshold=0.6) == []
+    raw_inclusive = await dv.search_raw_chunks(pool, e1, pre_qualification_id=pqid, threshold=0.6, inclusive=True)
+    assert [h.similarity for h in raw_inclusive] == [0.6]
+    raw_request = dv.RawChunkSearch(query_embedding=e1, pre_qualification_id=pqid, threshold=0.6, inclusive=True)
+    assert [h.similarity for h in (await dv.search_many(pool, [raw_request]))[0]] == [0.6]
     # the search action's threshold is inclusive (>=), as the old action
     similar = await dv.search_similar(pool, e1, qualification_id=qid, threshold=0.6)
     assert [(h.id, h.source, h.similarity) for h in similar] == [(row_id, "lead", 0.6)]

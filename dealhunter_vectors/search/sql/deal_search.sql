@@ -9,7 +9,8 @@
 -- $11 filter fallback bool[], $12 top-k fallback bool[], $13 limit int4[], $14 the query's half
 -- copy halfvec[] (l2_normalize(q)::halfvec computed by the client; NULL = re-rank every row exactly).
 -- Only ids, distances and filter results flow through the steps; the display columns are read
--- for the <= limit result rows. The OFFSET 0 fences keep the subqueries from being pulled up:
+-- for the <= limit result rows. Each result row also says which fallback produced it (NULL: none)
+-- and how many rows were scored by their half copy and re-ranked exactly (for observers). The OFFSET 0 fences keep the subqueries from being pulled up:
 -- otherwise every reference to hd (and to the parsed metadata) re-evaluates it per row.
 SELECT r.ord, h.*
 FROM unnest($1::vector[], $2::text[], $3::float8[], $4::bool[], $5::jsonb[], $6::int4[], $7::bool[],
@@ -83,7 +84,12 @@ CROSS JOIN LATERAL (
         FROM scored
     ),
     top AS (
-        SELECT s.id, s.distance
+        SELECT s.id, s.distance,
+               CASE WHEN f.any_above_match OR (r.filter_fallback AND f.any_above) OR NOT r.top_k_fallback
+                    THEN CASE WHEN r.filter_fallback AND NOT f.any_above_match THEN 'filter' END
+                    WHEN r.filter_fallback AND NOT f.any_match THEN 'top_k+filter'
+                    ELSE 'top_k'
+               END AS fallback
         FROM scored s CROSS JOIN flags f
         WHERE s.distance <> 'NaN'::float8
           AND CASE WHEN f.any_above_match OR (r.filter_fallback AND f.any_above) OR NOT r.top_k_fallback
@@ -95,7 +101,8 @@ CROSS JOIN LATERAL (
     )
     SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
            d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated,
-           t.distance
+           t.distance, t.fallback,
+           (SELECT count(*) FROM half) AS rows_scored, (SELECT count(*) FROM scored) AS rows_reranked
     FROM top t JOIN "deal_embeddings" d ON d.id = t.id  -- citus: AND d."tenant_id" = :tenant
 ) h
 ORDER BY r.ord, h.distance, h.id
