@@ -54,7 +54,7 @@ ATTRIBUTES: Final[Mapping[str, str]] = {
     "ann_candidates": "candidates the HNSW scan of the global search produced (its last pass)",
     "ann_widenings": "times the global search widened its candidate count",
     "exact_scan": "the global search scanned every row (no limit, or exact=True)",
-    "result_count": "items returned (hits, ids written, rows deleted)",
+    "result_count": "items returned (hits, rows read back, ids written, rows deleted)",
     "served_by": "which server answered: 'primary', 'replica N' (1-based) or 'citus' (absent: a plain pool)",
     "replica_lag_s": "the serving replica's lag at its last check, s",
     "replica_skips": "replicas passed over by a routed read (unhealthy, lagging, busy or failed)",

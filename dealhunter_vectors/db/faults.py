@@ -206,12 +206,23 @@ def _begin(
     return obs
 
 
+_COUNTED: Final = ("ids", "inserted_ids", "updated_ids", "chunks")
+"""The list a result model's ``result_count`` is the length of, the first it has: an upsert's
+ids (every row written), a replace's inserted ids, an embedding update's updated ids, a page's chunks."""
+
+
 def _result_count(result: Any) -> int | None:
     if isinstance(result, bool):
         return None
     if isinstance(result, int):
         return result
-    return len(result) if isinstance(result, (list, tuple)) else None
+    if isinstance(result, (list, tuple)):
+        return len(result)
+    for name in _COUNTED:
+        items = getattr(result, name, None)
+        if isinstance(items, list):
+            return len(items)
+    return None
 
 
 def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:

@@ -20,10 +20,12 @@ reciprocal rank fusion (:meth:`DealChunkVectorStore.as_hybrid_retriever`). ``fil
 searches' typed filters (:mod:`.filters`); a key without one is an error, never ignored. A query
 embedding of the wrong dimension is an :class:`~dealhunter_vectors.errors.InvalidEmbeddingError`.
 
-Writes go through the library's upsert / get / delete API (:mod:`.write_api`): ``ids`` (or
-``Document.id``) overwrite the stored row of that id, the caller's documents are never changed,
-unknown ids are no error to :meth:`adelete`. ``Document.metadata`` is stored as the row's JSON
-metadata and read back unchanged. docs/integrations.md has the details.
+Writes are the library's own (:mod:`dealhunter_vectors.writes`): ``aadd_documents`` upserts
+(``ids`` or ``Document.id`` overwrite the stored row of that id; an id stored for another owner
+is an :class:`~dealhunter_vectors.errors.InvalidArgumentError`, never moved), the caller's
+documents are never changed; ``aget_by_ids`` and ``adelete`` see only the store's owner's rows
+(unknown ids: skipped, no error). ``Document.metadata`` is stored as the row's JSON metadata
+and read back unchanged. docs/integrations.md has the details.
 """
 
 from __future__ import annotations
@@ -43,11 +45,20 @@ try:
 except ImportError:  # pragma: no cover - the packaging test covers it in a process of its own
     raise MissingExtraError(__name__, "langchain", "langchain-core") from None
 
+from pydantic import ValidationError
+
 from .. import validation
-from ..models import DealChunk, RawChunk
+from ..models import DealChunk, RawChunk, StoredDealChunk, StoredRawChunk
 from ..search import search_deal_embeddings, search_raw_chunks
 from ..search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
-from . import write_api
+from ..writes import (
+    delete_deal_chunks,
+    delete_raw_chunks,
+    get_deal_chunks,
+    get_raw_chunks,
+    upsert_deal_chunks,
+    upsert_raw_chunks,
+)
 from .filters import deal_filters, no_filters
 
 __all__ = ["DealChunkVectorStore", "HybridRetriever", "RawChunkVectorStore"]
@@ -71,11 +82,21 @@ def _document(hit: Any) -> Document:
 
 
 def _ids_for(documents: Sequence[Document], ids: Sequence[str | None] | None) -> list[str | None]:
+    """``ids=`` (one per document, None: a new id), else each ``Document.id``; validated."""
     if ids is None:
-        return [d.id for d in documents]
-    if isinstance(ids, str) or len(ids) != len(documents):
+        return [validation.optional_text(d.id, f"documents[{n}].id") for n, d in enumerate(documents)]
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence) or len(ids) != len(documents):
         raise InvalidArgumentError("ids", f"give one id per document ({len(documents)}), got {ids!r}")
-    return list(ids)
+    return [validation.optional_text(i, f"ids[{n}]") for n, i in enumerate(ids)]
+
+
+def _chunk(model: type[DealChunk] | type[RawChunk], index: int, **fields: Any) -> Any:
+    """*model* of *fields* (a document's values); a value the model refuses names the document."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgumentError(f"documents[{index}]", problems) from None
 
 
 class _ChunkStore(VectorStore):
@@ -108,10 +129,10 @@ class _ChunkStore(VectorStore):
     ) -> list[str]:
         raise NotImplementedError
 
-    async def _get(self, ids: Sequence[str]) -> list[Any]:
+    async def _get(self, ids: Any) -> list[Any]:
         raise NotImplementedError
 
-    async def _delete(self, ids: Sequence[str] | None) -> int:
+    async def _delete(self, ids: Any) -> int:
         raise NotImplementedError
 
     # ---- searches
@@ -174,16 +195,21 @@ class _ChunkStore(VectorStore):
         """A retriever over :meth:`ahybrid_search_with_score` (async; ``ainvoke``)."""
         return HybridRetriever(store=self, k=k, search_kwargs=search_kwargs)
 
-    # ---- writes (issue 20's write API, through .write_api)
+    # ---- writes (the library's upsert / get / delete: dealhunter_vectors.writes)
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
         """Upsert *documents* (``ids=`` or ``Document.id`` overwrite that row; else a new id); their ids.
 
-        The documents are embedded with ``aembed_documents`` and never modified.
+        The documents are embedded with ``aembed_documents`` and never modified. An id stored
+        for another owner, or twice in one call, is an ``InvalidArgumentError`` (nothing written).
         """
         ids = _ids_for(documents, kwargs.pop("ids", None))
         if not documents:
             return []
         vectors = await self.embedding.aembed_documents([d.page_content for d in documents])
+        if len(vectors) != len(documents):
+            raise InvalidArgumentError(
+                "embedding", f"aembed_documents returned {len(vectors)} vectors for {len(documents)} documents"
+            )
         return await self._upsert(documents, ids, vectors)
 
     async def aadd_texts(
@@ -204,14 +230,15 @@ class _ChunkStore(VectorStore):
         return await self.aadd_documents(documents, ids=ids, **kwargs)
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
-        """The stored documents of *ids* that belong to this store's owner (unknown ids: skipped)."""
-        ids = [validation.text(i, "ids") for i in ids]
+        """The stored documents of *ids* that belong to this store's owner, in the order asked
+        (an id twice: once; unknown ids and other owners' rows: skipped, no error)."""
         return [_document(c) for c in await self._get(ids)]
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool | None:
-        """Delete this owner's rows of *ids* (unknown ids are no error); ``None``: every row of the owner."""
-        if ids is not None:
-            ids = [validation.text(i, "ids") for i in ids]
+        """Delete this owner's rows among *ids* (unknown ids and other owners' rows: untouched, no
+        error; ``[]``: nothing); ``None``: every row of the owner. True (LangChain: it succeeded)."""
+        if kwargs:
+            raise InvalidArgumentError(next(iter(kwargs)), "adelete takes ids only")
         await self._delete(ids)
         return True
 
@@ -360,7 +387,9 @@ class DealChunkVectorStore(_ChunkStore):
         self, documents: Sequence[Document], ids: list[str | None], vectors: list[list[float]]
     ) -> list[str]:
         chunks = [
-            DealChunk(
+            _chunk(
+                DealChunk,
+                index,
                 id=chunk_id,
                 qualification_id=self.qualification_id,
                 pre_qualification_id=self.pre_qualification_id,
@@ -374,15 +403,19 @@ class DealChunkVectorStore(_ChunkStore):
             )
             for index, (doc, chunk_id, vector) in enumerate(zip(documents, ids, vectors, strict=True))
         ]
-        return await write_api.upsert_deal_chunks(self.pool, chunks)
+        return (await upsert_deal_chunks(self.pool, chunks)).ids
 
-    async def _get(self, ids: Sequence[str]) -> list[Any]:
-        owner = self.qualification_id or self.pre_qualification_id
-        column = "qualification_id" if self.qualification_id is not None else "pre_qualification_id"
-        return [c for c in await write_api.get_deal_chunks(self.pool, ids) if getattr(c, column) == owner]
+    def _owns(self, chunk: StoredDealChunk) -> bool:
+        if self.qualification_id is not None:
+            return chunk.qualification_id == self.qualification_id
+        return chunk.pre_qualification_id == self.pre_qualification_id
 
-    async def _delete(self, ids: Sequence[str] | None) -> int:
-        return await write_api.delete_deal_chunks(
+    async def _get(self, ids: Any) -> list[Any]:
+        found = await get_deal_chunks(self.pool, ids, include_embeddings=False)
+        return [c for c in found if self._owns(c)]
+
+    async def _delete(self, ids: Any) -> int:
+        return await delete_deal_chunks(
             self.pool, ids=ids, qualification_id=self.qualification_id, pre_qualification_id=self.pre_qualification_id
         )
 
@@ -425,7 +458,9 @@ class RawChunkVectorStore(_ChunkStore):
         self, documents: Sequence[Document], ids: list[str | None], vectors: list[list[float]]
     ) -> list[str]:
         chunks = [
-            RawChunk(
+            _chunk(
+                RawChunk,
+                index,
                 id=chunk_id,
                 chunk_index=index,
                 content=doc.page_content,
@@ -435,18 +470,14 @@ class RawChunkVectorStore(_ChunkStore):
             )
             for index, (doc, chunk_id, vector) in enumerate(zip(documents, ids, vectors, strict=True))
         ]
-        return await write_api.upsert_raw_chunks(self.pool, self.pre_qualification_id, chunks)
+        return (await upsert_raw_chunks(self.pool, self.pre_qualification_id, chunks)).ids
 
-    async def _get(self, ids: Sequence[str]) -> list[Any]:
-        found = await write_api.get_raw_chunks(self.pool, ids)
-        return [
-            c
-            for c in found
-            if getattr(c, "pre_qualification_id", self.pre_qualification_id) == self.pre_qualification_id
-        ]
+    async def _get(self, ids: Any) -> list[Any]:
+        found: list[StoredRawChunk] = await get_raw_chunks(self.pool, ids, include_embeddings=False)
+        return [c for c in found if c.pre_qualification_id == self.pre_qualification_id]
 
-    async def _delete(self, ids: Sequence[str] | None) -> int:
-        return await write_api.delete_raw_chunks(self.pool, ids=ids, pre_qualification_id=self.pre_qualification_id)
+    async def _delete(self, ids: Any) -> int:
+        return await delete_raw_chunks(self.pool, ids=ids, pre_qualification_id=self.pre_qualification_id)
 
 
 class HybridRetriever(BaseRetriever):

@@ -50,18 +50,22 @@ try:
 except ImportError:  # pragma: no cover - the packaging test covers it in a process of its own
     raise MissingExtraError(__name__, "llama-index", "llama-index-core") from None
 
-from .. import validation
-from ..models import DealChunk
-from ..search import list_deal_chunks, search_deal_embeddings
-from ..search.hybrid import hybrid_search_deal_embeddings
-from . import write_api
+from pydantic import ValidationError
 
-__all__ = ["FILTERS", "DealChunkVectorStore"]
+from .. import validation
+from ..models import DealChunk, StoredDealChunk
+from ..search import search_deal_embeddings
+from ..search.hybrid import hybrid_search_deal_embeddings
+from ..writes import delete_deal_chunks, get_deal_chunks, upsert_deal_chunks
+
+__all__ = ["FILTERS", "REF_DOC_ID_KEY", "DealChunkVectorStore"]
 
 NO_THRESHOLD: Final = -1.0
 """``similarity >= -1``: every row (pgvector keeps the cosine distance within [0, 2])."""
 DEFAULT_MMR_LAMBDA: Final = 0.5
 """LlamaIndex's default ``mmr_threshold``."""
+REF_DOC_ID_KEY: Final = "ref_doc_id"
+"""The metadata key holding a node's source document (``node_to_metadata_dict`` writes it)."""
 
 FILTERS: Final[dict[tuple[str, str], str]] = {
     ("agent_name", "=="): "agent_names",
@@ -246,15 +250,19 @@ class DealChunkVectorStore(BasePydanticVectorStore):
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         raise AsyncOnlyError("DealChunkVectorStore.query is async only: await store.aquery(query)")
 
-    # ---- writes (issue 20's write API, through .write_api)
+    # ---- writes (the library's upsert / get / delete: dealhunter_vectors.writes)
     async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
-        """Upsert *nodes* (each needs its embedding) by node id; their ids."""
+        """Upsert *nodes* (each needs its embedding) by node id; their ids.
+
+        A node id stored for another owner, or twice in one call, is an ``InvalidArgumentError``
+        (nothing written).
+        """
         chunks = []
         for index, node in enumerate(nodes):
             if node.embedding is None:
                 raise InvalidArgumentError(f"nodes[{index}]", f"node {node.node_id!r} has no embedding")
-            chunks.append(
-                DealChunk(
+            try:
+                chunk = DealChunk(
                     id=node.node_id,
                     qualification_id=self.qualification_id,
                     pre_qualification_id=self.pre_qualification_id,
@@ -266,52 +274,61 @@ class DealChunkVectorStore(BasePydanticVectorStore):
                     embedding=node.embedding,
                     chunk_category=self.chunk_category,
                 )
-            )
+            except ValidationError as exc:
+                raise InvalidArgumentError(f"nodes[{index}]", str(exc.errors()[0]["msg"])) from None
+            chunks.append(chunk)
         if not chunks:
             return []
-        return await write_api.upsert_deal_chunks(self._pool, chunks)
+        return (await upsert_deal_chunks(self._pool, chunks)).ids
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
-        """Delete this owner's nodes of the source document *ref_doc_id* (none: no error)."""
-        ref_doc_id = validation.text(ref_doc_id, "ref_doc_id")
-        rows = await list_deal_chunks(
-            self._pool, qualification_id=self.qualification_id, pre_qualification_id=self.pre_qualification_id
+        """Delete this owner's nodes of the source document *ref_doc_id* (none: no error).
+
+        The source document is the ``ref_doc_id`` key of the row's metadata, where
+        ``node_to_metadata_dict`` puts it (a node without one has ``"None"`` there: LlamaIndex's
+        own convention, ``SimpleVectorStore`` included); one owner-scoped ``DELETE``, other
+        owners' rows untouched.
+        """
+        if delete_kwargs:
+            raise InvalidArgumentError(next(iter(delete_kwargs)), "adelete takes a ref_doc_id only")
+        await delete_deal_chunks(
+            self._pool,
+            qualification_id=self.qualification_id,
+            pre_qualification_id=self.pre_qualification_id,
+            metadata_match={REF_DOC_ID_KEY: validation.text(ref_doc_id, "ref_doc_id")},
         )
-        ids = [r.chunk_id for r in rows if r.metadata.get("ref_doc_id") == ref_doc_id]
-        if ids:
-            await write_api.delete_deal_chunks(
-                self._pool,
-                ids=ids,
-                qualification_id=self.qualification_id,
-                pre_qualification_id=self.pre_qualification_id,
-            )
+
+    def _owns(self, chunk: StoredDealChunk) -> bool:
+        if self.qualification_id is not None:
+            return chunk.qualification_id == self.qualification_id
+        return chunk.pre_qualification_id == self.pre_qualification_id
 
     async def aget_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None
     ) -> list[BaseNode]:
-        """The stored nodes of *node_ids* that belong to this owner (unknown ids: skipped)."""
+        """The stored nodes of *node_ids* that belong to this owner, in the order asked (unknown
+        ids and other owners' rows: skipped)."""
         if filters is not None or node_ids is None:
             raise InvalidArgumentError("node_ids/filters", "give node_ids (filters are for queries)")
-        ids = [validation.text(i, "node_ids") for i in node_ids]
-        owner = self.qualification_id or self.pre_qualification_id
-        column = "qualification_id" if self.qualification_id is not None else "pre_qualification_id"
-        found = await write_api.get_deal_chunks(self._pool, ids)
-        return [_node(c) for c in found if getattr(c, column) == owner]
+        found = await get_deal_chunks(self._pool, node_ids, include_embeddings=False)
+        return [_node(c) for c in found if self._owns(c)]
 
     async def adelete_nodes(
         self, node_ids: list[str] | None = None, filters: MetadataFilters | None = None, **delete_kwargs: Any
     ) -> None:
-        """Delete this owner's nodes of *node_ids* (unknown ids: no error)."""
-        if filters is not None or node_ids is None:
-            raise InvalidArgumentError("node_ids/filters", "give node_ids (use aclear() for every node)")
-        ids = [validation.text(i, "node_ids") for i in node_ids]
-        await write_api.delete_deal_chunks(
-            self._pool, ids=ids, qualification_id=self.qualification_id, pre_qualification_id=self.pre_qualification_id
+        """Delete this owner's nodes among *node_ids* (unknown ids, other owners' rows: untouched)."""
+        if filters is not None or node_ids is None or delete_kwargs:
+            raise InvalidArgumentError("node_ids/filters", "give node_ids only (use aclear() for every node)")
+        await delete_deal_chunks(
+            self._pool,
+            ids=node_ids,
+            qualification_id=self.qualification_id,
+            pre_qualification_id=self.pre_qualification_id,
         )
 
     async def aclear(self) -> None:
         """Delete every node of this owner."""
-        await write_api.delete_deal_chunks(
+        await delete_deal_chunks(
             self._pool, qualification_id=self.qualification_id, pre_qualification_id=self.pre_qualification_id
         )
 

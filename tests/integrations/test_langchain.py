@@ -1,23 +1,27 @@
 """LangChain adapter (issue 21): our searches behind LangChain's VectorStore, and langchain-tests' own suite.
 
 The read paths are checked against numpy (exact cosine top k, thresholds, standard MMR) on
-rows written by the library's own write paths; the write paths (upsert / get / delete of
-issue 20) are proven by ``langchain-tests``' ``VectorStoreIntegrationTests``, run unmodified
+rows written by the library's own write paths; the write paths (the library's upsert / get /
+delete) are proven by ``langchain-tests``' ``VectorStoreIntegrationTests``, run unmodified
 (its async half: ``has_sync = False`` is the suite's own switch; no test overridden, no
 xfail). The suite's embeddings are 6-dimensional (``DeterministicFakeEmbedding``); the
 store here gets them **zero-padded to 3072 dimensions** by the test (:class:`ZeroPadded`):
 the dot product and both norms are unchanged by zeros, so every cosine is the 6-d one
 (``test_zero_padding_keeps_every_cosine`` checks it on the suite's texts through a real
-search). The adapter itself never pads: a 6-d query is an ``InvalidEmbeddingError``.
+search). The adapter itself never pads: a 6-d query is an ``InvalidEmbeddingError``. What the
+suite does not check (owner scoping, overwrites of every column, typed errors) the write
+tests check with plain SQL on the tables.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import pytest_asyncio
 
@@ -30,30 +34,15 @@ from langchain_core.vectorstores import VectorStore
 from langchain_tests.integration_tests.vectorstores import EMBEDDING_SIZE, VectorStoreIntegrationTests
 
 import dealhunter_vectors as dv
-from dealhunter_vectors import observe, writes
+from dealhunter_vectors import observe
 from dealhunter_vectors.errors import AsyncOnlyError, InvalidArgumentError, InvalidEmbeddingError
 from dealhunter_vectors.integrations.langchain import DealChunkVectorStore, HybridRetriever, RawChunkVectorStore
-from dealhunter_vectors.integrations.write_api import WriteApiMissingError
 from dealhunter_vectors.testing import seed_owners
 
 DIM = 3072
 QUAL = "q-lc"
 PREQ = "pq-lc"
 N = 30
-HAS_WRITE_API = all(
-    hasattr(writes, name)
-    for name in (
-        "upsert_deal_chunks",
-        "get_deal_chunks",
-        "delete_deal_chunks",
-        "upsert_raw_chunks",
-        "get_raw_chunks",
-        "delete_raw_chunks",
-    )
-)
-NEEDS_WRITE_API = pytest.mark.skipif(
-    not HAS_WRITE_API, reason="issue 20's write API (writes.upsert_deal_chunks, ...) is not in this branch yet"
-)
 
 
 def _rows(seed: int) -> np.ndarray[Any, Any]:
@@ -329,20 +318,125 @@ async def test_zero_padding_keeps_every_cosine(pool: dv.Pool) -> None:
         assert got == pytest.approx({t: float(expected[i]) for i, t in enumerate(texts)}, abs=1e-6)
 
 
-@pytest.mark.skipif(HAS_WRITE_API, reason="issue 20's write API is here: the suites below prove the writes")
-async def test_writes_say_which_write_function_is_missing(store: DealChunkVectorStore) -> None:
-    with pytest.raises(WriteApiMissingError, match="upsert_deal_chunks"):
-        await store.aadd_texts(["frage 0"])
-    with pytest.raises(WriteApiMissingError, match="delete_deal_chunks"):
-        await store.adelete(["d00"])
-    with pytest.raises(WriteApiMissingError, match="get_deal_chunks"):
-        await store.aget_by_ids(["d00"])
+# --------------------------------------------------------------------------- writes, beyond the suite
+# Checked with plain SQL on the tables (not through the adapter or the write API).
+
+FAKE = ZeroPadded(DeterministicFakeEmbedding(size=EMBEDDING_SIZE))
+
+
+async def _stored(pool: dv.Pool, table: str, owner_column: str, owner: str) -> dict[str, tuple[str, Any, Any]]:
+    rows = await pool.fetch(
+        f'SELECT "id", "content", "metadata", "embedding" FROM "{table}" WHERE "{owner_column}" = $1', owner
+    )
+    return {r["id"]: (r["content"], orjson.loads(r["metadata"]), np.asarray(r["embedding"])) for r in rows}
+
+
+async def test_upsert_overwrites_by_id_and_never_touches_the_callers_documents(dhv_pool: dv.Pool) -> None:
+    await seed_owners(dhv_pool, qualification_ids=["q-a"])
+    store = DealChunkVectorStore(dhv_pool, FAKE, qualification_id="q-a")
+    docs = [
+        Document(page_content="foo", metadata={"n": 1, "nested": {"tags": ["x"]}}, id="from-doc"),
+        Document(page_content="bar", metadata={"n": 2}),
+    ]
+    before = copy.deepcopy(docs)
+    ids = await store.aadd_documents(docs)
+    assert ids[0] == "from-doc" and len(ids[1]) == 24 and ids[1] != ids[0]  # Document.id, else a new id
+    assert docs == before and docs[1].id is None
+    # ids= wins over Document.id (LangChain's rule); new content, metadata and vector overwrite
+    again = await store.aadd_texts(["new foo"], metadatas=[{"n": 3}], ids=["from-doc"])
+    assert again == ["from-doc"]
+    await store.aadd_documents([Document(page_content="baz", id="ignored")], ids=[ids[1]])
+    stored = await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-a")
+    assert set(stored) == set(ids)  # no duplicate, "ignored" never written
+    assert stored["from-doc"][:2] == ("new foo", {"n": 3})
+    assert stored[ids[1]][:2] == ("baz", {})
+    np.testing.assert_array_equal(stored["from-doc"][2], np.asarray(FAKE.embed_query("new foo"), dtype=np.float32))
+    # the adapter's answers are the stored rows
+    got = await store.aget_by_ids([ids[1], "missing", "from-doc", ids[1]])
+    assert [(d.id, d.page_content, d.metadata) for d in got] == [(ids[1], "baz", {}), ("from-doc", "new foo", {"n": 3})]
+
+
+async def test_a_store_sees_and_deletes_only_its_owners_rows(dhv_pool: dv.Pool) -> None:
+    await seed_owners(dhv_pool, qualification_ids=["q-a", "q-b"], pre_qualification_ids=["pq-a"])
+    mine = DealChunkVectorStore(dhv_pool, FAKE, qualification_id="q-a")
+    other = DealChunkVectorStore(dhv_pool, FAKE, qualification_id="q-b")
+    await mine.aadd_texts(["foo", "bar"], ids=["a1", "a2"])
+    await other.aadd_texts(["foo"], ids=["b1"])
+    assert [d.id for d in await mine.aget_by_ids(["a1", "b1", "a2"])] == ["a1", "a2"]
+    await mine.adelete(["b1", "a1", "nobody"])  # another owner's id and an unknown one: no error, untouched
+    assert set(await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-b")) == {"b1"}
+    assert set(await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-a")) == {"a2"}
+    await mine.adelete([])  # nothing, not everything
+    assert set(await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-a")) == {"a2"}
+    # an id stored for another owner is never moved nor overwritten: a typed error naming it
+    with pytest.raises(InvalidArgumentError, match="id=b1"):
+        await mine.aadd_texts(["hijack", "fine"], ids=["b1", "a3"])
+    assert (await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-b"))["b1"][0] == "foo"
+    assert "a3" not in await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-a")  # all or nothing
+    await mine.adelete()  # every row of the owner, no other
+    assert await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-a") == {}
+    assert set(await _stored(dhv_pool, "deal_embeddings", "qualification_id", "q-b")) == {"b1"}
+    # a store of a pre-qualification: its rows by pre_qualification_id
+    by_preq = DealChunkVectorStore(dhv_pool, FAKE, pre_qualification_id="pq-a")
+    await by_preq.aadd_texts(["foo"], ids=["p1"])
+    assert [d.id for d in await by_preq.aget_by_ids(["p1", "b1"])] == ["p1"]
+    assert [d.id for d in await other.aget_by_ids(["p1", "b1"])] == ["b1"]
+    # a row the app stored with both owners: the qualification's store reads it, never rewrites
+    # it without its pre-qualification (the upsert keeps both owner columns)
+    both = dv.DealChunk(id="both", qualification_id="q-a", pre_qualification_id="pq-a", agent_name="app",
+                        chunk_type="text", content="foo", embedding=FAKE.embed_query("foo"))  # fmt: skip
+    await dv.insert_deal_chunks(dhv_pool, [both])
+    assert [d.id for d in await mine.aget_by_ids(["both"])] == ["both"]
+    with pytest.raises(InvalidArgumentError, match="id=both"):
+        await mine.aadd_texts(["rewritten"], ids=["both"])
+    assert await dhv_pool.fetchval('SELECT "content" FROM "deal_embeddings" WHERE "id" = $1', "both") == "foo"
+
+
+async def test_raw_chunk_store_writes_are_owner_scoped(dhv_pool: dv.Pool) -> None:
+    await seed_owners(dhv_pool, pre_qualification_ids=["pq-a", "pq-b"])
+    mine = RawChunkVectorStore(dhv_pool, FAKE, pre_qualification_id="pq-a", token_counter=len)
+    other = RawChunkVectorStore(dhv_pool, FAKE, pre_qualification_id="pq-b")
+    await mine.aadd_texts(["foo bar", "baz"], metadatas=[{"page": 1}, {"page": 2}], ids=["r1", "r2"])
+    await other.aadd_texts(["foo bar"], ids=["o1"])
+    counts = dict(await dhv_pool.fetch('SELECT "id", "token_count" FROM "raw_chunks"'))
+    assert counts == {"r1": 7, "r2": 3, "o1": 2}  # the store's counter; by default whitespace words
+    await mine.aadd_texts(["foo bar v2"], metadatas=[{"page": 9}], ids=["r1"])
+    assert (await _stored(dhv_pool, "raw_chunks", "pre_qualification_id", "pq-a"))["r1"][:2] == (
+        "foo bar v2",
+        {"page": 9},
+    )
+    assert [d.id for d in await mine.aget_by_ids(["o1", "r2", "r1"])] == ["r2", "r1"]
+    await mine.adelete(["o1", "r2"])
+    assert set(await _stored(dhv_pool, "raw_chunks", "pre_qualification_id", "pq-b")) == {"o1"}
+    assert set(await _stored(dhv_pool, "raw_chunks", "pre_qualification_id", "pq-a")) == {"r1"}
+    with pytest.raises(InvalidArgumentError, match="id=o1"):
+        await mine.aadd_texts(["x"], ids=["o1"])
+
+
+async def test_bad_write_input_is_a_typed_error_before_anything_is_written(dhv_pool: dv.Pool) -> None:
+    await seed_owners(dhv_pool, qualification_ids=["q-a"])
+    store = DealChunkVectorStore(dhv_pool, FAKE, qualification_id="q-a")
+    cases: list[tuple[Any, str]] = [
+        (store.aadd_texts(["a", "b"], ids=["only-one"]), "ids"),
+        (store.aadd_texts(["a"], ids="a"), "ids"),  # type: ignore[arg-type]
+        (store.aadd_texts(["a"], ids=[7]), r"ids\[0\]"),  # type: ignore[list-item]
+        (store.aadd_texts(["a", "b"], ids=["same", "same"]), "appears twice"),
+        (store.aadd_texts(["a"], metadatas=[{"when": object()}]), "metadata"),
+        (store.aadd_texts(["a"], metadatas=[{1: "int key"}]), r"documents\[0\]"),  # type: ignore[dict-item]
+        (store.aadd_texts(["a\x00"]), "NUL"),
+        (store.aget_by_ids("abc"), "ids"),
+        (store.adelete("abc"), "ids"),  # type: ignore[arg-type]
+        (store.adelete(["a"], cascade=True), "cascade"),
+    ]
+    for call, match in cases:
+        with pytest.raises(InvalidArgumentError, match=match):
+            await call
+    assert await dhv_pool.fetchval('SELECT count(*) FROM "deal_embeddings"') == 0
 
 
 # --------------------------------------------------------------------------- langchain-tests, unmodified
 
 
-@NEEDS_WRITE_API
 class TestDealChunkVectorStoreStandard(VectorStoreIntegrationTests):
     """The suite against a store bound to a new qualification of a fresh database (empty)."""
 
@@ -357,7 +451,6 @@ class TestDealChunkVectorStoreStandard(VectorStoreIntegrationTests):
         return False
 
 
-@NEEDS_WRITE_API
 class TestRawChunkVectorStoreStandard(VectorStoreIntegrationTests):
     """The suite against a store bound to a new pre-qualification of a fresh database (empty)."""
 

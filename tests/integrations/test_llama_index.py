@@ -9,7 +9,8 @@ metadata filters, MMR, nodes returned as they were added). MMR is checked agains
 standard MMR (max similarity to every chosen node), which is what the library computes;
 ``SimpleVectorStore``'s MMR penalises only the most recently chosen node, so the two can
 differ (docs/integrations.md). Writes (``async_add``, ``adelete`` by ``ref_doc_id``,
-``aget_nodes``, ``adelete_nodes``, ``aclear``) need issue 20's write API.
+``adelete_nodes``) are mirrored in ``SimpleVectorStore`` and compared after each step; that
+they stay with the store's owner is checked with plain SQL.
 """
 
 from __future__ import annotations
@@ -38,17 +39,13 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 import dealhunter_vectors as dv
-from dealhunter_vectors import writes
 from dealhunter_vectors.errors import AsyncOnlyError, InvalidArgumentError, InvalidEmbeddingError
 from dealhunter_vectors.integrations.llama_index import DealChunkVectorStore
-from dealhunter_vectors.integrations.write_api import WriteApiMissingError
 from dealhunter_vectors.testing import seed_owners
 
 DIM = 3072
 QUAL = "q-li"
 N = 24
-HAS_WRITE_API = all(hasattr(writes, n) for n in ("upsert_deal_chunks", "get_deal_chunks", "delete_deal_chunks"))
-NEEDS_WRITE_API = pytest.mark.skipif(not HAS_WRITE_API, reason="issue 20's write API is not in this branch yet")
 
 
 def _vectors() -> np.ndarray[Any, Any]:
@@ -264,32 +261,58 @@ async def test_unsupported_queries_and_sync_calls_are_typed_errors(store: DealCh
         DealChunkVectorStore(store.client)
 
 
-@pytest.mark.skipif(HAS_WRITE_API, reason="issue 20's write API is here: the write tests below run")
-async def test_writes_say_which_write_function_is_missing(store: DealChunkVectorStore) -> None:
-    with pytest.raises(WriteApiMissingError, match="upsert_deal_chunks"):
-        await store.async_add(NODES[:1])
-    with pytest.raises(WriteApiMissingError, match="get_deal_chunks"):
-        await store.aget_nodes(["n01"])
+async def _owner_ids(pool: dv.Pool, owner: str) -> set[str]:
+    """The ids stored for a qualification, by plain SQL."""
+    rows = await pool.fetch('SELECT "id" FROM "deal_embeddings" WHERE "qualification_id" = $1', owner)
+    return {r["id"] for r in rows}
 
 
-@NEEDS_WRITE_API
-async def test_add_query_delete_by_ref_doc_id(dhv_pool: dv.Pool) -> None:
-    await seed_owners(dhv_pool, qualification_ids=["q-w"])
+async def test_writes_match_the_reference_store_and_stay_with_their_owner(dhv_pool: dv.Pool) -> None:
+    """Every write mirrored in SimpleVectorStore: after each, a query over all nodes gives the
+    same ids and similarities; another owner's nodes of the same source documents stay."""
+    await seed_owners(dhv_pool, qualification_ids=["q-w", "q-x"])
     store = DealChunkVectorStore(dhv_pool, qualification_id="q-w")
-    ids = await store.async_add(NODES)
-    assert ids == [n.node_id for n in NODES]
-    again = await store.async_add([NODES[0].model_copy(update={"text": "geändert"})])  # upsert: no duplicate
-    assert again == ["n00"]
+    other = DealChunkVectorStore(dhv_pool, qualification_id="q-x")
+    ref = SimpleVectorStore()
     query = VectorStoreQuery(query_embedding=QUERY.tolist(), similarity_top_k=N + 5)
-    result = await store.aquery(query)
-    assert sorted(result.ids or []) == sorted(ids)
-    assert next(n for n in result.nodes or [] if n.node_id == "n00").get_content() == "geändert"
-    await store.adelete("doc-1")
-    left = (await store.aquery(query)).ids or []
-    assert sorted(left) == sorted(n.node_id for n in NODES if n.ref_doc_id != "doc-1")
-    got = await store.aget_nodes(["n00", "n01", "missing"])
-    assert [n.node_id for n in got] == ["n00"]  # n01 belongs to doc-1 (deleted), "missing" never existed
-    await store.adelete_nodes(["n00", "missing"])
-    assert "n00" not in ((await store.aquery(query)).ids or [])
+
+    async def same_as_reference() -> None:
+        ours, expected = await store.aquery(query), ref.query(query)
+        assert ours.ids == expected.ids
+        assert ours.similarities == pytest.approx(expected.similarities, abs=1e-6)
+
+    orphan = TextNode(id_="orphan", text="ohne Quelle", embedding=VECS[3].tolist())  # no source document
+    added = [*NODES, orphan]
+    assert await store.async_add(added) == ref.add([n.model_copy() for n in added]) == [n.node_id for n in added]
+    theirs = [n.model_copy(update={"id_": f"x-{n.node_id}"}) for n in NODES]
+    await other.async_add(theirs)
+    await same_as_reference()
+    # an upsert: new text, metadata and source document (n02 moves from doc-2 to doc-1), no duplicate
+    moved = NODES[2].model_copy(
+        update={
+            "text": "geändert",
+            "metadata": {"page": 99},
+            "relationships": {NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc-1")},
+        }
+    )
+    assert await store.async_add([moved]) == ref.add([moved.model_copy()]) == ["n02"]
+    await same_as_reference()
+    (node,) = await store.aget_nodes(["n02"])
+    assert (node.get_content(), node.metadata, node.ref_doc_id) == ("geändert", {"page": 99}, "doc-1")
+    for ref_doc_id in ("doc-1", "no-such-document", "None"):  # "None": the nodes without a source
+        await store.adelete(ref_doc_id)
+        ref.delete(ref_doc_id)
+        await same_as_reference()
+    assert await _owner_ids(dhv_pool, "q-x") == {n.node_id for n in theirs}  # the same documents, untouched
+    # the owner's nodes only: another owner's ids are skipped by reads and untouched by deletes
+    assert [n.node_id for n in await store.aget_nodes(["x-n00", "n00", "missing", "n00"])] == ["n00"]
+    await store.adelete_nodes(["n00", "x-n00", "missing"])
+    ref.delete_nodes(["n00"])
+    await same_as_reference()
+    assert "x-n00" in await _owner_ids(dhv_pool, "q-x")
+    with pytest.raises(InvalidArgumentError, match="id=x-n03"):
+        await store.async_add([theirs[3]])  # never moved to this owner
     await store.aclear()
+    assert await _owner_ids(dhv_pool, "q-w") == set()
+    assert await _owner_ids(dhv_pool, "q-x") == {n.node_id for n in theirs}
     assert (await store.aquery(query)).ids == []

@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import dealhunter_vectors as dv
-from dealhunter_vectors import observe
+from dealhunter_vectors import observe, writes
 from dealhunter_vectors.config import with_database
 from dealhunter_vectors.db.migrations import migrations
 from dealhunter_vectors.db.replicas import connect_replicated
@@ -308,6 +308,92 @@ async def test_every_other_call_site_is_one_span_under_the_callers(telemetry: Te
     _assert_clean(telemetry)
 
 
+def _public_operations(module: Any) -> set[str]:
+    """The public coroutines of *module* wrapped by ``db.faults.operation`` (functools.wraps)."""
+    return {n for n in module.__all__ if hasattr(getattr(module, n), "__wrapped__")}
+
+
+async def test_every_write_and_read_back_is_one_span_under_the_callers(telemetry: Telemetry, pool: dv.Pool) -> None:
+    """Every public function of ``dealhunter_vectors.writes`` (issue 20): one span named after it,
+    a child of the caller's span, its result count what plain SQL or the result says; no
+    content, vector or password in any attribute (``get_*`` return the vectors)."""
+    q, pq = "q-otel-w", "pq-otel-w"
+    await seed_owners(pool, qualification_ids=[q], pre_qualification_ids=[pq])
+
+    def deal(i: int, **kw: Any) -> dv.DealChunk:
+        return dv.DealChunk(
+            id=f"w{i}", qualification_id=q, agent_name="w", chunk_type="t", content=f"inhalt {i}",
+            metadata={"s": "a"}, embedding=DEAL_VECS[i], **kw,
+        )  # fmt: skip
+
+    def raw(i: int, text: str = "inhalt") -> dv.RawChunk:
+        return dv.RawChunk(id=f"ra{i}", chunk_index=i, content=f"{text} {i}", token_count=2, embedding=RAW_VECS[i])
+
+    async def owned(table: str, column: str, owner: str) -> int:
+        return int(await pool.fetchval(f'SELECT count(*) FROM "{table}" WHERE "{column}" = $1', owner))
+
+    expected: dict[str, int | None] = {}
+    results: dict[str, Any] = {}
+    with telemetry.tracer.start_as_current_span("request") as parent:
+        results["insert_deal_chunks"] = await dv.insert_deal_chunks(pool, [deal(i) for i in range(3)])
+        expected["insert_deal_chunks"] = await owned("deal_embeddings", "qualification_id", q)  # 3
+        results["replace_deal_chunks"] = await dv.replace_deal_chunks(
+            pool, [deal(3), deal(4)], qualification_id=q, metadata_match={"s": "a"}
+        )
+        expected["replace_deal_chunks"] = await owned("deal_embeddings", "qualification_id", q)  # the 2 inserted
+        results["upsert_deal_chunks"] = await dv.upsert_deal_chunks(pool, [deal(4, confidence=9), deal(5)])
+        expected["upsert_deal_chunks"] = 2  # both written: one updated, one inserted
+        results["get_deal_chunks"] = await dv.get_deal_chunks(pool, ["w3", "w5", "missing"])
+        expected["get_deal_chunks"] = 2
+        results["page_deal_chunks"] = await dv.page_deal_chunks(pool, qualification_id=q, limit=2)
+        expected["page_deal_chunks"] = 2
+        results["stale_chunks"] = await dv.stale_chunks(pool, model="another-model", qualification_id=q, limit=10)
+        expected["stale_chunks"] = await owned("deal_embeddings", "qualification_id", q)  # all: another model
+        updates = [dv.EmbeddingUpdate(id=i, embedding=DEAL_VECS[7]) for i in ("w3", "missing")]
+        results["update_embeddings"] = await dv.update_embeddings(pool, updates, model="another-model")
+        expected["update_embeddings"] = int(
+            await pool.fetchval('SELECT count(*) FROM "deal_embeddings" WHERE "embedding_model" = $1', "another-model")
+        )
+        results["delete_deal_chunks"] = await dv.delete_deal_chunks(pool, qualification_id=q, ids=["w3", "missing"])
+        expected["delete_deal_chunks"] = 3 - await owned("deal_embeddings", "qualification_id", q)
+        results["replace_raw_chunks"] = await dv.replace_raw_chunks(pool, pq, [raw(0), raw(1)])
+        expected["replace_raw_chunks"] = await owned("raw_chunks", "pre_qualification_id", pq)
+        results["upsert_raw_chunks"] = await dv.upsert_raw_chunks(pool, pq, [raw(1, "neu"), raw(2)])
+        expected["upsert_raw_chunks"] = 2
+        results["get_raw_chunks"] = await dv.get_raw_chunks(pool, ["ra0", "ra2", "missing"])
+        expected["get_raw_chunks"] = 2
+        results["page_raw_chunks"] = await dv.page_raw_chunks(pool, pq, limit=10)
+        expected["page_raw_chunks"] = await owned("raw_chunks", "pre_qualification_id", pq)
+        before = await owned("raw_chunks", "pre_qualification_id", pq)
+        results["delete_raw_chunks"] = await dv.delete_raw_chunks(pool, pre_qualification_id=pq)
+        expected["delete_raw_chunks"] = before - await owned("raw_chunks", "pre_qualification_id", pq)
+        results["set_description_embedding"] = await dv.set_description_embedding(pool, pq, DEAL_VECS[9])
+        expected["set_description_embedding"] = None
+        rows_left = await owned("deal_embeddings", "qualification_id", q)
+        paged = [c.id async for c in dv.iter_deal_chunks(pool, qualification_id=q, page_size=1)]
+    assert set(expected) == _public_operations(writes)  # a new public write needs a line here
+    assert expected["replace_deal_chunks"] == 2 and expected["delete_deal_chunks"] == 1
+    assert expected["update_embeddings"] == 1 and expected["delete_raw_chunks"] == 3
+    for name, count in expected.items():
+        spans = telemetry.named(name)
+        assert len(spans) == (1 if name != "page_deal_chunks" else 1 + rows_left + 1), name
+        span = spans[0]
+        assert span.kind is SpanKind.CLIENT and span.status.status_code is not StatusCode.ERROR, name
+        assert span.parent is not None and span.parent.span_id == parent.get_span_context().span_id, name
+        attrs = dict(span.attributes or {})
+        assert attrs["db.operation.name"] == name and attrs["db.system.name"] == "postgresql", name
+        assert "server.address" in attrs and "db.namespace" in attrs, name
+        assert attrs.get("dealhunter.result_count") == count, (name, attrs)
+    # iter_deal_chunks: one page_deal_chunks span per page (page_size 1: one per row, then an empty one)
+    assert len(paged) == rows_left == 2
+    assert all(s.parent is not None and s.parent.span_id == parent.get_span_context().span_id
+               for s in telemetry.named("page_deal_chunks"))  # fmt: skip
+    assert telemetry.named("page_deal_chunks")[0].attributes["dealhunter.limit"] == 2  # type: ignore[index]
+    assert telemetry.named("stale_chunks")[0].attributes["dealhunter.limit"] == 10  # type: ignore[index]
+    assert results["get_deal_chunks"][0].embedding is not None  # the vectors were read, and not recorded:
+    _assert_clean(telemetry, forbidden_text="inhalt")
+
+
 async def test_writes_and_errors(telemetry: Telemetry, pool: dv.Pool) -> None:
     ids = await dv.insert_deal_chunks(
         pool,
@@ -450,7 +536,7 @@ def test_nothing_is_imported_or_observed_when_otel_is_not_installed(dhv_database
 import asyncio, os, sys
 sys.modules["opentelemetry"] = None
 import dealhunter_vectors as dv
-from dealhunter_vectors import observe
+from dealhunter_vectors import observe, writes
 from dealhunter_vectors.errors import MissingExtraError, ConfigurationError
 async def main():
     async with dv.open_pool({dhv_database_url!r}, min_size=1, max_size=1) as pool:
