@@ -121,11 +121,15 @@ async def test_recall_at_10_against_exact(loaded: tuple[str, Loaded]) -> None:
 
 
 async def test_hard_set_needs_the_widening(loaded: tuple[str, Loaded], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without widening the hard set's recall collapses: the recall test above depends on the rule."""
+    """Without widening the hard set misses the 0.99 goal: the recall test above depends on the rule.
+
+    The graph is built anew each run (HNSW levels are random): without widening the hard set's
+    recall@10 measured 0.77-0.92, with it >= 0.99; the bound leaves room for that spread.
+    """
     name, data = loaded
     if name != "hard":
         pytest.skip("the hard set only")
     monkeypatch.setattr(gs, "_crowded", lambda *args: False)
     recall = await data.recall()
     print(f"\nhard, never widening: recall@10 {recall:.3f}")
-    assert recall < 0.9
+    assert recall < 0.97
