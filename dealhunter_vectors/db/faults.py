@@ -22,8 +22,17 @@ import asyncpg
 
 from ..config import mask_text
 from ..errors import DatabaseUnavailableError, DealhunterVectorsError, QueryTimeoutError
+from .norms import norm_violation_error
+from .privileges import permission_denied
 
-__all__ = ["current_operation", "is_connection_error", "masked_cause", "operation", "translate_error"]
+__all__ = [
+    "current_operation",
+    "is_connection_error",
+    "masked_cause",
+    "operation",
+    "statement_error",
+    "translate_error",
+]
 
 _log = logging.getLogger("dealhunter_vectors.db.pool")
 
@@ -107,6 +116,15 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
     return None
 
 
+def statement_error(exc: BaseException, operation: str) -> DealhunterVectorsError | None:
+    """The typed error for a statement the server refused in a public *operation*: a missing
+    privilege (:class:`PermissionDeniedError` naming what the call needs) or an embedding its
+    norm check rejects (:class:`InvalidEmbeddingError`); None for anything else. Only the
+    public operations translate these, not the pool's own ``fetch``/``execute``."""
+    what = _OPERATION.get() or operation
+    return permission_denied(exc, what) or norm_violation_error(exc)
+
+
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -139,7 +157,7 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
                                 attempt += 1
                                 continue
                             raise
-                        translated = translate_error(exc, db)
+                        translated = translate_error(exc, db) or statement_error(exc, name)
                         if translated is None:
                             raise
                         if isinstance(translated, DatabaseUnavailableError) and attempt < attempts:

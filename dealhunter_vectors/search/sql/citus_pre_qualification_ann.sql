@@ -3,7 +3,8 @@
 -- shard returns its best $5 rows by the halfvec index (with the exact distance computed there),
 -- the coordinator keeps the best $5 of them by half distance; the outer query re-ranks those
 -- candidates by the exact vector distance. The hnsw.* settings reach the shards through
--- citus.propagate_set_commands = 'local' (dealhunter_vectors.layout.citus.set_local).
+-- citus.propagate_set_commands = 'local' (dealhunter_vectors.layout.citus.set_local). Rows whose
+-- norm lies outside [1e-12, 1e15] are filtered on the shards (the iterative scan goes on past them).
 SELECT c.id, c.distance
 FROM (
     SELECT p.id, p.description_embedding <=> $1::vector AS distance
@@ -11,6 +12,7 @@ FROM (
     WHERE p.description_embedding IS NOT NULL
       AND p.extracted_requirements IS NOT NULL
       AND ($2::text IS NULL OR p.id <> $2::text)
+      AND vector_norm(p.description_embedding) BETWEEN '1e-12'::float8 AND '1e15'::float8
     ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
     LIMIT $5
 ) c
