@@ -121,6 +121,8 @@ async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: 
             async with conn.transaction():
                 for statement in _rebuild_statements(canonical):
                     await conn.execute(statement, timeout=INDEX_BUILD_TIMEOUT)
+        except asyncpg.InsufficientPrivilegeError:
+            raise  # typed by @operation: PermissionDeniedError (the columns belong to the tables' owner)
         except asyncpg.PostgresError as exc:
             raise SchemaError(f"rebuilding the full-text columns with {canonical!r} failed: {exc}") from exc
     finally:

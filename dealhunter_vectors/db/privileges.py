@@ -133,6 +133,13 @@ OPERATION_NEEDS: Final[dict[str, tuple[Need, ...]]] = {
         *_select("pre_qualifications"),
         Need("column", "UPDATE", "pre_qualifications", "description_embedding"),
     ),
+    "set_text_search_config": (Need("owner", "OWNER", "deal_embeddings"), Need("owner", "OWNER", "raw_chunks")),
+    "apply_schema": (
+        Need("owner", "OWNER", "deal_embeddings"),
+        Need("owner", "OWNER", "raw_chunks"),
+        Need("owner", "OWNER", "pre_qualifications"),
+        Need("schema", "CREATE", "public"),
+    ),
 }
 """What each public operation needs, by relation: the error of a refused call names it."""
 

@@ -255,6 +255,8 @@ async def _apply_one(conn: asyncpg.Connection, mig: Migration) -> None:
                 mig.name,
                 mig.checksum,
             )
+    except asyncpg.InsufficientPrivilegeError:
+        raise  # typed by @operation: PermissionDeniedError naming what the role lacks
     except asyncpg.PostgresError as exc:
         raise SchemaError(f"migration {mig.version:03d}_{mig.name} failed: {exc}") from exc
 
