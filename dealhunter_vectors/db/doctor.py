@@ -3,7 +3,8 @@
 :func:`diagnose` connects to a URL *without bootstrapping anything* (no ``CREATE
 EXTENSION``, no codecs, no schema) and reports one :class:`Check` per step, in order:
 server reachable, authenticated, database, PostgreSQL version, pgvector available /
-installed / version, the role's privileges, schema version, vector indexes, dead tuples,
+installed / version, schema version, the role's privileges (judged for a purpose:
+:func:`role_check`), vector indexes, the embedding norm checks, dead tuples,
 ``maintenance_work_mem``. A check that fails says what to do. The version rules are
 plain functions so they can be tested on version strings.
 """

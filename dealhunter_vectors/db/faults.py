@@ -5,7 +5,9 @@ reset) is a :class:`~dealhunter_vectors.errors.DatabaseUnavailableError` (``retr
 driver's exception as ``__cause__``, URL masked); a statement beyond the command timeout a
 :class:`~dealhunter_vectors.errors.QueryTimeoutError` naming the statement and the timeout.
 Every public coroutine of the library is wrapped by :func:`operation`, which types these
-faults and retries read-only calls once (docs/reliability.md).
+faults and retries read-only calls once (docs/reliability.md); it also types what the server
+refuses in a public call: a missing privilege (``PermissionDeniedError``) and a norm check
+(``InvalidEmbeddingError``), see :func:`statement_error`.
 """
 
 from __future__ import annotations
