@@ -252,10 +252,18 @@ def norm_check_statements() -> list[str]:
 
 
 async def plant_rows_before_norm_checks(db: Any, *writes: tuple[Any, ...]) -> None:
-    """Run raw SQL *writes* (``(sql, *args)``) that migration 008's checks would refuse, as on a
-    database that got them before 008: the checks are dropped for the writes and added back
+    """Run raw SQL *writes* (``(sql, *args)``; *db* a pool or a connection) that migration 008's
+    checks would refuse, as on a database that got them before 008: the checks are dropped for the writes and added back
     ``NOT VALID``, exactly as 008 adds them over such rows (one transaction)."""
-    async with db.acquire() as conn, conn.transaction():
+    if isinstance(db, asyncpg.Connection):
+        await _plant(db, writes)
+    else:
+        async with db.acquire() as conn:
+            await _plant(conn, writes)
+
+
+async def _plant(conn: asyncpg.Connection, writes: tuple[tuple[Any, ...], ...]) -> None:
+    async with conn.transaction():
         for c in NORM_CONSTRAINTS:
             await conn.execute(f'ALTER TABLE "{c.table}" DROP CONSTRAINT IF EXISTS "{c.name}"')
         for sql, *args in writes:

@@ -203,7 +203,7 @@ async def run_doctor(conn: asyncpg.Connection, *, purpose: Purpose | None = None
 
 
 async def _schema_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
-    """pgvector, privileges and the schema version; whether there is a schema to check further."""
+    """pgvector and the schema version; whether there is a schema to check further."""
     try:
         extension_ready = await _extension_checks(conn, add)
         status = await schema_status(conn)

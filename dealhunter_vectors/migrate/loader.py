@@ -90,10 +90,15 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_SIZE: Final = 250
+"""Rows per COPY batch and transaction (a 3072-d JSON embedding is ~63 KB of text)."""
 MAX_BATCH_SIZE: Final = 1_000_000
 """Largest ``batch_size`` (rows per COPY; memory grows with it: ~12 KB per embedding)."""
 MAX_WORKERS: Final = 256
 """Most parsing processes ``workers`` may ask for."""
+MAINTENANCE_WORK_MEM: Final = "1GB"
+"""``maintenance_work_mem`` for the HNSW rebuild (a 3072-d halfvec graph needs ~7 KB a row)."""
+LONG_TIMEOUT: Final = 7 * 24 * 3600.0
+"""Client-side timeout for index builds and ANALYZE (the pool's command timeout is 60 s)."""
 
 
 def check_run_sizes(batch_size: object, workers: object) -> tuple[int, int]:
@@ -102,11 +107,7 @@ def check_run_sizes(batch_size: object, workers: object) -> tuple[int, int]:
         integer(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE),
         integer(workers, "workers", minimum=0, maximum=MAX_WORKERS),
     )
-"""Rows per COPY batch and transaction (a 3072-d JSON embedding is ~63 KB of text)."""
-MAINTENANCE_WORK_MEM: Final = "1GB"
-"""``maintenance_work_mem`` for the HNSW rebuild (a 3072-d halfvec graph needs ~7 KB a row)."""
-LONG_TIMEOUT: Final = 7 * 24 * 3600.0
-"""Client-side timeout for index builds and ANALYZE (the pool's command timeout is 60 s)."""
+
 
 _SET_MAINTENANCE_MEM: Final = "SELECT set_config('maintenance_work_mem', $1, false)"
 
