@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from .errors import InvalidEmbeddingError
+from .errors import InvalidArgumentError, InvalidEmbeddingError
 
 DEFAULT_DIMENSIONS: Final = 3072
 HALF_MAX: Final = 65504.0
@@ -53,6 +53,19 @@ _KIND_NAMES = {
 """How a rejected array's values are named in messages (never a numpy dtype code like ``<U1``)."""
 
 
+MAX_DIMENSIONS: Final = 16000
+"""pgvector's largest ``vector`` dimension count."""
+
+
+def check_dimensions(value: Any) -> int:
+    """The ``dimensions`` argument: an ``int`` (or numpy integer, not bool) in ``[1, MAX_DIMENSIONS]``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError("dimensions", f"must be an integer, got {type(value).__name__}")
+    if not 1 <= value <= MAX_DIMENSIONS:
+        raise InvalidArgumentError("dimensions", f"must lie in [1, {MAX_DIMENSIONS}], got {int(value)}")
+    return int(value)
+
+
 def as_embedding(
     value: Any,
     *,
@@ -64,6 +77,10 @@ def as_embedding(
     Raises :class:`InvalidEmbeddingError` naming the rule that failed (and *where*,
     e.g. ``"deal_embeddings id=abc column=embedding"``).
     """
+    if type(dimensions) is not int:  # the hot path passes the settings' int: one type check
+        dimensions = check_dimensions(dimensions)
+    elif not 1 <= dimensions <= MAX_DIMENSIONS:
+        check_dimensions(dimensions)
     if isinstance(value, (str, bytes, bytearray, memoryview)) or value is None:
         raise InvalidEmbeddingError("type", f"expected a sequence of numbers, got {type(value).__name__}", where=where)
     if isinstance(value, np.ma.MaskedArray):
@@ -156,6 +173,7 @@ def parse_json_embedding(
     Non-numbers (strings, nulls, booleans, nested arrays) are an ``InvalidEmbeddingError``
     with rule ``"type"``; invalid JSON likewise with a ``"json"`` rule.
     """
+    dimensions = check_dimensions(dimensions)
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -184,6 +202,7 @@ def parse_blob_embedding(
     where: str | None = None,
 ) -> Float32Array:
     """Parse sqlite-vec's float32 little-endian BLOB form and validate it."""
+    dimensions = check_dimensions(dimensions)
     if len(blob) % 4:
         raise InvalidEmbeddingError("type", f"BLOB of {len(blob)} bytes is not a float32 array", where=where)
     arr = np.frombuffer(blob, dtype="<f4").astype(np.float32)

@@ -45,6 +45,23 @@ class DatabaseUnavailableError(DealhunterVectorsError, ConnectionError):
     retryable = True
 
 
+class PermissionDeniedError(DealhunterVectorsError, PermissionError):
+    """The database role lacks a privilege the call needs (a ``GRANT`` away; not retryable).
+
+    ``privileges`` names what the call needs on ``relation`` (e.g. ``("INSERT",)`` on
+    ``deal_embeddings``), as far as the server's message tells the relation; the message also
+    says which role deployment grants it (docs/reliability.md, "Roles"). The driver's
+    exception is kept as ``__cause__``.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, privileges: tuple[str, ...] = (), relation: str | None = None) -> None:
+        self.privileges = privileges
+        self.relation = relation
+        super().__init__(message)
+
+
 class PoolExhaustedError(DealhunterVectorsError, TimeoutError):
     """No connection became free within the acquire timeout."""
 

@@ -7,8 +7,9 @@ Every check raises :class:`~dealhunter_vectors.errors.InvalidArgumentError` (a
   never floats (``limit=5.0`` is an error); values a PostgreSQL ``integer`` receives must
   lie in int32; ``limit`` lies in ``[1, MAX_LIMIT]``;
 * flags are ``bool`` (or ``numpy.bool_``) only: ``inclusive=1`` is an error;
-* numbers (thresholds, percents) are real, finite and within their range; ``bool`` is not a
-  number;
+* numbers (thresholds, percents, weights, timeouts) are real (``int``, ``float``,
+  ``Fraction``, numpy numbers), finite, within float64 and within their range; ``bool`` and
+  ``Decimal`` are not accepted;
 * texts (ids, agent names, tech stack, categories) are ``str`` without NUL characters and
   without lone surrogates (PostgreSQL ``text`` can hold neither);
 * text lists are a ``str`` (one item) or a list / tuple / set of texts; a numpy array,
@@ -81,12 +82,32 @@ def optional_flag(value: Any, name: str) -> bool | None:
 
 
 def number(value: Any, name: str, *, minimum: float, maximum: float) -> float:
-    """A finite real number in ``[minimum, maximum]``; bool, complex, NaN, strings are rejected."""
+    """A finite real number in ``[minimum, maximum]``, as a float.
+
+    Accepted: ``int``, ``float``, ``fractions.Fraction``, numpy integers and floats (any
+    ``numbers.Real`` but bool). Rejected: bool, ``Decimal`` (not a ``numbers.Real``: its
+    rounding to float is the caller's choice), complex, strings, NaN, infinities and values
+    beyond float64 (``10**400``, a huge ``Fraction``; ``float()`` would raise
+    ``OverflowError``).
+    """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(name, f"must be a number in [{minimum:g}, {maximum:g}], got {_kind(value)}")
-    result = float(value)
+        raise InvalidArgumentError(
+            name,
+            f"must be a real number (int, float, Fraction, numpy) in [{minimum:g}, {maximum:g}], got {_kind(value)}",
+        )
+    try:
+        if isinstance(value, np.floating):
+            with np.errstate(over="ignore"):  # a long double beyond float64 becomes inf (rejected below)
+                result = float(value)
+        else:
+            result = float(value)
+    except (OverflowError, ValueError, TypeError):
+        raise InvalidArgumentError(
+            name, f"must lie in [{minimum:g}, {maximum:g}], got a value of type {_kind(value)} beyond the float range"
+        ) from None
     if not math.isfinite(result) or not (minimum <= result <= maximum):
-        raise InvalidArgumentError(name, f"must lie in [{minimum:g}, {maximum:g}], got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else f"a {_kind(value)} of {len(repr(value))} characters"
+        raise InvalidArgumentError(name, f"must lie in [{minimum:g}, {maximum:g}], got {shown}")
     return result
 
 

@@ -20,8 +20,12 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+
+from dealhunter_vectors.db.migrations import migrations, split_statements
+from dealhunter_vectors.db.norms import NORM_CONSTRAINTS
 
 # README code blocks. Reading the fenced code blocks of README.md (used by test_readme.py and the plugin test).
 #
@@ -236,3 +240,33 @@ def get_once_served(
                 proc.wait()
     output = proc.stdout.read() if proc.stdout else ""
     return status, body, output
+
+
+# Rows another writer stored before migration 008's norm checks existed. ------------------------
+
+
+def norm_check_statements() -> list[str]:
+    """Migration 008's three ``ADD CONSTRAINT ... NOT VALID`` statements, as the file has them."""
+    [mig] = [m for m in migrations() if m.version == 8]
+    return [s for s in split_statements(mig.sql) if "ADD CONSTRAINT" in s]
+
+
+async def plant_rows_before_norm_checks(db: Any, *writes: tuple[Any, ...]) -> None:
+    """Run raw SQL *writes* (``(sql, *args)``; *db* a pool or a connection) that migration 008's
+    checks would refuse, as on a database that got them before 008: the checks are dropped for the writes and added back
+    ``NOT VALID``, exactly as 008 adds them over such rows (one transaction)."""
+    if isinstance(db, asyncpg.Connection):
+        await _plant(db, writes)
+    else:
+        async with db.acquire() as conn:
+            await _plant(conn, writes)
+
+
+async def _plant(conn: asyncpg.Connection, writes: tuple[tuple[Any, ...], ...]) -> None:
+    async with conn.transaction():
+        for c in NORM_CONSTRAINTS:
+            await conn.execute(f'ALTER TABLE "{c.table}" DROP CONSTRAINT IF EXISTS "{c.name}"')
+        for sql, *args in writes:
+            await conn.execute(sql, *args)
+        for statement in norm_check_statements():
+            await conn.execute(statement)

@@ -1,6 +1,6 @@
 """The ``dealhunter-vectors`` command line: one module per command group.
 
-* :mod:`.schema`: ``schema apply|indexes``, ``doctor``
+* :mod:`.schema`: ``schema apply|indexes|validate``, ``doctor``
 * :mod:`.migrate`: ``migrate``, ``verify``
 * :mod:`.search`: ``search lead|agent|raw|deep-scan|similar|duplicates``
 * :mod:`.demo`: ``demo``, the main job

@@ -1,4 +1,4 @@
-"""``dealhunter-vectors schema apply|indexes`` and ``dealhunter-vectors doctor``."""
+"""``dealhunter-vectors schema apply|indexes|validate`` and ``dealhunter-vectors doctor``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from ..config import get_settings, mask_url
 from ..db.doctor import Check, DoctorReport, diagnose, replica_checks, run_doctor
 from ..db.embedded import is_embedded_url
 from ..db.fulltext import text_search_config
+from ..db.norms import unvalidated_norm_constraints, validate_norm_constraints
 from ..db.pool import Pool
+from ..db.privileges import PURPOSES
 from ..db.replicas import ReplicatedPool
 from ..db.schema import apply_schema, create_vector_indexes
-from ._common import EXIT_FAILED, EXIT_OK, AddDatabaseUrl, connect, default_database_url
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_PROBLEMS, AddDatabaseUrl, connect, default_database_url, print_error
 from ._progress import watch_index_builds
 
 __all__ = ["doctor_report", "print_doctor_report", "register"]
@@ -29,6 +31,22 @@ async def cmd_schema_apply(args: argparse.Namespace, console: Console) -> int:
         applied = await apply_schema(pool, text_search_config=args.text_search_config, distributed=args.distributed)
         console.print(f"schema: applied {applied}" if applied else "schema: up to date, nothing to apply")
         console.print(f"text search configuration: {await text_search_config(pool)}")
+    return EXIT_OK
+
+
+async def cmd_schema_validate(args: argparse.Namespace, console: Console) -> int:
+    """Validate migration 008's norm checks; list the rows that keep one NOT VALID (exit 3)."""
+    async with connect(args, min_size=1, max_size=2) as pool, pool.acquire() as conn:
+        blocked = await validate_norm_constraints(conn)
+        left = await unvalidated_norm_constraints(conn)
+    for finding in blocked:
+        print_error(f"{finding.describe()}: fix or delete them, then run this again", prefix="problem")
+    not_owned = [name for name, owner in left.items() if not owner]
+    if not_owned:
+        print_error(f"not validated (run as the tables' owner): {', '.join(not_owned)}", prefix="problem")
+    if blocked or not_owned:
+        return EXIT_PROBLEMS
+    console.print("embedding norm checks: validated")
     return EXIT_OK
 
 
@@ -77,10 +95,14 @@ async def _replica_rows(args: argparse.Namespace, report: DoctorReport) -> list[
 
 async def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
     url = args.database_url or default_database_url()
-    report = await diagnose(url)
+    report = await diagnose(url, purpose=args.purpose)
     report.checks.extend(await _replica_rows(args, report))
     if args.json:
-        payload = {"healthy": report.healthy, "checks": [dataclasses.asdict(c) for c in report.checks]}
+        payload: dict[str, Any] = {"healthy": report.healthy, "checks": [dataclasses.asdict(c) for c in report.checks]}
+        caps = report.capabilities
+        if caps is not None:
+            payload["purpose"] = report.purpose
+            payload["role"] = {"name": caps.role, "can": [c.purpose for c in caps.capabilities if c.able]}
         sys.stdout.write(orjson.dumps(payload).decode() + "\n")
     else:
         print_doctor_report(report, console, title=f"doctor: {url if is_embedded_url(url) else mask_url(url)}")
@@ -109,13 +131,30 @@ def register(sub: Any, add_database_url: AddDatabaseUrl) -> None:
     p = schema_sub.add_parser("indexes", help="(re)create the HNSW vector indexes if missing")
     add_database_url(p)
     p.set_defaults(handler=cmd_schema_indexes)
+    p = schema_sub.add_parser(
+        "validate",
+        help="validate the embedding norm checks (migration 008); list the rows that block them",
+        description="Runs ALTER TABLE ... VALIDATE CONSTRAINT for each norm check still NOT VALID (as the tables' "
+        "owner). Exit 0 all validated, 3 rows out of range (listed by table and id) or tables not owned.",
+    )
+    add_database_url(p)
+    p.set_defaults(handler=cmd_schema_validate)
 
     p = sub.add_parser(
         "doctor",
         help="health check: server, login, versions, pgvector, privileges, schema, indexes, memory",
         description="Connects without changing anything (no CREATE EXTENSION, no schema) and reports one row "
-        "per check; each failing row says what to do. Exit 0 healthy, 1 not.",
+        "per check; each failing row says what to do. Exit 0 healthy, 1 not. The privileges row judges the "
+        "role for --for (search, write, migrate, admin), else reports what it can do.",
     )
     add_database_url(p)
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument(
+        "--for",
+        dest="purpose",
+        choices=PURPOSES,
+        default=None,
+        help="judge the role's privileges for this job only (search service, writer service, migrate, admin: "
+        "schema changes); default: report what the role can do and need only search (docs/reliability.md, Roles)",
+    )
     p.set_defaults(handler=cmd_doctor)

@@ -3,7 +3,8 @@
 :func:`diagnose` connects to a URL *without bootstrapping anything* (no ``CREATE
 EXTENSION``, no codecs, no schema) and reports one :class:`Check` per step, in order:
 server reachable, authenticated, database, PostgreSQL version, pgvector available /
-installed / version, the role's privileges, schema version, vector indexes, dead tuples,
+installed / version, schema version, the role's privileges (judged for a purpose:
+:func:`role_check`), vector indexes, the embedding norm checks, dead tuples,
 ``maintenance_work_mem``. A check that fails says what to do. The version rules are
 plain functions so they can be tested on version strings.
 """
@@ -22,6 +23,8 @@ from ..config import mask_text
 from ..errors import ConfigurationError, DealhunterVectorsError, SchemaError
 from .embedded import resolve_database_url
 from .migrations import MIGRATIONS_TABLE
+from .norms import NORM_CONSTRAINTS, out_of_range_rows, unvalidated_norm_constraints
+from .privileges import PURPOSES, Purpose, RoleCapabilities, grant_statements, role_capabilities
 from .replicas import ReplicaState, ReplicatedPool
 from .schema import VECTOR_INDEXES, legacy_schema, schema_status
 from .server import PGVECTOR_MIN_SAFE
@@ -53,9 +56,15 @@ class Check:
 
 @dataclass
 class DoctorReport:
-    """All checks; ``healthy`` only when none failed."""
+    """All checks; ``healthy`` only when none failed.
+
+    *purpose* is what the role was judged for (``None``: what it can do, see
+    :func:`role_check`); *capabilities* what the role can do, per purpose.
+    """
 
     checks: list[Check] = field(default_factory=list)
+    purpose: Purpose | None = None
+    capabilities: RoleCapabilities | None = None
 
     @property
     def healthy(self) -> bool:
@@ -125,24 +134,13 @@ LEFT JOIN pg_extension e ON e.extname = 'vector'
 WHERE r.rolname = current_user
 """
 
-_TABLE_PRIVILEGES_SQL = """
-SELECT t.name
-FROM unnest($1::text[]) AS t(name)
-WHERE to_regclass(format('public.%I', t.name)) IS NOT NULL
-  AND NOT (has_table_privilege(format('public.%I', t.name), 'SELECT')
-           AND has_table_privilege(format('public.%I', t.name), 'INSERT')
-           AND has_table_privilege(format('public.%I', t.name), 'UPDATE')
-           AND has_table_privilege(format('public.%I', t.name), 'DELETE'))
-ORDER BY 1
-"""
-
 
 def _table_names() -> list[str]:
     return sorted(t["name"] for t in legacy_schema()["tables"])
 
 
-async def _extension_and_privilege_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
-    """pgvector available / installed / version and the role's privileges.
+async def _extension_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
+    """pgvector available / installed / version.
 
     Returns whether ``schema apply`` can run as this role as far as the extension goes
     (installed already, or the role may create it).
@@ -183,50 +181,33 @@ async def _extension_and_privilege_checks(conn: asyncpg.Connection, add: Callabl
                 version_check.fix,
             )
         )
-    schema_applied = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", MIGRATIONS_TABLE)
-    ready = installed is not None or (can_create_extension and facts["default_version"] is not None)
-    if facts["superuser"]:
-        add(Check("privileges", "ok", f"role {role} is a superuser"))
-        return ready
-    problems: list[str] = []
-    fixes: list[str] = []
-    if not facts["create_in_public"]:
-        problems.append("cannot create tables in schema public (schema apply and index builds need it)")
-        fixes.append(f"GRANT CREATE ON SCHEMA public TO {role} (as the schema owner), or run schema apply as the owner")
-    if schema_applied:
-        missing = await conn.fetch(_TABLE_PRIVILEGES_SQL, _table_names())
-        if missing:
-            names = [r["name"] for r in missing]
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            problems.append(f"lacks SELECT/INSERT/UPDATE/DELETE on {shown}")
-            fixes.append(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
-    if problems and not (schema_applied and facts["create_in_public"] is False and len(problems) == 1):
-        add(Check("privileges", "fail", f"role {role} " + "; ".join(problems), "; ".join(fixes)))
-    elif problems:  # schema in place, only CREATE missing: enough to search and write
-        add(Check("privileges", "warn", f"role {role} " + problems[0], fixes[0]))
-    else:
-        add(Check("privileges", "ok", f"role {role} can create in schema public and read/write the tables"))
-    return ready
+    return installed is not None or (can_create_extension and facts["default_version"] is not None)
 
 
-async def run_doctor(conn: asyncpg.Connection) -> DoctorReport:
+async def run_doctor(conn: asyncpg.Connection, *, purpose: Purpose | None = None) -> DoctorReport:
     """Run every check over *conn* (already connected: reachability is :func:`diagnose`'s).
 
-    Changes nothing: no ``CREATE EXTENSION``, no schema, read-only catalog queries.
+    *purpose* (``search``, ``write``, ``migrate``, ``admin``): judge the role's privileges for
+    that job only (:func:`role_check`); None: report what the role can do. Changes nothing:
+    no ``CREATE EXTENSION``, no schema, read-only catalog queries.
     """
-    report = DoctorReport()
+    report = DoctorReport(purpose=purpose)
     add = report.checks.append
     add(check_postgres_version(await conn.fetchval("SHOW server_version")))
     if await _schema_checks(conn, add):
+        report.capabilities = await _role_checks(conn, add, purpose, schema_applied=True)
         await _index_checks(conn, add)
+        await _embedding_norm_checks(conn, add)
         await _maintenance_checks(conn, add)
+    else:
+        report.capabilities = await _role_checks(conn, add, purpose, schema_applied=False)
     return report
 
 
 async def _schema_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> bool:
-    """pgvector, privileges and the schema version; whether there is a schema to check further."""
+    """pgvector and the schema version; whether there is a schema to check further."""
     try:
-        extension_ready = await _extension_and_privilege_checks(conn, add)
+        extension_ready = await _extension_checks(conn, add)
         status = await schema_status(conn)
     except SchemaError as exc:
         add(Check("schema", "fail", str(exc), "upgrade dealhunter-vectors"))
@@ -332,15 +313,19 @@ def _where(dsn: str) -> str:
     return f"{host}:{parts.port or query.get('port') or 5432}"
 
 
-async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
+async def diagnose(url: str, *, connect_timeout: float = 5.0, purpose: Purpose | None = None) -> DoctorReport:
     """Connect to *url* without bootstrapping anything and run every check (see module doc).
+
+    *purpose*: judge the role for that job (:func:`run_doctor`).
 
     Never raises for a server problem: an unreachable server, a refused login or a missing
     database is a failing check that says what to do. Passwords never appear. A malformed
     URL raises :class:`ConfigurationError`, a TLS misconfiguration (wrong CA, wrong host name,
     ``sslmode=require`` without TLS on the server) its subclass ``TLSConfigurationError``.
     """
-    report = DoctorReport()
+    if purpose is not None and purpose not in PURPOSES:
+        raise ConfigurationError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+    report = DoctorReport(purpose=purpose)
     add = report.checks.append
     try:
         dsn = resolve_database_url(url)
@@ -396,11 +381,94 @@ async def diagnose(url: str, *, connect_timeout: float = 5.0) -> DoctorReport:
         add(Check("server reachable", "ok", _where(dsn)))
         add(Check("authenticated", "ok", f"as {user}"))
         add(Check("database", "ok", database))
-        rest = await run_doctor(conn)
+        rest = await run_doctor(conn, purpose=purpose)
         report.checks.extend(rest.checks)
+        report.capabilities = rest.capabilities
     finally:
         await conn.close()
     return report
+
+
+# --------------------------------------------------------------------------- the role's purpose (issue 19)
+
+
+def role_check(caps: RoleCapabilities, purpose: Purpose | None, *, database: str, schema_applied: bool) -> Check:
+    """The ``privileges`` row: judged for *purpose*, or (None) reporting what the role can do.
+
+    Without a purpose the row is ok when the role can search (the least any service of this
+    library does; before the schema exists: when it can apply it), and says what else it can
+    and cannot do. A failing row's fix is the ``GRANT`` statements that would make it able.
+    """
+    detail = caps.summary()
+    if caps.superuser:
+        return Check("privileges", "ok", detail)
+    judged: Purpose = purpose or ("search" if schema_applied else "admin")
+    capability = caps.of(judged)
+    if capability.able:
+        return Check("privileges", "ok", detail if purpose is None else f"{detail}; judged for {purpose}: able")
+    grants = grant_statements(capability.missing, caps.role, database)
+    shown = "; ".join(grants[:4]) + ("; ..." if len(grants) > 4 else "")
+    fix = f"{shown} (the grants per service: docs/reliability.md, section Roles)"
+    reason = f"judged for {purpose}" if purpose is not None else f"judged for {judged} (no --for given)"
+    return Check("privileges", "fail", f"{detail}; {reason}", fix)
+
+
+async def _role_checks(
+    conn: asyncpg.Connection, add: Callable[[Check], None], purpose: Purpose | None, *, schema_applied: bool
+) -> RoleCapabilities:
+    caps = await role_capabilities(conn, _table_names())
+    database = await conn.fetchval("SELECT current_database()")
+    add(role_check(caps, purpose, database=database, schema_applied=schema_applied))
+    return caps
+
+
+# --------------------------------------------------------------------------- embedding norms (migration 008)
+
+
+async def _embedding_norm_checks(conn: asyncpg.Connection, add: Callable[[Check], None]) -> None:
+    """Migration 008's norm checks: validated, or the rows that keep one ``NOT VALID`` (by table and id)."""
+    try:
+        pending = await unvalidated_norm_constraints(conn)
+        findings = await out_of_range_rows(conn)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        add(
+            Check(
+                "embedding norms",
+                "warn",
+                f"cannot look for out-of-range embeddings: {exc}",
+                "run doctor as a role with SELECT on the chunk tables",
+            )
+        )
+        return
+    present = await conn.fetchval(
+        "SELECT count(*) FROM pg_constraint WHERE conname = ANY($1::text[])", [c.name for c in NORM_CONSTRAINTS]
+    )
+    if not present:
+        return  # migration 008 not applied: the schema row says so
+    for f in findings:
+        add(
+            Check(
+                f"embedding norms {f.table}",
+                "fail",
+                f"{f.describe()}; the searches skip them, constraint {f.constraint} stays NOT VALID",
+                f"give these rows of {f.table} a valid {f.column} (or NULL), or delete them; "
+                "then `dealhunter-vectors schema validate` as the tables' owner",
+            )
+        )
+    blocked = {f.constraint for f in findings}
+    idle = [name for name in pending if name not in blocked]
+    if idle:
+        add(
+            Check(
+                "embedding norms",
+                "warn",
+                f"no row out of range, but {', '.join(idle)} NOT VALID yet",
+                "`dealhunter-vectors schema validate` as the tables' owner",
+            )
+        )
+    elif not findings:
+        columns = ", ".join(f"{c.table}.{c.column}" for c in NORM_CONSTRAINTS)
+        add(Check("embedding norms", "ok", f"norms in [1e-12, 1e15] enforced (validated checks on {columns})"))
 
 
 # --------------------------------------------------------------------------- read replicas

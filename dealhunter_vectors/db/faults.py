@@ -5,7 +5,9 @@ reset) is a :class:`~dealhunter_vectors.errors.DatabaseUnavailableError` (``retr
 driver's exception as ``__cause__``, URL masked); a statement beyond the command timeout a
 :class:`~dealhunter_vectors.errors.QueryTimeoutError` naming the statement and the timeout.
 Every public coroutine of the library is wrapped by :func:`operation`, which types these
-faults and retries read-only calls once (docs/reliability.md).
+faults and retries read-only calls once (docs/reliability.md); it also types what the server
+refuses in a public call: a missing privilege (``PermissionDeniedError``) and a norm check
+(``InvalidEmbeddingError``), see :func:`statement_error`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import asyncpg
 from .. import observe
 from ..config import mask_text
 from ..errors import DatabaseUnavailableError, DealhunterVectorsError, QueryTimeoutError
+from .norms import norm_violation_error
+from .privileges import permission_denied
 
 __all__ = [
     "current_operation",
@@ -32,6 +36,7 @@ __all__ = [
     "masked_cause",
     "operation",
     "remote_node_failure",
+    "statement_error",
     "translate_error",
 ]
 
@@ -176,6 +181,15 @@ def translate_error(exc: BaseException, db: object, operation: str | None = None
     return None
 
 
+def statement_error(exc: BaseException, operation: str) -> DealhunterVectorsError | None:
+    """The typed error for a statement the server refused in a public *operation*: a missing
+    privilege (:class:`PermissionDeniedError` naming what the call needs) or an embedding its
+    norm check rejects (:class:`InvalidEmbeddingError`); None for anything else. Only the
+    public operations translate these, not the pool's own ``fetch``/``execute``."""
+    what = _OPERATION.get() or operation
+    return permission_denied(exc, what) or norm_violation_error(exc)
+
+
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -262,7 +276,7 @@ def operation(name: str, *, read_only: bool = False) -> Callable[[_F], _F]:
                                 observe.add("retries")
                                 continue
                             raise
-                        translated = translate_error(exc, db)
+                        translated = translate_error(exc, db) or statement_error(exc, name)
                         if translated is None:
                             raise
                         if isinstance(translated, DatabaseUnavailableError) and attempt < attempts:

@@ -27,6 +27,7 @@ from typing import Final
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
+from .faults import operation
 from .migrations import ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
 
 __all__ = [
@@ -73,6 +74,7 @@ def _rebuild_statements(config: str) -> list[str]:
     return statements
 
 
+@operation("text_search_config", read_only=True)
 async def text_search_config(db: asyncpg.Pool | asyncpg.Connection) -> str:
     """The configuration the full-text columns are built with (``german`` unless changed)."""
     try:
@@ -97,6 +99,7 @@ async def _canonical(conn: asyncpg.Connection, config: str) -> str:
     return str(canonical)
 
 
+@operation("set_text_search_config")
 async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: str) -> bool:
     """Rebuild the full-text columns with *config*; return False when it is already in force.
 
@@ -118,6 +121,8 @@ async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: 
             async with conn.transaction():
                 for statement in _rebuild_statements(canonical):
                     await conn.execute(statement, timeout=INDEX_BUILD_TIMEOUT)
+        except asyncpg.InsufficientPrivilegeError:
+            raise  # typed by @operation: PermissionDeniedError (the columns belong to the tables' owner)
         except asyncpg.PostgresError as exc:
             raise SchemaError(f"rebuilding the full-text columns with {canonical!r} failed: {exc}") from exc
     finally:

@@ -101,5 +101,7 @@ async def apply_recorded(
                 mig.name,
                 mig.checksum,
             )
+    except asyncpg.InsufficientPrivilegeError:
+        raise  # typed by @operation: PermissionDeniedError naming what the role lacks
     except asyncpg.PostgresError as exc:
         raise SchemaError(f"{what} {mig.version:03d}_{mig.name} failed: {exc}") from exc

@@ -26,6 +26,8 @@ from typing import Any
 
 from .. import observe
 from ..config import Settings, get_settings
+from ..errors import InvalidArgumentError
+from ..validation import integer, number
 from .faults import is_connection_error, operation, translate_error
 from .replicas import ReplicatedPool, connect_replicated
 from .server import (
@@ -73,6 +75,38 @@ class _Default:
 _DEFAULT = _Default()
 
 
+MAX_SECONDS = 1e7
+"""Largest timeout or interval a pool option accepts (115 days; ``None`` turns a timeout off)."""
+
+
+def _seconds(value: Any, name: str, *, zero: bool = False) -> float | None:
+    """``None`` or a number of seconds in ``(0, MAX_SECONDS]`` (``[0, ...]`` when *zero* is allowed)."""
+    if value is None:
+        return None
+    seconds = number(value, name, minimum=0.0, maximum=MAX_SECONDS)
+    if seconds == 0 and not zero:
+        raise InvalidArgumentError(name, f"must be a number of seconds > 0 (at most {MAX_SECONDS:g}), got {value!r}")
+    return seconds
+
+
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`create_pool`'s numeric options checked (``InvalidArgumentError`` naming one) and normalised."""
+    out = dict(options)
+    for name in ("min_size", "max_size", "statement_cache_size"):
+        if out[name] is not None:
+            low = 1 if name == "max_size" else 0
+            out[name] = integer(
+                out[name], name, minimum=low, maximum=1_000_000 if name == "statement_cache_size" else 10_000
+            )
+    for name in ("connect_timeout", "acquire_timeout"):
+        out[name] = _seconds(out[name], name)
+    if not isinstance(out["command_timeout"], _Default):
+        out["command_timeout"] = _seconds(out["command_timeout"], "command_timeout")
+    for name in ("max_inactive_connection_lifetime", "max_replica_lag", "replica_check_interval"):
+        out[name] = _seconds(out[name], name, zero=True)
+    return out
+
+
 async def create_pool(
     url: str | None = None,
     *,
@@ -100,7 +134,10 @@ async def create_pool(
     ``pgbouncer=True`` turns the prepared-statement cache off for PgBouncer's
     transaction pooling mode. ``command_timeout=None`` disables the per-statement
     timeout (default: the settings' 60 s). Raises :class:`DatabaseUnavailableError` (URL masked)
-    when the server cannot be reached or refuses the login.
+    when the server cannot be reached or refuses the login. Sizes are integers (``min_size``
+    >= 0, ``max_size`` >= 1), timeouts and intervals numbers of seconds in (0, 1e7] (``None``
+    where it turns them off; a lifetime, lag or check interval may be 0); anything else is an
+    :class:`~dealhunter_vectors.errors.InvalidArgumentError` naming the option.
 
     *replicas* (default: ``DATABASE_REPLICA_URLS`` when *url* is ``DATABASE_URL``'s) are
     streaming standbys of *url*: the result is then a
@@ -108,6 +145,24 @@ async def create_pool(
     replica lagging at most *max_replica_lag* seconds (default 5) and everything else on
     the primary (docs/scaling.md, "Read replicas").
     """
+    checked = _checked_options(
+        {
+            "min_size": min_size,
+            "max_size": max_size,
+            "max_inactive_connection_lifetime": max_inactive_connection_lifetime,
+            "connect_timeout": connect_timeout,
+            "acquire_timeout": acquire_timeout,
+            "command_timeout": command_timeout,
+            "statement_cache_size": statement_cache_size,
+            "max_replica_lag": max_replica_lag,
+            "replica_check_interval": replica_check_interval,
+        }
+    )
+    min_size, max_size, statement_cache_size = checked["min_size"], checked["max_size"], checked["statement_cache_size"]
+    max_inactive_connection_lifetime = checked["max_inactive_connection_lifetime"]
+    connect_timeout, acquire_timeout = checked["connect_timeout"], checked["acquire_timeout"]
+    command_timeout = checked["command_timeout"]
+    max_replica_lag, replica_check_interval = checked["max_replica_lag"], checked["replica_check_interval"]
     cfg = settings or get_settings()
     if cfg.otel:
         observe.enable("otel")  # DEALHUNTER_OTEL=1: the [otel] extra's instrument(), once per process

@@ -31,6 +31,7 @@ from .migrations import (
     migrations,
     quote_ident,
 )
+from .norms import validate_norm_constraints
 from .server import session_state
 
 __all__ = [
@@ -187,6 +188,11 @@ async def apply_schema(
     (:func:`~dealhunter_vectors.db.fulltext.set_text_search_config`); None keeps the current
     one (``german`` on a new database).
 
+    After applying migrations it validates migration 008's norm checks
+    (:func:`~dealhunter_vectors.db.norms.validate_norm_constraints`): a table holding
+    embeddings whose norm lies outside [1e-12, 1e15] keeps its check ``NOT VALID`` and is
+    logged as a warning (``doctor`` lists the rows); the searches skip those rows.
+
     ``distributed=True`` (a Citus coordinator): then the distributed layout
     (:mod:`dealhunter_vectors.db.distributed`, docs/scaling.md); its versions are reported as
     ``DISTRIBUTED_LAYOUT_VERSION_OFFSET + n`` (layout 1 -> 1001).
@@ -203,6 +209,8 @@ async def apply_schema(
             await require_citus(db)  # before any table is created as a plain local table
         await ensure_writable(db, action="schema apply")
         applied = [] if await _schema_is_current(db, target) else await _apply_pending(db, target)
+        if applied:  # a separate step: out-of-range rows keep a check NOT VALID, never fail the upgrade
+            await validate_norm_constraints(db)
         if text_search_config is not None:
             await set_text_search_config(db, text_search_config)
         if distributed:

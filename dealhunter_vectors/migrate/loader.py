@@ -59,6 +59,7 @@ from ..errors import (
     ReadOnlyServerError,
 )
 from ..layout import layout_of
+from ..validation import integer
 from .batches import IS_EMPTY_SQL, SingleNodeTable
 from .batches_citus import CitusTable
 from .reports import MigrationReport
@@ -78,8 +79,11 @@ from .source import (
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "MAX_BATCH_SIZE",
+    "MAX_WORKERS",
     "MigrationProgress",
     "check_privileges",
+    "check_run_sizes",
     "masked_target",
     "migrate_sqlite",
     "open_source_and_pool",
@@ -88,10 +92,23 @@ __all__ = [
 
 DEFAULT_BATCH_SIZE: Final = 250
 """Rows per COPY batch and transaction (a 3072-d JSON embedding is ~63 KB of text)."""
+MAX_BATCH_SIZE: Final = 1_000_000
+"""Largest ``batch_size`` (rows per COPY; memory grows with it: ~12 KB per embedding)."""
+MAX_WORKERS: Final = 256
+"""Most parsing processes ``workers`` may ask for."""
 MAINTENANCE_WORK_MEM: Final = "1GB"
 """``maintenance_work_mem`` for the HNSW rebuild (a 3072-d halfvec graph needs ~7 KB a row)."""
 LONG_TIMEOUT: Final = 7 * 24 * 3600.0
 """Client-side timeout for index builds and ANALYZE (the pool's command timeout is 60 s)."""
+
+
+def check_run_sizes(batch_size: object, workers: object) -> tuple[int, int]:
+    """``batch_size`` in [1, MAX_BATCH_SIZE] and ``workers`` in [0, MAX_WORKERS] (``InvalidArgumentError``)."""
+    return (
+        integer(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE),
+        integer(workers, "workers", minimum=0, maximum=MAX_WORKERS),
+    )
+
 
 _SET_MAINTENANCE_MEM: Final = "SELECT set_config('maintenance_work_mem', $1, false)"
 
@@ -445,8 +462,7 @@ async def migrate_sqlite(
     """
     if on_error not in ("stop", "skip"):
         raise MigrationError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
-    if batch_size < 1:
-        raise MigrationError("batch_size must be >= 1")
+    batch_size, workers = check_run_sizes(batch_size, workers)
     started = time.perf_counter()
     order = load_order(tables)
     source, pool = await open_source_and_pool(sqlite_path, db, preflight=preflight)

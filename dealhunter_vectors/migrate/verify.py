@@ -36,7 +36,7 @@ from ..db.migrations import quote_ident
 from ..db.pool import Pool, close_pool
 from ..embeddings import MAX_NORM, MIN_NORM, embedding_norm
 from ..errors import DatabaseUnavailableError, MigrationError
-from .loader import DEFAULT_BATCH_SIZE, masked_target, open_source_and_pool
+from .loader import DEFAULT_BATCH_SIZE, check_run_sizes, masked_target, open_source_and_pool
 from .reports import LIST_LIMIT, TableVerification, VectorProblem, VerificationReport
 from .source import BatchReader, TablePlan, check_source_table, load_order, process_pool, table_plans
 
@@ -236,6 +236,7 @@ async def verify_migration(
     quick_check``, an unreadable page) or a lost server is a one-line :class:`MigrationError`
     (``retryable`` for the server).
     """
+    batch_size, workers = check_run_sizes(batch_size, workers)
     started = time.perf_counter()
     order = load_order(tables)
     source, pool = await open_source_and_pool(sqlite_path, db)
@@ -270,6 +271,11 @@ async def verify_migration(
         masked = masked_target(pool)
     except sqlite3.Error as exc:
         failure = MigrationError(f"reading the source {Path(sqlite_path)} failed: {exc} (the file is damaged)")
+    except asyncpg.InsufficientPrivilegeError as exc:
+        failure = MigrationError(
+            f"verify needs SELECT on every table it compares: {str(exc).splitlines()[0]}; grant it "
+            "(GRANT SELECT ON ALL TABLES IN SCHEMA public TO <role>) or verify as the tables' owner"
+        )
     except Exception as exc:
         if not (isinstance(exc, DatabaseUnavailableError) or is_connection_error(exc)):
             raise

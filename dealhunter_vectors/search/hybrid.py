@@ -29,7 +29,9 @@ Either input may be absent: ``query_embedding=None`` is a text-only search (hits
 text rank; ``similarity`` None), ``query_text=None`` (or text without any word, e.g. only
 punctuation or only stop words) a vector-only search (hits ordered by cosine, like
 :func:`~dealhunter_vectors.search_deal_embeddings` with the same threshold). Both absent is a
-``ValueError``. A weight of 0 switches its leg off. ``threshold`` applies to the vector leg
+``ValueError``. A weight of 0 switches its leg off; a non-zero weight lies in
+:data:`WEIGHT_RANGE` and ``rrf_k`` in [0, :data:`MAX_RRF_K`], so that no two ranks of a leg
+round to the same fused score. ``threshold`` applies to the vector leg
 only: a row below it can still be found by its text.
 
 ``query_text`` is data: quotes, ``&|!():*``, ``<->``, backslashes and SQL are just text. A
@@ -78,6 +80,8 @@ __all__ = [
     "DEFAULT_RRF_K",
     "MAX_CANDIDATES",
     "MAX_QUERY_TEXT_CHARS",
+    "MAX_RRF_K",
+    "WEIGHT_RANGE",
     "hybrid_search_deal_embeddings",
     "hybrid_search_raw_chunks",
 ]
@@ -90,6 +94,13 @@ MAX_CANDIDATES: Final = 1000
 """Largest ``candidates`` (each leg sorts at most this many rows into the fusion)."""
 MAX_QUERY_TEXT_CHARS: Final = 4096
 """Longest accepted ``query_text`` (a search query, not a document)."""
+
+
+MAX_RRF_K: Final = 1e6
+"""Largest ``rrf_k``: beyond ~2**53 the terms of neighbouring ranks round to the same float."""
+WEIGHT_RANGE: Final = (1e-6, 1e6)
+"""A non-zero leg weight lies in this range (0 switches the leg off): every rank difference of
+one leg stays visible beside the other leg's term in float64 (no ties, no overflow to inf)."""
 
 
 # --------------------------------------------------------------------------- arguments
@@ -111,8 +122,13 @@ def _query_text(value: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _non_negative(value: Any, name: str) -> float:
-    return number(value, name, minimum=0.0, maximum=math.inf)
+def _weight(value: Any, name: str) -> float:
+    """0 (the leg is off) or a weight in :data:`WEIGHT_RANGE`."""
+    low, high = WEIGHT_RANGE
+    weight = number(value, name, minimum=0.0, maximum=high)
+    if 0.0 < weight < low:
+        raise InvalidArgumentError(name, f"must be 0 (leg off) or lie in [{low:g}, {high:g}], got {value!r}")
+    return weight
 
 
 class _Common:
@@ -150,9 +166,9 @@ class _Common:
             raise InvalidArgumentError("query_text/query_embedding", "give query_text and/or query_embedding")
         self.limit = check_limit(limit)
         self.max_distance = None if threshold is None else max_distance(check_threshold(threshold))
-        self.rrf_k = _non_negative(rrf_k, "rrf_k")
-        self.text_weight = _non_negative(text_weight, "text_weight")
-        self.vector_weight = _non_negative(vector_weight, "vector_weight")
+        self.rrf_k = number(rrf_k, "rrf_k", minimum=0.0, maximum=MAX_RRF_K)
+        self.text_weight = _weight(text_weight, "text_weight")
+        self.vector_weight = _weight(vector_weight, "vector_weight")
         if self.text_weight == 0 and self.vector_weight == 0:
             raise InvalidArgumentError(
                 "text_weight/vector_weight", "text_weight and vector_weight are both 0: no leg left to rank by"

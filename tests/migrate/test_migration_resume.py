@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import pytest
-from support import kill_group_when_loaded, start_loader
+from support import kill_group_when_loaded, plant_rows_before_norm_checks, start_loader
 
 from dealhunter_vectors.db.embedded import start_embedded, stop_embedded
 from dealhunter_vectors.db.pool import create_pool
@@ -180,9 +180,8 @@ async def test_verify_catches_tampered_missing_extra_and_zero_rows(
             "[" + ",".join(str(float(x)) for x in (de.vector(tampered) + np.float32(1e-3))) + "]",
             tampered,
         )
-        await conn.execute(
-            "UPDATE deal_embeddings SET embedding = array_fill(0::real, ARRAY[3072])::vector WHERE id = $1", zeroed
-        )
+        zero = "UPDATE deal_embeddings SET embedding = array_fill(0::real, ARRAY[3072])::vector WHERE id = $1"
+        await plant_rows_before_norm_checks(conn, (zero, zeroed))  # migration 008's check refuses it since
         await conn.execute("DELETE FROM raw_chunks WHERE id = $1", missing)
         await conn.execute(
             "INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import plant_rows_before_norm_checks
 
 import dealhunter_vectors as dv
 from dealhunter_vectors.errors import InvalidEmbeddingError
@@ -132,15 +133,16 @@ async def test_zero_vectors_stored_by_raw_sql_never_appear(pool: dv.Pool) -> Non
     q = unit(rng).astype(np.float32)
     zero = np.zeros(DIMS, np.float32)
     good = with_cosine(q, 0.1, rng)
-    await insert_raw_deal_row(pool, "zero-" + qid, qualification_id=qid, embedding=zero)
     await insert_raw_deal_row(pool, "good-" + qid, qualification_id=qid, embedding=good)
-    await pool.execute(
-        "INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
-        " VALUES ($1, $2, 0, 'z', 1, $3)", "zero-raw-" + pqid, pqid, zero,
-    )
-    await pool.execute(
-        "UPDATE pre_qualifications SET description_embedding = $2, extracted_requirements = '{}' WHERE id = $1",
-        pqid, zero,
+    # written before migration 008's norm checks (they refuse a zero vector since)
+    await plant_rows_before_norm_checks(
+        pool,
+        ("INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
+         " VALUES ($1, $2, 'agent', 'text', 'content', $3)", "zero-" + qid, qid, zero),
+        ("INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
+         " VALUES ($1, $2, 0, 'z', 1, $3)", "zero-raw-" + pqid, pqid, zero),
+        ("UPDATE pre_qualifications SET description_embedding = $2, extracted_requirements = '{}' WHERE id = $1",
+         pqid, zero),
     )
     # The hazard is real: pgvector gives NaN and a "1 - distance >= t" filter lets the row through.
     naive = await pool.fetch(

@@ -13,6 +13,10 @@
 --   TOAST pointer of the embedding (not the 12 KB value), so only these rows are read again:
 --   ~0.3 ms for 10 rows at 10,000 rows (a join back to pre_qualifications by id cost ~0.5 ms).
 -- 007's function stays (a library older than this migration calls it).
+-- Rows whose norm lies outside [1e-12, 1e15] (migration 008) need no filter here: every such row is
+-- below 1e-12 (a component above 65504 cannot be cast to halfvec, so no such row can be stored while
+-- the index exists), its halfvec is the zero vector, and pgvector's HNSW cosine index skips
+-- zero-norm vectors: the index never returns one (tests/db/test_norm_constraints.py).
 
 CREATE OR REPLACE FUNCTION "dealhunter_pre_qualification_ann_spread"(
     q vector, exclude_id text, max_distance float8, row_limit integer,

@@ -6,13 +6,15 @@
 -- row also carries the candidates' count and the farthest candidate's exact distance (the
 -- frontier), with one row of NULLs when nothing matches, so the same widening rule applies
 -- (search/global_search.py). The hnsw.* settings reach the shards through
--- citus.propagate_set_commands = 'local' (dealhunter_vectors.layout.citus.set_local).
+-- citus.propagate_set_commands = 'local' (dealhunter_vectors.layout.citus.set_local). Rows whose
+-- norm lies outside [1e-12, 1e15] are filtered on the shards (the iterative scan goes on past them).
 WITH cand AS MATERIALIZED (
     SELECT p.id, p.description_embedding <=> $1::vector AS distance
     FROM "pre_qualifications" p
     WHERE p.description_embedding IS NOT NULL
       AND p.extracted_requirements IS NOT NULL
       AND ($2::text IS NULL OR p.id <> $2::text)
+      AND vector_norm(p.description_embedding) BETWEEN '1e-12'::float8 AND '1e15'::float8
     ORDER BY (p.description_embedding)::halfvec(3072) <=> ($1::vector)::halfvec(3072)
     LIMIT $5
 )

@@ -8,6 +8,9 @@
 -- text[] (NULL = off), $9 agent names jsonb[] (NULL = off), $10 tech stack text[] (NULL = off),
 -- $11 filter fallback bool[], $12 top-k fallback bool[], $13 limit int4[], $14 the query's half
 -- copy halfvec[] (l2_normalize(q)::halfvec computed by the client; NULL = re-rank every row exactly).
+-- Only rows with a half copy are searched: embedding_half is NULL when the embedding is NULL or
+-- its norm lies outside [1e-12, 1e15] (migration 004), where pgvector's float32 cosine is
+-- meaningless (a row of 1e-30 values scores 1.0); migration 008's check keeps new ones out.
 -- Only ids, distances and filter results flow through the steps; the display columns are read
 -- for the <= limit result rows. Each result row also says which fallback produced it (NULL: none)
 -- and how many rows were scored by their half copy and re-ranked exactly (for observers). The OFFSET 0 fences keep the subqueries from being pulled up:
@@ -37,7 +40,7 @@ CROSS JOIN LATERAL (
                         THEN d.metadata::jsonb END AS meta
             FROM "deal_embeddings" d
             WHERE d."qualification_id" = r.owner_id  -- citus: AND d."tenant_id" = :tenant
-              AND d.embedding IS NOT NULL
+              AND d.embedding_half IS NOT NULL
               AND (r.categories IS NULL OR coalesce(r.categories ? d.chunk_category, false))
               AND (r.min_confidence IS NULL OR d.confidence >= r.min_confidence)
               AND (NOT r.only_validated OR d.validated_at IS NOT NULL)

@@ -18,6 +18,9 @@
 -- Text leg: rows whose content_tsv matches websearch_to_tsquery(config, $3), ranked by
 -- ts_rank_cd (descending, ties by id), top $11. Fusion: sum of weight / (rrf_k + rank) over
 -- the legs that returned the row; order by that score descending, then id.
+-- A row without a half copy (no embedding, or a norm outside [1e-12, 1e15], where pgvector's
+-- float32 cosine is meaningless) is not in the vector leg and has no distance (similarity None)
+-- when the text leg finds it.
 WITH owned AS NOT MATERIALIZED (
     SELECT s.id, s.embedding, s.embedding_half, s.content_tsv
     FROM (
@@ -49,7 +52,7 @@ half AS MATERIALIZED (
     FROM (
         SELECT o.id, o.embedding, o.embedding_half <=> qh.p AS hd
         FROM owned o CROSS JOIN query_half qh
-        WHERE $1::vector IS NOT NULL AND $13::float8 > 0 AND o.embedding IS NOT NULL
+        WHERE $1::vector IS NOT NULL AND $13::float8 > 0 AND o.embedding_half IS NOT NULL
         OFFSET 0  -- a fence: flattened, the distance would be computed once per reference (3x)
     ) h
 ),
@@ -98,7 +101,7 @@ fused AS (
 SELECT d.id, d.pre_qualification_id, d.qualification_id, d.agent_name, d.chunk_type, d.chunk_index,
        d.content, d.metadata, d.chunk_category, d.confidence, (d.validated_at IS NOT NULL) AS is_validated,
        f.vector_rank, f.text_rank, f.fused_score,
-       d.embedding <=> $1::vector AS distance,
+       CASE WHEN d.embedding_half IS NOT NULL THEN d.embedding <=> $1::vector END AS distance,
        CASE WHEN d.content_tsv @@ tq.q THEN ts_rank_cd(d.content_tsv, tq.q) END AS text_score
 FROM fused f
 JOIN "deal_embeddings" d ON d.id = f.id  -- citus: AND d."tenant_id" = :tenant

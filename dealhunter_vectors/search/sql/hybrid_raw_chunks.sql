@@ -8,6 +8,8 @@
 -- $7 vector weight (0: no vector leg)        $8 text weight (0: no text leg)
 -- $9 limit
 -- The half-distance error bound 0.0017128022290748934: search/bound.py, docs/design.md.
+-- Rows without a half copy (norm outside [1e-12, 1e15]) are not in the vector leg and have no
+-- distance, as in hybrid_deal_embeddings.sql.
 WITH owned AS NOT MATERIALIZED (
     SELECT c.id, c.embedding, c.embedding_half, c.content_tsv
     FROM "raw_chunks" c
@@ -23,7 +25,7 @@ half AS MATERIALIZED (
     FROM (
         SELECT o.id, o.embedding, o.embedding_half <=> qh.p AS hd
         FROM owned o CROSS JOIN query_half qh
-        WHERE $1::vector IS NOT NULL AND $7::float8 > 0
+        WHERE $1::vector IS NOT NULL AND $7::float8 > 0 AND o.embedding_half IS NOT NULL
         OFFSET 0  -- a fence: flattened, the distance would be computed once per reference (3x)
     ) h
 ),
@@ -69,7 +71,7 @@ fused AS (
 )
 SELECT c.id, c.pre_qualification_id, c.chunk_index, c.content, c.token_count, c.metadata,
        f.vector_rank, f.text_rank, f.fused_score,
-       c.embedding <=> $1::vector AS distance,
+       CASE WHEN c.embedding_half IS NOT NULL THEN c.embedding <=> $1::vector END AS distance,
        CASE WHEN c.content_tsv @@ tq.q THEN ts_rank_cd(c.content_tsv, tq.q) END AS text_score
 FROM fused f
 JOIN "raw_chunks" c ON c.id = f.id  -- citus: AND c."pre_qualification_id" = :tenant

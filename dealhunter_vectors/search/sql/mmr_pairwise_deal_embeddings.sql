@@ -2,14 +2,16 @@
 -- server so that no 12 KB vector travels to the client (deal_embeddings; the same statement
 -- exists for the other chunk table). $1: candidate ids (text[]), $2: the searched owner (the
 -- candidates are its rows; on Citus its tenant routes the statement to one shard). Returns the
--- upper triangle (i < j, 1-based positions in $1) for the owner's candidates that have an embedding.
+-- upper triangle (i < j, 1-based positions in $1) for the owner's candidates that have an embedding
+-- with a half copy (a norm in [1e-12, 1e15]; outside it pgvector's float32 cosine is meaningless):
+-- the others get 0.
 -- array_agg detoasts each embedding once (array elements are never TOAST pointers): the
 -- cross join then reads plain in-memory values instead of fetching 6-7 TOAST chunks per pair.
 WITH c AS (
     SELECT array_agg(u.ord ORDER BY u.ord) AS ords, array_agg(d.embedding ORDER BY u.ord) AS embs
     FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)
     JOIN "deal_embeddings" d ON d.id = u.id
-    WHERE d.embedding IS NOT NULL
+    WHERE d.embedding_half IS NOT NULL
       AND d."qualification_id" = $2::text  -- citus: AND d."tenant_id" = :tenant
 )
 SELECT a.ord AS i, b.ord AS j, a.e <=> b.e AS distance

@@ -6,10 +6,14 @@
 -- Every row also carries the candidates' count and the largest exact distance among them
 -- (the frontier of the scan); with no match one row of NULLs carries them. The search widens
 -- the candidate count when the frontier lies close to the result's boundary (global_search.py).
+-- Rows whose norm lies outside [1e-12, 1e15] (written by another writer before migration 008's
+-- check) are never a result and do not move the frontier; vector(..., 3072, false) detoasts
+-- each candidate's 12 KB value once for its distance and its norm.
 WITH cand AS MATERIALIZED (
-    SELECT c.id, c.description_embedding <=> $1::vector AS distance
+    SELECT c.id, c.e <=> $1::vector AS distance,
+           vector_norm(c.e) BETWEEN '1e-12'::float8 AND '1e15'::float8 AS in_range
     FROM (
-        SELECT p.id, p.description_embedding
+        SELECT p.id, vector(p.description_embedding, 3072, false) AS e
         FROM "pre_qualifications" p
         WHERE p.description_embedding IS NOT NULL
           AND p.extracted_requirements IS NOT NULL
@@ -19,10 +23,12 @@ WITH cand AS MATERIALIZED (
     ) c
 )
 SELECT s.id, s.distance, f.frontier, f.candidates
-FROM (SELECT max(distance) FILTER (WHERE distance <> 'NaN'::float8) AS frontier, count(*) AS candidates FROM cand) f
+FROM (SELECT max(distance) FILTER (WHERE distance <> 'NaN'::float8 AND in_range) AS frontier,
+             count(*) AS candidates
+      FROM cand) f
 LEFT JOIN LATERAL (
     SELECT id, distance FROM cand
-    WHERE distance <= $3
+    WHERE distance <= $3 AND in_range
     ORDER BY distance, id
     LIMIT $4
 ) s ON true

@@ -4,6 +4,7 @@
 -- (NULL = re-rank every row exactly). The single-request variant takes scalars (search/_sql.py).
 -- Design: docs/design.md, "Owner-scoped search"; fences and the late column read as in deal_search.sql.
 -- Each result row also carries how many rows were scored by their half copy and re-ranked exactly.
+-- Rows without a half copy (norm outside [1e-12, 1e15]) are skipped, as in deal_search.sql.
 SELECT r.ord, h.*
 FROM unnest($1::vector[], $2::text[], $3::float8[], $4::bool[], $5::int4[], $6::halfvec[])
      WITH ORDINALITY AS r(q, owner_id, max_distance, inclusive, row_limit, p, ord)
@@ -14,6 +15,7 @@ CROSS JOIN LATERAL (
             SELECT c.id, c.embedding, c.embedding_half <=> r.p AS hd
             FROM "raw_chunks" c
             WHERE c.pre_qualification_id = r.owner_id  -- citus: AND c."pre_qualification_id" = :tenant
+              AND c.embedding_half IS NOT NULL
             OFFSET 0
         ) s
     ),
