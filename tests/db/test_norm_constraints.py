@@ -26,6 +26,7 @@ from dealhunter_vectors.config import with_database
 from dealhunter_vectors.db.codecs import Vector
 from dealhunter_vectors.db.doctor import run_doctor
 from dealhunter_vectors.db.faults import statement_error
+from dealhunter_vectors.db.migrations import migrations
 from dealhunter_vectors.db.norms import NORM_CONSTRAINTS, norm_violation_error, validate_norm_constraints
 from dealhunter_vectors.errors import InvalidEmbeddingError
 from dealhunter_vectors.testing import seed_owners
@@ -75,34 +76,27 @@ async def _admin(url: str, statement: str) -> None:
 
 
 async def _plant(pool: dv.Pool) -> None:
-    """Good rows through the library, out-of-range rows with plain SQL (schema version 7)."""
+    """Every row with plain SQL at schema version 7, as an older library or another writer left them
+    (the library's own write paths need the later migrations' columns)."""
     await seed_owners(pool, pre_qualification_ids=[PQID, *GOOD_PQ, *BAD_PQ], qualification_ids=[QID])
-    chunks = [
-        dv.DealChunk(id=i, qualification_id=QID, pre_qualification_id=PQID, agent_name=f"agent-{n % 3}",
-                     chunk_type="text", chunk_index=n, content=f"Inhalt {n}", embedding=v)
-        for n, (i, v) in enumerate(GOOD_DEAL.items())
-    ]  # fmt: skip
-    await dv.insert_deal_chunks(pool, chunks)
-    await dv.replace_raw_chunks(
-        pool, PQID, [dv.RawChunk(id=i, chunk_index=n, content=f"Rohtext {n}", token_count=3, embedding=v)
-                     for n, (i, v) in enumerate(GOOD_RAW.items())],
-    )  # fmt: skip
-    for i, v in GOOD_PQ.items():
-        await dv.set_description_embedding(pool, i, v)
+    deal = [(i, 100 + n, BAD_CONTENT, v) for n, (i, v) in enumerate(BAD_DEAL.items())]
+    deal += [(i, n, f"Inhalt {n}", v) for n, (i, v) in enumerate(GOOD_DEAL.items())]
+    raw = [(i, 100 + n, BAD_CONTENT, v) for n, (i, v) in enumerate(BAD_RAW.items())]
+    raw += [(i, n, f"Rohtext {n}", v) for n, (i, v) in enumerate(GOOD_RAW.items())]
     async with pool.acquire() as conn:
-        for n, (i, v) in enumerate(BAD_DEAL.items()):
+        for i, index, content, v in deal:
             await conn.execute(
                 "INSERT INTO deal_embeddings (id, qualification_id, pre_qualification_id, agent_name, chunk_type,"
-                " chunk_index, content, embedding) VALUES ($1, $2, $3, 'agent-0', 'text', $4, $5, $6)",
-                i, QID, PQID, 100 + n, BAD_CONTENT, Vector(v),
+                " chunk_index, content, embedding) VALUES ($1, $2, $3, $4, 'text', $5, $6, $7)",
+                i, QID, PQID, f"agent-{index % 3}", index, content, Vector(v),
             )  # fmt: skip
-        for n, (i, v) in enumerate(BAD_RAW.items()):
+        for i, index, content, v in raw:
             await conn.execute(
                 "INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
                 " VALUES ($1, $2, $3, $4, 3, $5)",
-                i, PQID, 100 + n, BAD_CONTENT, Vector(v),
+                i, PQID, index, content, Vector(v),
             )  # fmt: skip
-        for i, v in BAD_PQ.items():
+        for i, v in {**GOOD_PQ, **BAD_PQ}.items():
             await conn.execute("UPDATE pre_qualifications SET description_embedding = $2 WHERE id = $1", i, Vector(v))
 
 
@@ -176,7 +170,7 @@ async def test_vector_norm_accumulates_in_double_precision(dhv_pool: dv.Pool) ->
 
 async def test_upgrade_over_bad_rows_succeeds_and_reports_them(upgraded: Any) -> None:
     pool, applied, records = upgraded
-    assert applied == [8]
+    assert applied == [m.version for m in migrations() if m.version > 7]  # 008 and every later one
     state = await _validated(pool)
     assert state == {
         "deal_embeddings_embedding_norm_range": False,
