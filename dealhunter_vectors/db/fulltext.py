@@ -64,7 +64,12 @@ def content_tsv_expression(config: str, *, parts: bool = True) -> str:
 
 
 def _rebuild_statements(config: str, *, parts: bool) -> list[str]:
-    statements = []
+    # The function first: on Citus a function command cannot follow the parallel DDL on the shards
+    # in one transaction (it needs one connection per node), the other way round works.
+    statements = [
+        f'CREATE OR REPLACE FUNCTION "{CONFIG_FUNCTION}"() RETURNS regconfig LANGUAGE sql STABLE PARALLEL SAFE '
+        f"AS $$ SELECT {_literal(config)}::regconfig $$"
+    ]
     expression = content_tsv_expression(config, parts=parts)
     for table in FULLTEXT_TABLES:
         statements.append(
@@ -74,10 +79,6 @@ def _rebuild_statements(config: str, *, parts: bool) -> list[str]:
         statements.append(
             f'CREATE INDEX {quote_ident(table + "_content_tsv_idx")} ON {quote_ident(table)} USING gin ("content_tsv")'
         )
-    statements.append(
-        f'CREATE OR REPLACE FUNCTION "{CONFIG_FUNCTION}"() RETURNS regconfig LANGUAGE sql STABLE PARALLEL SAFE '
-        f"AS $$ SELECT {_literal(config)}::regconfig $$"
-    )
     return statements
 
 

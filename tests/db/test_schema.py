@@ -117,7 +117,7 @@ async def test_every_table_and_column_matches_the_legacy_facts(
     )
     actual: dict[str, list[asyncpg.Record]] = {}
     for r in rows:
-        if (r["table"], r["column"]) in LIBRARY_COLUMNS or r["column"] in PLAIN_LIBRARY_COLUMNS:  # asserted on their own
+        if (r["table"], r["column"]) in LIBRARY_COLUMNS or r["column"] in PLAIN_LIBRARY_COLUMNS:  # on their own
             continue
         actual.setdefault(r["table"], []).append(r)
     tables = {t["name"]: t for t in facts["tables"]}

@@ -9,8 +9,10 @@ content's, then the stored parts') and the same ORed query.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 from hybrid_reference import QUERY, assert_same, expected_hybrid, int_vector, observed
 
@@ -18,7 +20,7 @@ import dealhunter_vectors as dv
 from dealhunter_vectors import compounds
 from dealhunter_vectors.compounds import decompound_query
 from dealhunter_vectors.db.fulltext import set_text_search_config
-from dealhunter_vectors.testing import seed_owners
+from dealhunter_vectors.testing import seed_owners, with_database
 
 pytestmark = pytest.mark.skipif(not compounds.compounds_available(), reason="needs the [compounds] extra (wordfreq)")
 
@@ -182,3 +184,32 @@ async def test_a_negated_compound_excludes_rows_with_or_without_parts(dhv_pool: 
     for query, want in [("Angebot -Rahmenvertrag", set()), ("Angebot -Webentwicklung", {"plain", "library"})]:
         hits = await dv.hybrid_search_deal_embeddings(dhv_pool, query, None, qualification_id="q-neg")
         assert {h.chunk_id for h in hits} == want, query
+
+
+TSV_COLUMN = (
+    "SELECT c.relname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d"
+    " JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
+    " JOIN pg_class c ON c.oid = d.adrelid WHERE a.attname = 'content_tsv' ORDER BY 1"
+)
+
+
+async def test_migration_011_keeps_the_configuration_and_builds_what_set_text_search_config_builds(
+    dhv_server_url: str,
+) -> None:
+    name = f"dhv_compounds_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dhv_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        async with dv.open_pool(with_database(dhv_server_url, name), min_size=1, max_size=2) as pool:
+            await dv.apply_schema(pool, target=10)
+            assert await set_text_search_config(pool, "simple")
+            assert await dv.apply_schema(pool) == [11]
+            migrated = await pool.fetch(TSV_COLUMN)
+            assert all("'simple'::regconfig" in r[1] and "content_parts" in r[1] for r in migrated)
+            assert await set_text_search_config(pool, "german") and await set_text_search_config(pool, "simple")
+            assert await pool.fetch(TSV_COLUMN) == migrated  # the same expression, built by the library
+            await write_issue_documents(pool, library=True)
+            assert await matches(pool, "Rahmenvertrag") == ({"i1"}, {"i1"})
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -24,25 +24,10 @@
 --   with content's 250,000 the tsvector stays below PostgreSQL's 1 MB limit.
 -- * Rewrites both tables (a stored generated column), as migration 005 and
 --   set_text_search_config do; their other indexes are rebuilt with them.
--- * On a distributed (Citus) database the ALTER TABLE statements are propagated to the shards
---   like any DDL; dealhunter_content_hash exists on the workers since migration 009.
-
-ALTER TABLE "deal_embeddings"
-    ADD COLUMN "content_parts" text,
-    ADD COLUMN "content_parts_hash" bytea;
-
-ALTER TABLE "raw_chunks"
-    ADD COLUMN "content_parts" text,
-    ADD COLUMN "content_parts_hash" bytea;
-
-COMMENT ON COLUMN "deal_embeddings"."content_parts" IS
-    'dealhunter_vectors: German compound parts of content, indexed in content_tsv (NULL: not computed yet)';
-COMMENT ON COLUMN "deal_embeddings"."content_parts_hash" IS
-    'dealhunter_vectors: sha256 of the UTF-8 content the parts were split from';
-COMMENT ON COLUMN "raw_chunks"."content_parts" IS
-    'dealhunter_vectors: German compound parts of content, indexed in content_tsv (NULL: not computed yet)';
-COMMENT ON COLUMN "raw_chunks"."content_parts_hash" IS
-    'dealhunter_vectors: sha256 of the UTF-8 content the parts were split from';
+-- * One statement, a DO block: on a database distributed before this migration Citus propagates
+--   each DDL statement inside it to the shards, but refuses a file of several statements ("cannot
+--   insert multiple commands into a prepared statement"); dealhunter_content_hash exists on the
+--   workers since migration 009.
 
 DO $$
 DECLARE
@@ -57,6 +42,12 @@ BEGIN
         'THEN left("content_parts", 100000) ELSE '''' END)',
         cfg, cfg);
     FOREACH t IN ARRAY ARRAY['deal_embeddings', 'raw_chunks'] LOOP
+        EXECUTE format('ALTER TABLE %I ADD COLUMN "content_parts" text, ADD COLUMN "content_parts_hash" bytea', t);
+        EXECUTE format('COMMENT ON COLUMN %I."content_parts" IS %L', t,
+                       'dealhunter_vectors: German compound parts of content, indexed in content_tsv '
+                       '(NULL: not computed yet)');
+        EXECUTE format('COMMENT ON COLUMN %I."content_parts_hash" IS %L', t,
+                       'dealhunter_vectors: sha256 of the UTF-8 content the parts were split from');
         EXECUTE format('ALTER TABLE %I DROP COLUMN "content_tsv", '
                        'ADD COLUMN "content_tsv" tsvector GENERATED ALWAYS AS (%s) STORED', t, expression);
         EXECUTE format('CREATE INDEX %I ON %I USING gin ("content_tsv")', t || '_content_tsv_idx', t);
