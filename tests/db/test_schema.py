@@ -147,7 +147,7 @@ HALF_COPY_EXPRESSION = (  # as PostgreSQL prints it (whitespace normalised)
 TSV_EXPRESSION = (  # migration 011: the content, then its compound parts while they are the content's
     "(to_tsvector('german'::regconfig, \"left\"(content, 250000)) || to_tsvector('german'::regconfig,"
     " CASE WHEN (content_parts_hash IS NULL) THEN ''::text"
-    " WHEN (content_parts_hash = dealhunter_content_hash(content)) THEN \"left\"(content_parts, 100000)"
+    ' WHEN (content_parts_hash = dealhunter_content_hash(content)) THEN "left"(content_parts, 100000)'
     " ELSE ''::text END))"
 )
 PLAIN_LIBRARY_COLUMNS = ("embedding_model", "embedding_content_hash", "content_parts", "content_parts_hash")
