@@ -13,16 +13,19 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Vec
 
 import dealhunter_vectors as dv
 from dealhunter_vectors import compounds
 from dealhunter_vectors.compounds import compound_parts_text
 from dealhunter_vectors.db.doctor import run_doctor
 from dealhunter_vectors.writes import content_parts as backfill_module
+
+Vec = Callable[[int], Any]
+"""The ``vec`` fixture of tests/writes/conftest.py: ``vec(seed)``, a reproducible embedding."""
 
 pytestmark = pytest.mark.skipif(not compounds.compounds_available(), reason="needs the [compounds] extra (wordfreq)")
 
