@@ -20,7 +20,7 @@ import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors import compounds
-from dealhunter_vectors.compounds import compound_parts_text
+from dealhunter_vectors.compounds import MAX_PARTS_CHARS, compound_parts_text
 from dealhunter_vectors.db.doctor import run_doctor
 from dealhunter_vectors.writes import content_parts as backfill_module
 
@@ -283,3 +283,28 @@ async def test_without_the_extra_writes_store_null_and_searches_use_the_text(
     [deal, _raw] = await dv.backfill_content_parts(pool)
     assert (deal.lacking, deal.filled) == (1, 1)
     assert await found(pool, "Rahmenvertrag") == {"n1"}
+
+
+async def test_a_huge_chunk_of_compounds_is_written(pool: dv.Pool) -> None:
+    # 250,000 characters of distinct four-part compounds split into ~1.08 M characters of parts,
+    # whose tsvector with the text's is 1.19 MB: over PostgreSQL's 1 MB limit, the write would
+    # fail. The parts are bounded (whole groups), so it is written and indexed.
+    import random
+
+    import wordfreq
+
+    words = [w for w in wordfreq.top_n_list("de", 20_000) if w.isalpha() and len(w) >= 5][:5000]
+    rng = random.Random(1)
+    tokens: list[str] = []
+    while sum(len(t) + 1 for t in tokens) < compounds.MAX_TEXT_CHARS:
+        tokens.append("".join(rng.choice(words) for _ in range(4)).capitalize())
+    text = " ".join(tokens)[: compounds.MAX_TEXT_CHARS]
+    await dv.insert_deal_chunks(
+        pool, [dv.DealChunk(id="huge", qualification_id="q1", agent_name="a", chunk_type="t", content=text)]
+    )
+    parts, size = await pool.fetchrow(
+        "SELECT content_parts, pg_column_size(content_tsv) FROM deal_embeddings WHERE id = 'huge'"
+    )
+    assert MAX_PARTS_CHARS - 1000 < len(parts) <= MAX_PARTS_CHARS and size < 1_048_576
+    first = tokens[0]
+    assert await found(pool, compounds.split_compound(first)[-1]) == {"huge"}
