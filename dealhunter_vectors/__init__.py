@@ -9,7 +9,9 @@
   :func:`list_deal_chunks`, :func:`search_many`; ``mmr_lambda`` diversifies the owner-scoped ones.
 * Hybrid search (German full-text + vector, reciprocal rank fusion):
   :func:`hybrid_search_deal_embeddings`, :func:`hybrid_search_raw_chunks`; the text search
-  configuration: :func:`text_search_config`, :func:`set_text_search_config`.
+  configuration: :func:`text_search_config`, :func:`set_text_search_config`; German compounds
+  are split (extra ``[compounds]``; docs/compounds.md), :func:`backfill_content_parts` splits
+  rows that other writers stored.
 * Write (one function per write of the app; README "Writing"): :func:`insert_deal_chunks`,
   :func:`replace_deal_chunks` (a section, atomically), :func:`delete_deal_chunks`,
   :func:`upsert_deal_chunks`, :func:`get_deal_chunks`, :func:`page_deal_chunks` /
@@ -109,6 +111,7 @@ from .search import (
 from .search.hybrid import hybrid_search_deal_embeddings, hybrid_search_raw_chunks
 from .search.recall_check import RecallReport, recall_self_check
 from .writes import (
+    backfill_content_parts,
     delete_deal_chunks,
     delete_raw_chunks,
     get_deal_chunks,
@@ -207,6 +210,7 @@ __all__ = [
     "__version__",
     "apply_schema",
     "as_embedding",
+    "backfill_content_parts",
     "close_pool",
     "create_pool",
     "delete_deal_chunks",

@@ -31,6 +31,7 @@ from .errors import ConfigurationError, InvalidArgumentError
 
 __all__ = [
     "EXTRA",
+    "MAX_PARTS_CHARS",
     "MAX_QUERY_CHARS",
     "MAX_TEXT_CHARS",
     "compound_parts_text",
@@ -44,6 +45,9 @@ EXTRA: Final = "compounds"
 """The optional extra that brings the word frequencies: ``pip install 'dealhunter-vectors[compounds]'``."""
 MAX_TEXT_CHARS: Final = 250_000
 """Only this prefix of a text is split (the full-text columns index ``left(content, 250000)``)."""
+MAX_PARTS_CHARS: Final = 100_000
+"""Longest :func:`compound_parts_text` (whole groups): with the text's own 250,000 characters the
+tsvector stays far below PostgreSQL's 1 MB limit (a text of distinct words: ~0.66 MB)."""
 MAX_QUERY_CHARS: Final = 4096
 """Longest query :func:`decompound_query` accepts (the hybrid search's own limit)."""
 MAX_QUERY_COMPOUNDS: Final = 64
@@ -323,8 +327,9 @@ def _compound_tokens(text: str) -> Iterator[str]:
 def compound_parts_text(text: str) -> str:
     """The parts to index next to *text*: each distinct compound's expansion, space-separated ('' when none).
 
-    Only the first :data:`MAX_TEXT_CHARS` characters are read. Deterministic: compounds in order
-    of first occurrence.
+    Only the first :data:`MAX_TEXT_CHARS` characters are read, and at most :data:`MAX_PARTS_CHARS`
+    characters are returned (the groups that fit whole). Deterministic: compounds in order of first
+    occurrence.
     """
     if not isinstance(text, str):
         raise InvalidArgumentError("text", f"expected a string, got {type(text).__name__}")
@@ -333,7 +338,17 @@ def compound_parts_text(text: str) -> str:
         key = token.lower()
         if key not in seen:
             seen[key] = None
-    groups = (" ".join(expansion) for key in seen if (expansion := _expansion(key)))
+    groups: list[str] = []
+    size = -1
+    for key in seen:
+        expansion = _expansion(key)
+        if not expansion:
+            continue
+        group = " ".join(expansion)
+        size += len(group) + 1
+        if size > MAX_PARTS_CHARS:
+            break
+        groups.append(group)
     return "\n".join(groups)
 
 
@@ -355,7 +370,9 @@ def decompound_query(query: str) -> str | None:
     ``Rahmenvertrag -Hosting`` -> ``"rahmen vertrag" -Hosting``, ``TYPO3-Erweiterung`` ->
     ``"typo3 erweiterung"`` (which also finds ``TYPO3-Erweiterungen``); inside quotes the parts go in
     unquoted (``"Rahmenvertrag für Web"`` -> ``"rahmen vertrag für Web"``). Everything else is
-    kept, so the user's operators mean the same. ``None`` when the query holds no compound.
+    kept, so the user's operators mean the same; a negated word (``-Rahmenvertrag``) stays as it
+    is, so both queries exclude the same rows and their OR excludes them too. ``None`` when the
+    query holds no compound outside a negation.
     The text leg searches ``websearch_to_tsquery(cfg, query) || websearch_to_tsquery(cfg, alt)``:
     both are parameters; websearch_to_tsquery accepts any text.
     """
@@ -374,7 +391,8 @@ def decompound_query(query: str) -> str | None:
         out.append(between)
         token = match.group()
         done = match.end()
-        if replaced < MAX_QUERY_COMPOUNDS and (len(token) >= 2 * MIN_PART or "-" in token):
+        negated = not quoted and between.endswith("-")
+        if not negated and replaced < MAX_QUERY_COMPOUNDS and (len(token) >= 2 * MIN_PART or "-" in token):
             parts = [base for _surface, base, _hyphen in _segments(token)]
             if len(parts) > 1 and not STOP_PARTS.intersection(parts):
                 phrase = " ".join(parts)

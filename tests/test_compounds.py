@@ -15,6 +15,7 @@ import pytest
 
 from dealhunter_vectors import compounds
 from dealhunter_vectors.compounds import (
+    MAX_PARTS_CHARS,
     MAX_QUERY_CHARS,
     MAX_QUERY_COMPOUNDS,
     MAX_TEXT_CHARS,
@@ -126,7 +127,38 @@ def test_query_compound_becomes_a_phrase_of_its_parts() -> None:
 
 def test_query_operators_keep_their_meaning() -> None:
     query = 'Rahmenvertrag -Leistungsverzeichnis or "Barrierefreiheit der Website"'
-    assert decompound_query(query) == '"rahmen vertrag" -"leistung verzeichnis" or "barriere freiheit der Website"'
+    # a negated compound stays: both ORed queries exclude the same rows (a row holding
+    # "Leistungsverzeichnis" without its parts indexed would match `-"leistung verzeichnis"`)
+    assert decompound_query(query) == '"rahmen vertrag" -Leistungsverzeichnis or "barriere freiheit der Website"'
+    assert decompound_query("Hosting -Rahmenvertrag") is None
+    assert decompound_query('"Angebot -Rahmenvertrag"') == '"Angebot -rahmen vertrag"'  # in quotes: no operator
+    assert decompound_query("Web-Entwicklung -x") == '"web entwicklung" -x'  # a hyphen inside a word
+
+
+def test_parts_text_is_bounded_by_whole_groups() -> None:
+    nouns = [
+        "Rahmen",
+        "Vertrag",
+        "Angebot",
+        "Leistung",
+        "Schnitt",
+        "Stelle",
+        "Betrieb",
+        "Konzept",
+        "Hosting",
+        "Prüfung",
+        "Frist",
+        "Termin",
+    ]
+    words = [a + b.lower() + c.lower() for a in nouns for b in nouns for c in nouns if len({a, b, c}) == 3]
+    parts = compound_parts_text(" ".join(words))  # 1,320 distinct compounds of three parts: all fit
+    assert len(parts) < MAX_PARTS_CHARS and parts.count("\n") == len(words) - 1
+    many = " ".join(w + suffix for suffix in ("", "en", "s", "e", "er") for w in words)  # 6,600 compounds
+    bounded = compound_parts_text(many)
+    assert MAX_PARTS_CHARS - 100 < len(bounded) <= MAX_PARTS_CHARS
+    groups = bounded.split("\n")
+    unbounded = [" ".join(compounds._expansion(w.lower())) for w in dict.fromkeys(many.split())]
+    assert groups == unbounded[: len(groups)]  # the first groups, whole
 
 
 def test_query_hyphenated_word_becomes_a_phrase() -> None:
@@ -223,7 +255,7 @@ async def test_phrase_queries_on_the_text_are_unchanged(conn: asyncpg.Connection
 
 
 async def test_hostile_alternative_is_accepted_by_websearch(conn: asyncpg.Connection) -> None:
-    for query in ["Rahmenvertrag' OR 1=1; --", '"""Webentwicklung', "-Webentwicklung -", "(Webentwicklung):* <-> &|!"]:
+    for query in ["Rahmenvertrag' OR 1=1; --", '"""Webentwicklung', "Webentwicklung -", "(Webentwicklung):* <-> &|!"]:
         alt = decompound_query(query)
         assert alt is not None
         await conn.fetchval("SELECT websearch_to_tsquery('german', $1::text)::text", alt)

@@ -5,6 +5,7 @@
 * :mod:`.search`: ``search lead|agent|raw|deep-scan|similar|duplicates``
 * :mod:`.demo`: ``demo``, the main job
 * :mod:`.server`: ``server status|start|stop``, the embedded server
+* :mod:`.text`: ``text backfill``, the German compound parts of chunks stored without them
 
 The CLI defaults to the embedded server (so it works on a fresh machine); set
 ``DATABASE_URL`` or pass ``--database-url`` for any other server. Exit codes (one scheme
@@ -47,7 +48,7 @@ from ._common import (
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "default_database_url", "main"]
 
-COMMAND_GROUPS = ("schema", "migrate", "search", "recall", "demo", "server", "cluster")
+COMMAND_GROUPS = ("schema", "migrate", "search", "recall", "text", "demo", "server", "cluster")
 """The modules of this package that register subcommands, in ``--help`` order."""
 
 EXTRA_COMMANDS: list[Callable[[Any, Callable[[argparse.ArgumentParser], None]], None]] = []

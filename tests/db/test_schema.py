@@ -117,7 +117,7 @@ async def test_every_table_and_column_matches_the_legacy_facts(
     )
     actual: dict[str, list[asyncpg.Record]] = {}
     for r in rows:
-        if (r["table"], r["column"]) in LIBRARY_COLUMNS or r["column"] in REEMBEDDING_COLUMNS:  # asserted on their own
+        if (r["table"], r["column"]) in LIBRARY_COLUMNS or r["column"] in PLAIN_LIBRARY_COLUMNS:  # on their own
             continue
         actual.setdefault(r["table"], []).append(r)
     tables = {t["name"]: t for t in facts["tables"]}
@@ -144,9 +144,15 @@ HALF_COPY_EXPRESSION = (  # as PostgreSQL prints it (whitespace normalised)
     " AND (vector_norm(embedding) <= '1e+15'::double precision))"
     " THEN (l2_normalize(embedding))::halfvec(3072) ELSE NULL::halfvec END"
 )
-TSV_EXPRESSION = "to_tsvector('german'::regconfig, \"left\"(content, 250000))"
-REEMBEDDING_COLUMNS = ("embedding_model", "embedding_content_hash")
-"""Plain library-owned columns of the chunk tables (migration 009; tests/writes/test_write_statements.py)."""
+TSV_EXPRESSION = (  # migration 011: the content, then its compound parts while they are the content's
+    "(to_tsvector('german'::regconfig, \"left\"(content, 250000)) || to_tsvector('german'::regconfig,"
+    " CASE WHEN (content_parts_hash IS NULL) THEN ''::text"
+    ' WHEN (content_parts_hash = dealhunter_content_hash(content)) THEN "left"(content_parts, 100000)'
+    " ELSE ''::text END))"
+)
+PLAIN_LIBRARY_COLUMNS = ("embedding_model", "embedding_content_hash", "content_parts", "content_parts_hash")
+"""Plain library-owned columns of the chunk tables (migrations 009 and 011; tests/writes/test_write_statements.py,
+tests/writes/test_write_content_parts.py)."""
 LIBRARY_COLUMNS = {
     ("deal_embeddings", "embedding_half"): ("halfvec(3072)", HALF_COPY_EXPRESSION, "m"),
     ("raw_chunks", "embedding_half"): ("halfvec(3072)", HALF_COPY_EXPRESSION, "m"),

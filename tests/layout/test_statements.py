@@ -162,9 +162,16 @@ async def test_the_citus_layout_answers_as_the_single_node_on_a_single_node(dhv_
         hybrid_tail = (None, None, False, None, None, None, 50, 60.0, 1.0, 1.0, 10)
         for owner, statement in HYBRID_DEAL.items():
             owner_id = "q-a" if owner == "qualification_id" else "pq-a"
-            requests[statement.name] = [OwnerRequest(owner_id, (Vector(q), owner_id, "Hosting", None, *hybrid_tail))]
+            requests[statement.name] = [
+                OwnerRequest(owner_id, (Vector(q), owner_id, "Hosting", None, *hybrid_tail, None)),
+                OwnerRequest(
+                    owner_id, (Vector(q), owner_id, "Webentwicklung", None, *hybrid_tail, '"web entwicklung"')
+                ),
+            ]
+        raw_tail = (None, 50, 60.0, 1.0, 1.0, 10)
         requests[HYBRID_RAW.name] = [
-            OwnerRequest("pq-a", (Vector(q), "pq-a", "Rahmenvertrag", None, 50, 60.0, 1.0, 1.0, 10))
+            OwnerRequest("pq-a", (Vector(q), "pq-a", "Rahmenvertrag", *raw_tail, None)),
+            OwnerRequest("pq-a", (Vector(q), "pq-a", "Rahmenvertrag", *raw_tail, '"rahmen vertrag"')),
         ]
         for table, by_owner in MMR_PAIRWISE.items():
             for owner, statement in by_owner.items():

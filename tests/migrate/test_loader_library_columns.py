@@ -1,4 +1,4 @@
-"""The loader fills the library-owned columns of migrated chunks (migration 009); verify ignores them."""
+"""The loader fills the library-owned columns of migrated chunks (migrations 009 and 011); verify ignores them."""
 
 from __future__ import annotations
 
@@ -6,20 +6,29 @@ import hashlib
 from pathlib import Path
 
 import dealhunter_vectors as dv
+from dealhunter_vectors import compounds
 from dealhunter_vectors.db.library_columns import LEGACY_EMBEDDING_MODEL
 from dealhunter_vectors.legacy.database import LegacyDatasetSpec, build_legacy_database
 
 
 async def check_library_columns(pool: dv.Pool) -> int:
-    """Every chunk with an embedding has the legacy model and its content's sha256 (hashlib); none without."""
+    """Every chunk with an embedding has the legacy model and its content's sha256 (hashlib); none without.
+    Every chunk has its compound parts and their content's sha256 (with the extra [compounds])."""
     checked = 0
+    split = compounds.compounds_available()
     for table in ("deal_embeddings", "raw_chunks"):
         rows = await pool.fetch(
-            "SELECT id, content, embedding IS NOT NULL AS embedded, embedding_model, embedding_content_hash"
-            f" FROM {table}"
+            "SELECT id, content, embedding IS NOT NULL AS embedded, embedding_model, embedding_content_hash,"
+            f" content_parts, content_parts_hash FROM {table}"
         )
         assert rows
         for r in rows:
+            digest = hashlib.sha256(r["content"].encode()).digest()
+            if split:
+                assert r["content_parts"] == compounds.compound_parts_text(r["content"]), (table, r["id"])
+                assert bytes(r["content_parts_hash"]) == digest, (table, r["id"])
+            else:
+                assert r["content_parts"] is None and r["content_parts_hash"] is None
             if r["embedded"]:
                 assert r["embedding_model"] == LEGACY_EMBEDDING_MODEL, (table, r["id"])
                 assert bytes(r["embedding_content_hash"]) == hashlib.sha256(r["content"].encode()).digest()

@@ -118,14 +118,21 @@ async def expected_hybrid(
     vector_weight: float = 1.0,
     candidates: int = 50,
     keep: Callable[[dict[str, Any]], bool] = lambda row: True,
+    document: str = "to_tsvector('german', content)",
+    alternative: str | None = None,
 ) -> list[dict[str, Any]]:
+    """*document*: the SQL of a row's tsvector; *alternative*: a second query text ORed with *text*."""
     extra = ", agent_name, chunk_category, confidence" if table == "deal_embeddings" else ""
+    tsquery = "websearch_to_tsquery('german', $2)"
+    if alternative is not None:
+        tsquery = f"({tsquery} || websearch_to_tsquery('german', $3))"
     records = await db.fetch(
-        f"SELECT id, embedding, to_tsvector('german', content) @@ websearch_to_tsquery('german', $2) AS match,"
-        f" ts_rank_cd(to_tsvector('german', content), websearch_to_tsquery('german', $2)) AS score{extra}"
+        f"SELECT id, embedding, {document} @@ {tsquery} AS match,"
+        f" ts_rank_cd({document}, {tsquery}) AS score{extra}"
         f" FROM {table} WHERE {owner_column} = $1",
         owner,
         text or "",
+        *([] if alternative is None else [alternative]),
     )
     rows = [dict(r) for r in records if keep(dict(r))]
     q64 = None if query is None else np.asarray(query, np.float64)

@@ -9,14 +9,16 @@
 -- $9 agent names jsonb (NULL = off)          $10 tech stack substring (NULL = off)
 -- $11 candidates per leg                     $12 rrf_k
 -- $13 vector weight (0: no vector leg)       $14 text weight (0: no text leg)
--- $15 limit
+-- $15 limit                                  $16 decompounded query text (NULL: none)
 --
 -- Vector leg: the exact ranking by `embedding <=> q` (ties by id) of the owner's rows that
 -- pass the filters and the threshold, top $11. Like the owner-scoped search it scores every
 -- row by the inline half copy first and computes the exact distance only for rows that the
 -- proven bound 0.0017128022290748934 (search/bound.py; docs/design.md) cannot exclude from the top $11: the leg equals the exact scan.
--- Text leg: rows whose content_tsv matches websearch_to_tsquery(config, $3), ranked by
--- ts_rank_cd (descending, ties by id), top $11. Fusion: sum of weight / (rrf_k + rank) over
+-- Text leg: rows whose content_tsv (content and its compound parts, migration 011) matches
+-- websearch_to_tsquery(config, $3) || websearch_to_tsquery(config, $16) (the query with each
+-- compound as the phrase of its parts, compounds.decompound_query; only $3 when $16 is NULL),
+-- ranked by ts_rank_cd (descending, ties by id), top $11. Fusion: sum of weight / (rrf_k + rank) over
 -- the legs that returned the row; order by that score descending, then id.
 -- A row without a half copy (no embedding, or a norm outside [1e-12, 1e15], where pgvector's
 -- float32 cosine is meaningless) is not in the vector leg and has no distance (similarity None)
@@ -77,7 +79,10 @@ vector_leg AS MATERIALIZED (
     LIMIT $11::int4
 ),
 text_query AS (
-    SELECT websearch_to_tsquery("dealhunter_text_search_config"(), $3::text) AS q
+    -- the query text's tsquery, ORed with that of its decompounded alternative $16 when given
+    SELECT CASE WHEN $16::text IS NULL THEN websearch_to_tsquery("dealhunter_text_search_config"(), $3::text)
+                ELSE websearch_to_tsquery("dealhunter_text_search_config"(), $3::text)
+                     || websearch_to_tsquery("dealhunter_text_search_config"(), $16::text) END AS q
     WHERE $3::text IS NOT NULL AND $14::float8 > 0
 ),
 text_leg AS MATERIALIZED (

@@ -6,7 +6,7 @@
 -- $3 query text (NULL: no text leg)          $4 max distance (1 - threshold; NULL: none)
 -- $5 candidates per leg                      $6 rrf_k
 -- $7 vector weight (0: no vector leg)        $8 text weight (0: no text leg)
--- $9 limit
+-- $9 limit                                   $10 decompounded query text (NULL: none)
 -- The half-distance error bound 0.0017128022290748934: search/bound.py, docs/design.md.
 -- Rows without a half copy (norm outside [1e-12, 1e15]) are not in the vector leg and have no
 -- distance, as in hybrid_deal_embeddings.sql.
@@ -48,7 +48,10 @@ vector_leg AS MATERIALIZED (
     LIMIT $5::int4
 ),
 text_query AS (
-    SELECT websearch_to_tsquery("dealhunter_text_search_config"(), $3::text) AS q
+    -- the query text's tsquery, ORed with that of its decompounded alternative $10 when given
+    SELECT CASE WHEN $10::text IS NULL THEN websearch_to_tsquery("dealhunter_text_search_config"(), $3::text)
+                ELSE websearch_to_tsquery("dealhunter_text_search_config"(), $3::text)
+                     || websearch_to_tsquery("dealhunter_text_search_config"(), $10::text) END AS q
     WHERE $3::text IS NOT NULL AND $8::float8 > 0
 ),
 text_leg AS MATERIALIZED (
