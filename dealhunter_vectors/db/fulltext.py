@@ -28,8 +28,8 @@ from typing import Final
 import asyncpg
 
 from ..errors import ConfigurationError, SchemaError
-from .faults import operation
 from .content_parts import has_parts_columns, parts_tsvector_sql
+from .faults import operation
 from .migrations import ADVISORY_LOCK_KEY, INDEX_BUILD_TIMEOUT, quote_ident
 
 __all__ = [

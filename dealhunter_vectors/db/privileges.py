@@ -69,6 +69,10 @@ def _select(*tables: str) -> tuple[Need, ...]:
     return tuple(Need("table", "SELECT", t) for t in tables)
 
 
+def _write(*tables: str) -> tuple[Need, ...]:
+    return tuple(Need("table", p, t) for t in tables for p in ("INSERT", "UPDATE", "DELETE"))
+
+
 _ANN_FUNCTION: Final = (
     "dealhunter_pre_qualification_ann(vector, text, double precision, integer, integer, integer, integer)"
 )
@@ -83,13 +87,12 @@ SEARCH_NEEDS: Final = (
 ``qualifications``: the Citus layout looks up a qualification's tenant."""
 WRITE_NEEDS: Final = (
     *SEARCH_NEEDS,
-    Need("table", "INSERT", "deal_embeddings"),
-    Need("table", "INSERT", "raw_chunks"),
-    Need("table", "DELETE", "raw_chunks"),
+    *(Need("table", p, t) for t in ("deal_embeddings", "raw_chunks") for p in ("INSERT", "UPDATE", "DELETE")),
     Need("column", "UPDATE", "pre_qualifications", "description_embedding"),
 )
-"""The searches and the library's writes (``insert_deal_chunks``, ``replace_raw_chunks``,
-``set_description_embedding``; ``SELECT ... FOR UPDATE`` needs an ``UPDATE`` grant)."""
+"""The searches and every write of the library: insert, replace, upsert, delete, re-embed and
+backfill the chunks, ``set_description_embedding`` (a replace locks its pre-qualification with
+``SELECT ... FOR NO KEY UPDATE``, which needs an ``UPDATE`` grant on one of its columns)."""
 
 
 def purpose_needs(purpose: Purpose, tables: Sequence[str]) -> tuple[Need, ...]:
@@ -133,7 +136,31 @@ OPERATION_NEEDS: Final[dict[str, tuple[Need, ...]]] = {
         *_select("pre_qualifications"),
         Need("column", "UPDATE", "pre_qualifications", "description_embedding"),
     ),
-    "set_text_search_config": (Need("owner", "OWNER", "deal_embeddings"), Need("owner", "OWNER", "raw_chunks")),
+    "set_text_search_config": (
+        Need("schema", "CREATE", "public"),
+        Need("owner", "OWNER", "deal_embeddings"),
+        Need("owner", "OWNER", "raw_chunks"),
+    ),
+    "replace_deal_chunks": (
+        *_select("deal_embeddings", "pre_qualifications", "qualifications"),
+        Need("column", "UPDATE", "pre_qualifications", "description_embedding"),  # the owner's row lock
+        *_write("deal_embeddings"),
+    ),
+    **{
+        name: (*_select("deal_embeddings", "pre_qualifications", "qualifications"), *_write("deal_embeddings"))
+        for name in ("upsert_deal_chunks", "delete_deal_chunks")
+    },
+    **{
+        name: (*_select("raw_chunks", "pre_qualifications"), *_write("raw_chunks"))
+        for name in ("upsert_raw_chunks", "delete_raw_chunks")
+    },
+    **{
+        name: _select("deal_embeddings", "raw_chunks", "qualifications")
+        for name in ("get_deal_chunks", "page_deal_chunks", "get_raw_chunks", "page_raw_chunks", "stale_chunks")
+    },
+    "update_embeddings": (*_select("deal_embeddings", "raw_chunks"), *_write("deal_embeddings", "raw_chunks")),
+    "backfill_content_parts": (*_select("deal_embeddings", "raw_chunks"), *_write("deal_embeddings", "raw_chunks")),
+    "recall_self_check": (*_select("pre_qualifications"), Need("function", "EXECUTE", _ANN_FUNCTION)),
     "apply_schema": (
         Need("owner", "OWNER", "deal_embeddings"),
         Need("owner", "OWNER", "raw_chunks"),

@@ -130,6 +130,10 @@ async def _searches(pool: dv.Pool, _: Deployment) -> None:
     assert (await dv.schema_status(pool)).up_to_date
     assert await dv.apply_schema(pool) == []  # current: a read-only check, no DDL
     assert await dv.text_search_config(pool) == "german"
+    ids = [h.chunk_id for h in await dv.search_deal_embeddings(pool, QUERY, qualification_id=q, threshold=-1.0)]
+    assert [c.id for c in await dv.get_deal_chunks(pool, ids)] == ids  # the read-backs of the writes
+    assert (await dv.page_deal_chunks(pool, qualification_id=q, limit=2)).chunks
+    await dv.stale_chunks(pool, limit=5)
 
 
 async def _insert(pool: dv.Pool, _: Deployment) -> None:
@@ -147,6 +151,54 @@ async def _replace_raw(pool: dv.Pool, _: Deployment) -> None:
 async def _describe(pool: dv.Pool, _: Deployment) -> None:
     _, pq = await _owners(pool)
     await dv.set_description_embedding(pool, pq, QUERY)
+
+
+def _chunk(q: str, n: int, **fields: Any) -> dv.DealChunk:
+    return dv.DealChunk(qualification_id=q, agent_name="section-agent", chunk_type="text", content=f"Abschnitt {n}",
+                        metadata={"sectionId": "s1"}, embedding=QUERY, **fields)  # fmt: skip
+
+
+async def _replace_deal(pool: dv.Pool, _: Deployment) -> None:
+    q, _pq = await _owners(pool)
+    result = await dv.replace_deal_chunks(pool, [_chunk(q, 1), _chunk(q, 2)], qualification_id=q,
+                                          agent_name="section-agent", metadata_match={"sectionId": "s1"})  # fmt: skip
+    assert len(result.inserted_ids) == 2
+
+
+async def _upsert_delete_deal(pool: dv.Pool, _: Deployment) -> None:
+    q, _pq = await _owners(pool)
+    chunk_id = f"role-{uuid.uuid4().hex[:12]}"
+    await dv.upsert_deal_chunks(pool, [_chunk(q, 3, id=chunk_id)])
+    await dv.upsert_deal_chunks(pool, [_chunk(q, 4, id=chunk_id)])  # an overwrite: UPDATE
+    assert await dv.delete_deal_chunks(pool, ids=[chunk_id], qualification_id=q) == 1
+
+
+async def _upsert_delete_raw(pool: dv.Pool, _: Deployment) -> None:
+    _q, pq = await _owners(pool)
+    chunk_id = f"role-raw-{uuid.uuid4().hex[:12]}"
+    raw = dv.RawChunk(id=chunk_id, chunk_index=99, content="Anlage", token_count=1, embedding=QUERY)
+    await dv.upsert_raw_chunks(pool, pq, [raw])
+    assert await dv.delete_raw_chunks(pool, pre_qualification_id=pq, ids=[chunk_id]) == 1
+
+
+async def _update_embeddings(pool: dv.Pool, _: Deployment) -> None:
+    q, _pq = await _owners(pool)
+    row = await pool.fetchrow("SELECT id FROM deal_embeddings WHERE qualification_id = $1 ORDER BY id LIMIT 1", q)
+    assert row is not None
+    done = await dv.update_embeddings(pool, [dv.EmbeddingUpdate(id=row["id"], embedding=QUERY)])
+    assert done.updated == 1
+
+
+async def _backfill(pool: dv.Pool, d: Deployment) -> None:
+    # another writer's row without its split text (as the owner): something to backfill
+    await _run(
+        d.urls["owner"],
+        [
+            "UPDATE deal_embeddings SET content_parts = NULL, content_parts_hash = NULL"
+            " WHERE id = (SELECT min(id) FROM deal_embeddings)"
+        ],
+    )
+    await dv.backfill_content_parts(pool)
 
 
 async def _text_config(pool: dv.Pool, _: Deployment) -> None:
@@ -167,6 +219,11 @@ CALLS: dict[str, Call] = {
     "insert_deal_chunks": _insert,
     "replace_raw_chunks": _replace_raw,
     "set_description_embedding": _describe,
+    "replace_deal_chunks": _replace_deal,
+    "upsert_deal_chunks": _upsert_delete_deal,
+    "upsert_raw_chunks": _upsert_delete_raw,
+    "update_embeddings": _update_embeddings,
+    "backfill_content_parts": _backfill,
     "set_text_search_config": _text_config,
     "migrate_sqlite": _migrate,
     "verify_migration": _verify,
@@ -174,7 +231,17 @@ CALLS: dict[str, Call] = {
 # what each role may run; every other call must be refused, typed, naming what is missing
 ALLOWED = {
     "owner": set(CALLS),
-    "writer": {"searches", "insert_deal_chunks", "replace_raw_chunks", "set_description_embedding"},
+    "writer": {
+        "searches",
+        "insert_deal_chunks",
+        "replace_raw_chunks",
+        "set_description_embedding",
+        "replace_deal_chunks",
+        "upsert_deal_chunks",
+        "upsert_raw_chunks",
+        "update_embeddings",
+        "backfill_content_parts",
+    },
     "reader": {"searches"},
 }
 # how a refusal names the missing privilege: (error type, words the message must contain)
@@ -182,7 +249,12 @@ REFUSALS: dict[str, tuple[type[Exception], tuple[str, ...]]] = {
     "insert_deal_chunks": (dv.PermissionDeniedError, ("deal_embeddings", "INSERT")),
     "replace_raw_chunks": (dv.PermissionDeniedError, ("pre_qualifications", "UPDATE")),
     "set_description_embedding": (dv.PermissionDeniedError, ("pre_qualifications", "UPDATE")),
-    "set_text_search_config": (dv.PermissionDeniedError, ("must be owner", "ownership of")),
+    "set_text_search_config": (dv.PermissionDeniedError, ("schema public", "CREATE on schema public")),
+    "replace_deal_chunks": (dv.PermissionDeniedError, ("pre_qualifications", "UPDATE")),
+    "upsert_deal_chunks": (dv.PermissionDeniedError, ("deal_embeddings", "INSERT")),
+    "upsert_raw_chunks": (dv.PermissionDeniedError, ("raw_chunks", "INSERT")),
+    "update_embeddings": (dv.PermissionDeniedError, ("deal_embeddings", "UPDATE")),
+    "backfill_content_parts": (dv.PermissionDeniedError, ("deal_embeddings", "UPDATE")),
     "migrate_sqlite": (dv.MigrationError, ("lacks", "business_units")),
     "verify_migration": (dv.MigrationError, ("SELECT",)),
 }

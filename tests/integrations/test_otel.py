@@ -369,6 +369,17 @@ async def test_every_write_and_read_back_is_one_span_under_the_callers(telemetry
         expected["delete_raw_chunks"] = before - await owned("raw_chunks", "pre_qualification_id", pq)
         results["set_description_embedding"] = await dv.set_description_embedding(pool, pq, DEAL_VECS[9])
         expected["set_description_embedding"] = None
+        await pool.execute(  # as another writer leaves a row: no split text
+            'UPDATE "deal_embeddings" SET "content_parts" = NULL, "content_parts_hash" = NULL WHERE "id" = ANY($1)',
+            ["w4", "w5"],
+        )
+        results["backfill_content_parts"] = await dv.backfill_content_parts(pool)
+        expected["backfill_content_parts"] = 2 - int(
+            await pool.fetchval(
+                'SELECT count(*) FROM "deal_embeddings" WHERE "id" = ANY($1) AND "content_parts_hash" IS NULL',
+                ["w4", "w5"],
+            )
+        )  # the rows it filled
         rows_left = await owned("deal_embeddings", "qualification_id", q)
         paged = [c.id async for c in dv.iter_deal_chunks(pool, qualification_id=q, page_size=1)]
     assert set(expected) == _public_operations(writes)  # a new public write needs a line here
