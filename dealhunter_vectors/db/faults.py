@@ -232,7 +232,7 @@ def _result_count(result: Any) -> int | None:
         return result
     if isinstance(result, (list, tuple)):
         if result and all(isinstance(getattr(r, "filled", None), int) for r in result):
-            return sum(r.filled for r in result)  # a backfill's per-table progress: the rows it filled
+            return sum(int(r.filled) for r in result)  # a backfill's per-table progress: the rows it filled
         return len(result)
     for name in _COUNTED:
         items = getattr(result, name, None)
