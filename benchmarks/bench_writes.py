@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -245,6 +246,8 @@ def report(results: dict[str, Any]) -> None:
     for name, seconds in u.items():
         print(f"| {name} | {seconds:.2f} | {results['rows'] / seconds:,.0f} | {seconds / u['library']:.1f}x |")
     print(f"\n{results['machine']}; PostgreSQL {results['server_version']}; {results['settings']}")
+    if results.get("rtt_ms"):
+        print(f"over TCP through a relay with {results['rtt_ms']} ms of added round-trip delay (tc netem)")
 
 
 async def main() -> None:
@@ -252,6 +255,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--rtt-ms",
+        type=float,
+        default=0.0,
+        help="reach the server over TCP with this round-trip delay (benchmarks/net_delay.py; root + tc)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL")
     if not url or url.startswith("embedded"):
@@ -264,8 +273,21 @@ async def main() -> None:
         await admin.execute(f'CREATE DATABASE "{DB}"')
     finally:
         await admin.close()
-    results: dict[str, Any] = {"rounds": args.rounds, "rows": args.rows}
-    async with dv.open_pool(with_database(url, DB), min_size=1, max_size=2) as pool:
+    results: dict[str, Any] = {"rounds": args.rounds, "rows": args.rows, "rtt_ms": args.rtt_ms}
+    with contextlib.ExitStack() as stack:
+        if args.rtt_ms > 0:
+            from benchmarks.net_delay import delayed_tcp
+
+            url = stack.enter_context(delayed_tcp(url, args.rtt_ms))
+        await run_all(with_database(url, DB), args, results)
+    report(results)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+async def run_all(url: str, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Every measurement on one pool to *url*, filling *results*."""
+    async with dv.open_pool(url, min_size=1, max_size=2) as pool:
         await dv.apply_schema(pool)
         results["server_version"] = await pool.fetchval("SHOW server_version")
         settings = await pool.fetch(
@@ -277,9 +299,6 @@ async def main() -> None:
         await background(pool)
         results["replace"] = await bench_replace(pool, args.rounds)
         results["update"] = await bench_update(pool, args.rows)
-    report(results)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
