@@ -277,7 +277,7 @@ def library_args(q: NDArray[np.float32], owner: str) -> tuple[str, tuple[Any, ..
     params = lib._DealParams(
         DealChunkSearch(query_embedding=q, qualification_id=owner, threshold=THRESHOLD, limit=LIMIT)
     )
-    return lib._DEAL_SEARCH_ONE_BY_QUALIFICATION_SQL, params.params
+    return DEAL_SEARCH["qualification_id"].single, params.request.params
 
 
 def old_args(q: NDArray[np.float32], owner: str) -> tuple[Any, ...]:
