@@ -49,6 +49,9 @@ CALL_SITES: dict[str, Call] = {
         agent_name_contains="expert",
         fallback_to_top_k=True,
     ),
+    "lead + MMR (lambda 0.5, top 5 of 20)": lambda db, q: dv.search_deal_embeddings(
+        db, q["v"], qualification_id=q["qual"], threshold=0.2, mmr_lambda=0.5
+    ),
     "search action (lead + agent + raw)": lambda db, q: dv.search_similar(
         db, q["v"], qualification_id=q["qual"], pre_qualification_id=q["pq"], threshold=0.5
     ),
