@@ -247,7 +247,7 @@ def report(results: dict[str, Any]) -> None:
         print(f"| {name} | {seconds:.2f} | {results['rows'] / seconds:,.0f} | {seconds / u['library']:.1f}x |")
     print(f"\n{results['machine']}; PostgreSQL {results['server_version']}; {results['settings']}")
     if results.get("rtt_ms"):
-        print(f"over TCP through a relay with {results['rtt_ms']} ms of added round-trip delay (tc netem)")
+        print(f"over TCP through a relay that adds {results['rtt_ms']} ms to each round trip (benchmarks/net_delay.py)")
 
 
 async def main() -> None:
