@@ -67,7 +67,7 @@ from dealhunter_vectors.legacy.synthetic import query_with_cosine
 from dealhunter_vectors.models import DealChunkSearch
 from dealhunter_vectors.search import global_search as gs
 from dealhunter_vectors.search import owner as lib
-from dealhunter_vectors.search.statements import DUPLICATE_CANDIDATES
+from dealhunter_vectors.search.statements import DEAL_SEARCH, DUPLICATE_CANDIDATES
 from dealhunter_vectors.testing import with_database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
