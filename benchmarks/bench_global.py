@@ -122,8 +122,9 @@ def test_global_ours(benchmark: Any, global_sets: GlobalSets, runner: Runner, sc
     data = global_sets.get(rows)
     rec = recall([runner.run(ours(data, q)) for q in data.queries], data)
     cycle = Cycle(list(data.queries))
-    benchmark.pedantic(lambda: runner.run(ours(data, cycle.next())), rounds=scale.search_rounds, iterations=1,
-                       warmup_rounds=5)
+    benchmark.pedantic(
+        lambda: runner.run(ours(data, cycle.next())), rounds=scale.search_rounds, iterations=1, warmup_rounds=5
+    )
     record(benchmark, case=CASE, role="ours", rows=rows, recall_at_10=rec, **_index_info(data))
 
 
@@ -134,10 +135,21 @@ def test_global_hnsw(
     data = global_sets.get(rows)
     rec = recall([runner.run(hnsw_sql(data, q, ef_search)) for q in data.queries], data)
     cycle = Cycle(list(data.queries))
-    benchmark.pedantic(lambda: runner.run(hnsw_sql(data, cycle.next(), ef_search)), rounds=scale.search_rounds,
-                       iterations=1, warmup_rounds=5)
-    record(benchmark, case=CASE, role=f"hnsw_ef{ef_search}", rows=rows, ef_search=ef_search, recall_at_10=rec,
-           **_index_info(data))
+    benchmark.pedantic(
+        lambda: runner.run(hnsw_sql(data, cycle.next(), ef_search)),
+        rounds=scale.search_rounds,
+        iterations=1,
+        warmup_rounds=5,
+    )
+    record(
+        benchmark,
+        case=CASE,
+        role=f"hnsw_ef{ef_search}",
+        rows=rows,
+        ef_search=ef_search,
+        recall_at_10=rec,
+        **_index_info(data),
+    )
 
 
 def test_global_exact_sql(benchmark: Any, global_sets: GlobalSets, runner: Runner, scale: ds.Scale, rows: int) -> None:
@@ -157,8 +169,15 @@ def test_global_numpy(benchmark: Any, global_sets: GlobalSets, scale: ds.Scale, 
     cycle = Cycle(list(data.queries))
     rounds = scale.search_rounds if rows <= 10_000 else max(scale.slow_rounds, 30)
     benchmark.pedantic(lambda: brute.top_k(cycle.next(), K), rounds=rounds, iterations=1, warmup_rounds=2)
-    record(benchmark, case=CASE, role="numpy", rows=rows, recall_at_10=rec, table_rows=rows,
-           matrix_mb=round(data.vectors.nbytes / 2**20, 1))
+    record(
+        benchmark,
+        case=CASE,
+        role="numpy",
+        rows=rows,
+        recall_at_10=rec,
+        table_rows=rows,
+        matrix_mb=round(data.vectors.nbytes / 2**20, 1),
+    )
 
 
 def test_global_old_path(benchmark: Any, global_sets: GlobalSets, scale: ds.Scale, data_dir: Any, rows: int) -> None:
@@ -166,8 +185,12 @@ def test_global_old_path(benchmark: Any, global_sets: GlobalSets, scale: ds.Scal
     name = f"global_{ds.fingerprint('global-legacy', rows)}.sqlite"
     path = ds.build_global_legacy_file(data.vectors, data_dir / name)
     cycle = Cycle(list(data.queries))
-    benchmark.pedantic(lambda: old_duplicate_check(path, cycle.next()), rounds=scale.slow_rounds, iterations=1,
-                       warmup_rounds=1 if rows <= 1000 else 0)
+    benchmark.pedantic(
+        lambda: old_duplicate_check(path, cycle.next()),
+        rounds=scale.slow_rounds,
+        iterations=1,
+        warmup_rounds=1 if rows <= 1000 else 0,
+    )
     record(benchmark, case=CASE, role="old_path", rows=rows, table_rows=rows)
 
 

@@ -23,8 +23,7 @@ TABLE = "bench_index_build"
 SETUP_SQL = (
     f'CREATE TABLE IF NOT EXISTS "{TABLE}" ("id" text PRIMARY KEY, "embedding" vector(3072))',
     f'TRUNCATE "{TABLE}"',
-    f'INSERT INTO "{TABLE}" SELECT "id", "description_embedding" FROM "pre_qualifications"'
-    ' ORDER BY "id" LIMIT $1',
+    f'INSERT INTO "{TABLE}" SELECT "id", "description_embedding" FROM "pre_qualifications" ORDER BY "id" LIMIT $1',
     f'VACUUM (ANALYZE) "{TABLE}"',
 )
 INDEX_SQL = (
@@ -46,8 +45,10 @@ def test_hnsw_build(benchmark: Any, global_sets: GlobalSets, runner: Runner, sca
 
     async def prepare() -> None:
         async with data.pool.acquire() as conn:
-            if await conn.fetchval(f'SELECT count(*) FROM pg_class WHERE relname = \'{TABLE}\'') and \
-                    await conn.fetchval(f'SELECT count(*) FROM "{TABLE}"') == rows:
+            if (
+                await conn.fetchval(f"SELECT count(*) FROM pg_class WHERE relname = '{TABLE}'")
+                and await conn.fetchval(f'SELECT count(*) FROM "{TABLE}"') == rows
+            ):
                 return
             for sql in SETUP_SQL:
                 await (conn.execute(sql, rows) if "$1" in sql else conn.execute(sql))

@@ -57,8 +57,11 @@ class MigrationEnv:
             self.rows = sum(src.execute(f"SELECT count(*) FROM {quote_ident(n)}").fetchone()[0] for n in names)
             self.vector_rows = sum(
                 src.execute(f"SELECT count({quote_ident(c)}) FROM {quote_ident(t)}").fetchone()[0]
-                for t, c in (("deal_embeddings", "embedding"), ("raw_chunks", "embedding"),
-                             ("pre_qualifications", "description_embedding"))
+                for t, c in (
+                    ("deal_embeddings", "embedding"),
+                    ("raw_chunks", "embedding"),
+                    ("pre_qualifications", "description_embedding"),
+                )
             )
         finally:
             src.close()
@@ -110,9 +113,7 @@ class MigrationEnv:
 
 
 @pytest.fixture(scope="module")
-def migration_env(
-    scale: ds.Scale, runner: Runner, admin: asyncpg.Connection, server_url: str, data_dir: Path
-) -> Any:
+def migration_env(scale: ds.Scale, runner: Runner, admin: asyncpg.Connection, server_url: str, data_dir: Path) -> Any:
     spec = scale.migration_spec
     path = data_dir / f"migration_{scale.name}_{ds.fingerprint('migration', spec)}.sqlite"
     if not path.exists():
@@ -201,15 +202,17 @@ def test_migration_plan_script(benchmark: Any, migration_env: MigrationEnv, scal
         urls.append(env.fresh(drop_indexes=True))
         return (), {}
 
-    benchmark.pedantic(lambda: env.runner.run(plan_script_migrate(env.path, urls[-1])), setup=setup,
-                       rounds=1, iterations=1)
+    benchmark.pedantic(
+        lambda: env.runner.run(plan_script_migrate(env.path, urls[-1])), setup=setup, rounds=1, iterations=1
+    )
     _check_count(env, urls[-1])
     env.info(benchmark, "plan_script")
     env.drop_all()
 
 
-def _raw(benchmark: Any, env: MigrationEnv, scale: ds.Scale, prepared: list[PreparedTable], *, external: bool,
-         role: str) -> None:
+def _raw(
+    benchmark: Any, env: MigrationEnv, scale: ds.Scale, prepared: list[PreparedTable], *, external: bool, role: str
+) -> None:
     urls: list[str] = []
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -224,8 +227,7 @@ def _raw(benchmark: Any, env: MigrationEnv, scale: ds.Scale, prepared: list[Prep
         finally:
             await conn.close()
 
-    benchmark.pedantic(lambda: env.runner.run(load()), setup=setup, rounds=max(2, scale.migration_rounds),
-                       iterations=1)
+    benchmark.pedantic(lambda: env.runner.run(load()), setup=setup, rounds=max(2, scale.migration_rounds), iterations=1)
     _check_count(env, urls[-1])
     env.info(benchmark, role)
     env.drop_all()
@@ -236,13 +238,15 @@ def prepared(migration_env: MigrationEnv) -> list[PreparedTable]:
     return prepare_raw_copy(migration_env.path)
 
 
-def test_migration_raw_copy(benchmark: Any, migration_env: MigrationEnv, scale: ds.Scale,
-                            prepared: list[PreparedTable]) -> None:
+def test_migration_raw_copy(
+    benchmark: Any, migration_env: MigrationEnv, scale: ds.Scale, prepared: list[PreparedTable]
+) -> None:
     _raw(benchmark, migration_env, scale, prepared, external=False, role="raw_copy")
 
 
-def test_migration_raw_copy_external(benchmark: Any, migration_env: MigrationEnv, scale: ds.Scale,
-                                     prepared: list[PreparedTable]) -> None:
+def test_migration_raw_copy_external(
+    benchmark: Any, migration_env: MigrationEnv, scale: ds.Scale, prepared: list[PreparedTable]
+) -> None:
     _raw(benchmark, migration_env, scale, prepared, external=True, role="raw_copy_external")
 
 
@@ -279,7 +283,10 @@ def test_loader_peak_rss(benchmark: Any, migration_env: MigrationEnv, scale: ds.
     def run() -> None:
         out = subprocess.run(
             [sys.executable, "-c", _RSS_SCRIPT, str(env.path), url],
-            check=True, capture_output=True, text=True, cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
         )
         result.update(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -386,8 +393,12 @@ def test_migration_design_fast_path(benchmark: Any, migration_env: MigrationEnv,
         urls.append(env.fresh(drop_indexes=True))
         return (), {}
 
-    benchmark.pedantic(lambda: env.runner.run(fast_path_prototype(env.path, urls[-1])), setup=setup,
-                       rounds=max(2, scale.migration_rounds), iterations=1)
+    benchmark.pedantic(
+        lambda: env.runner.run(fast_path_prototype(env.path, urls[-1])),
+        setup=setup,
+        rounds=max(2, scale.migration_rounds),
+        iterations=1,
+    )
     _check_count(env, urls[-1])
     env.info(benchmark, "design_fast_path")
     env.drop_all()

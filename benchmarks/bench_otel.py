@@ -5,7 +5,7 @@ Run from the repository root (about a minute on 2 cores)::
     .venv/bin/python -m benchmarks.bench_otel [--rows 1000] [--repeats 300]
 
 Uses ``DATABASE_URL`` when it names a server, else an embedded PostgreSQL in a temporary
-directory. Prints the markdown tables of docs/_drafts/benchmarks_otel.md. Not a pytest
+directory. Prints the markdown tables of docs/benchmarks.md, "OpenTelemetry". Not a pytest
 benchmark: medians and p95 of ``--repeats`` calls, the cases taking turns call by call (the
 machine's noise hits all of them alike).
 

@@ -184,9 +184,7 @@ async def ensure_half_table(data: OwnerData) -> None:
 
 
 async def half_inline(data: OwnerData, qualification_id: str, query: np.ndarray) -> list[LegacyHit]:
-    rows = await data.pool.fetch(
-        HALF_OWNER_SQL, query, qualification_id, 1.0 - THRESHOLD, LIMIT, HALF_DELTA, query
-    )
+    rows = await data.pool.fetch(HALF_OWNER_SQL, query, qualification_id, 1.0 - THRESHOLD, LIMIT, HALF_DELTA, query)
     return [LegacyHit(r["id"], float(r["similarity"])) for r in rows]
 
 
@@ -200,7 +198,8 @@ def test_owner_design_halfvec_inline(
         assert_same_hits(old, runner.run(half_inline(owner_data, q_id, query)), "old vs halfvec inline")
     for q_id, query in owner_data.queries:  # exactness on every query against the exact scan
         assert_same_hits(
-            runner.run(exact_sql(owner_data, q_id, query)), runner.run(half_inline(owner_data, q_id, query)),
+            runner.run(exact_sql(owner_data, q_id, query)),
+            runner.run(half_inline(owner_data, q_id, query)),
             "exact vs halfvec inline",
         )
     cycle = Cycle(owner_data.queries)

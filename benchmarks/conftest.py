@@ -167,8 +167,14 @@ async def _server_facts(url: str) -> dict[str, Any]:
             ),
         }
         for name in (
-            "shared_buffers", "work_mem", "maintenance_work_mem", "max_parallel_workers_per_gather",
-            "max_parallel_maintenance_workers", "effective_cache_size", "synchronous_commit", "max_wal_size",
+            "shared_buffers",
+            "work_mem",
+            "maintenance_work_mem",
+            "max_parallel_workers_per_gather",
+            "max_parallel_maintenance_workers",
+            "effective_cache_size",
+            "synchronous_commit",
+            "max_wal_size",
         ):
             facts[name] = await conn.fetchval("SELECT current_setting($1)", name)
         return facts
@@ -253,7 +259,11 @@ def owner_data(
     pool = runner.run(create_pool(url, min_size=POOL_MAX, max_size=POOL_MAX))
     try:
         yield OwnerData(
-            url, pool, legacy, ds.owner_queries(scale), meta,
+            url,
+            pool,
+            legacy,
+            ds.owner_queries(scale),
+            meta,
             [ds.qualification_id(i) for i in range(scale.owner_qualifications)],
         )
     finally:

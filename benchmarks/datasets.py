@@ -78,6 +78,8 @@ INDEX_BUILD_SETTINGS: dict[str, str] = {
     "maintenance_work_mem": "2GB",
     "max_parallel_maintenance_workers": "1",  # + the leader = both cores
 }
+
+
 def _library_hnsw_parameters() -> tuple[int, int]:
     """m and ef_construction of the library's own index definition (the newest migration)."""
     statement = vector_index_statements()[0]
@@ -507,13 +509,37 @@ async def timed_create_index(conn: asyncpg.Connection, sql: str) -> float:
 _BU_ROW = ("bbu0", "Digital Experience", "Anna Schmidt", "anna@example.com", '["cms"]', _ts(_T0), _ts(_T0))
 _USER_ROW = ("buser0", "bench@example.com", "x", "Bench User", "bd", "bbu0", _ts(_T0))
 _PQ_COLUMNS = [
-    "id", "user_id", "source", "stage", "input_type", "raw_input", "extracted_requirements",
-    "status", "decision", "description_embedding", "version", "created_at", "updated_at",
+    "id",
+    "user_id",
+    "source",
+    "stage",
+    "input_type",
+    "raw_input",
+    "extracted_requirements",
+    "status",
+    "decision",
+    "description_embedding",
+    "version",
+    "created_at",
+    "updated_at",
 ]
 _DEAL_COLUMNS = [
-    "id", "pre_qualification_id", "qualification_id", "agent_name", "chunk_type", "chunk_index", "content",
-    "metadata", "embedding", "chunk_category", "confidence", "requires_validation", "validated_at",
-    "validated_by", "created_at", "updated_at",
+    "id",
+    "pre_qualification_id",
+    "qualification_id",
+    "agent_name",
+    "chunk_type",
+    "chunk_index",
+    "content",
+    "metadata",
+    "embedding",
+    "chunk_category",
+    "confidence",
+    "requires_validation",
+    "validated_at",
+    "validated_by",
+    "created_at",
+    "updated_at",
 ]
 
 
@@ -524,7 +550,8 @@ async def _parents(conn: asyncpg.Connection) -> None:
         columns=["id", "name", "leader_name", "leader_email", "keywords", "created_at", "updated_at"],
     )
     await conn.copy_records_to_table(
-        "users", records=[_USER_ROW],
+        "users",
+        records=[_USER_ROW],
         columns=["id", "email", "password", "name", "role", "business_unit_id", "created_at"],
     )
 
@@ -553,8 +580,17 @@ async def copy_owner(conn: asyncpg.Connection, chunks: OwnerChunks, pq: str, cus
     await conn.copy_records_to_table(
         "qualifications",
         records=[(chunks.qualification_id, pq, "routed", customer, "bbu0", False, "pending", _ts(_T0), _ts(_T0))],
-        columns=["id", "pre_qualification_id", "status", "customer_name", "business_unit_id",
-                 "more_info_requested", "deep_scan_status", "created_at", "updated_at"],
+        columns=[
+            "id",
+            "pre_qualification_id",
+            "status",
+            "customer_name",
+            "business_unit_id",
+            "more_info_requested",
+            "deep_scan_status",
+            "created_at",
+            "updated_at",
+        ],
     )
     await conn.copy_records_to_table("deal_embeddings", records=list(_deal_records(chunks)), columns=_DEAL_COLUMNS)
 

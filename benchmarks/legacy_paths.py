@@ -57,8 +57,12 @@ js_cosine_similarity = legacy.cosine_similarity_strict
 
 
 def old_lead_retrieval(
-    sqlite_path: Path | str, qualification_id: str, query: Sequence[float] | NDArray[np.float32], *,
-    threshold: float = 0.3, limit: int = 5,
+    sqlite_path: Path | str,
+    qualification_id: str,
+    query: Sequence[float] | NDArray[np.float32],
+    *,
+    threshold: float = 0.3,
+    limit: int = 5,
 ) -> list[LegacyHit]:
     """Lead retrieval exactly as the old app ran it (``queryRagForLead``: threshold 0.3)."""
     if threshold != legacy.LEAD_THRESHOLD:
@@ -72,7 +76,11 @@ def old_lead_retrieval(
 
 
 def inprocess_lead_retrieval(
-    sqlite_path: Path | str, qualification_id: str, query: NDArray[np.float32], *, threshold: float = 0.3,
+    sqlite_path: Path | str,
+    qualification_id: str,
+    query: NDArray[np.float32],
+    *,
+    threshold: float = 0.3,
     limit: int = 5,
 ) -> list[LegacyHit]:
     """Same rows from SQLite, embeddings parsed with orjson into a float32 matrix, scored with numpy."""
@@ -118,7 +126,10 @@ class NumpyBruteForce:
 
 
 def old_duplicate_check(
-    sqlite_path: Path | str, query: Sequence[float] | NDArray[np.float32], *, exclude_id: str | None = None,
+    sqlite_path: Path | str,
+    query: Sequence[float] | NDArray[np.float32],
+    *,
+    exclude_id: str | None = None,
     min_percent: int = 85,
 ) -> list[tuple[str, int]]:
     """The old semantic duplicate step: every pre-qualification loaded, JSON-parsed, JS-scored."""

@@ -132,8 +132,15 @@ def migration_table(items: list[dict[str, Any]]) -> list[str]:
         "| method | seconds | rows/s | vector rows/s | vs plan | % of raw COPY |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for role in ("ours", "ours_no_index", "ours_subprocess", "design_fast_path", "plan_script", "raw_copy",
-                 "raw_copy_external"):
+    for role in (
+        "ours",
+        "ours_no_index",
+        "ours_subprocess",
+        "design_fast_path",
+        "plan_script",
+        "raw_copy",
+        "raw_copy_external",
+    ):
         b = roles.get(role)
         if b is None:
             continue
@@ -148,8 +155,10 @@ def migration_table(items: list[dict[str, Any]]) -> list[str]:
     if any_b:
         e = any_b["extra_info"]
         lines.append("")
-        lines.append(f"Source: {e['rows']:,} rows in 29 tables, {e['vector_rows']:,} of them with a JSON embedding, "
-                     f"{e['source_mb']:,.0f} MB SQLite file.")
+        lines.append(
+            f"Source: {e['rows']:,} rows in 29 tables, {e['vector_rows']:,} of them with a JSON embedding, "
+            f"{e['source_mb']:,.0f} MB SQLite file."
+        )
     return lines
 
 
@@ -158,8 +167,10 @@ def rss_lines(items: list[dict[str, Any]]) -> list[str]:
     for b in items:
         e = b["extra_info"]
         if e.get("role") == "ours_rss":
-            out.append(f"Loader peak RSS: {e['peak_rss_mb']:,.0f} MB (main process), {e['worker_peak_rss_mb']:,.0f} MB "
-                       f"(largest parser worker) for a {e['source_mb']:,.0f} MB source.")
+            out.append(
+                f"Loader peak RSS: {e['peak_rss_mb']:,.0f} MB (main process), {e['worker_peak_rss_mb']:,.0f} MB "
+                f"(largest parser worker) for a {e['source_mb']:,.0f} MB source."
+            )
     return out
 
 

@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     embedding_dimensions: int = Field(default=3072, ge=1, le=16000)
     embedding_model: str = Field(default="text-embedding-3-large", min_length=1, max_length=200)
     embedded_data_dir: Path | None = None
-    # the embedded server's memory settings (db/sizing.py; docs/_drafts/server_sizing.md)
+    # the embedded server's memory settings (db/sizing.py; docs/scaling.md, "The embedded server is
+    # sized to its machine")
     embedded_sizing: str = "auto"
     embedded_memory: str | None = None
     embedded_shared_buffers: str | None = None

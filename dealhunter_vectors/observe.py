@@ -64,6 +64,9 @@ ATTRIBUTES: Final[Mapping[str, str]] = {
     "layout": "the deployment layout that ran the statements ('single node', 'citus')",
     "table": "the table a migration step loads",
     "migration": "the schema migration a step applies (e.g. '003_hnsw_m32')",
+    "recall_mean": "recall_self_check: mean recall@k of the global index search against the exact scan (float)",
+    "recall_min": "recall_self_check: the lowest recall of one sampled query (float)",
+    "samples": "recall_self_check: stored rows used as queries (int)",
 }
 """Every attribute the core reports, and what it means."""
 
@@ -122,7 +125,9 @@ class Subscriber(Protocol):
         """It ended (``duration`` in s, ``error`` set when it raised)."""
 
     def measured(self, name: str, value: float, attributes: Mapping[str, AttributeValue]) -> None:
-        """A measurement outside the attribute set: ``"pool_wait"`` (s), ``"replica_skip"`` (1)."""
+        """A measurement outside the attribute set: ``"pool_wait"`` (s), ``"replica_skip"`` (1),
+        ``"recall"`` (recall_self_check's mean recall, attribute ``limit``), ``"recall_latency"`` (s,
+        its median latency, attribute ``search``: ``"index"`` or ``"exact"``)."""
 
 
 SUBSCRIBERS: tuple[Subscriber, ...] = ()

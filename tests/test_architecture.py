@@ -324,8 +324,10 @@ def test_the_layout_is_chosen_in_one_place() -> None:
                     offenders.append(f"{name} imports a layout object")
                 if "LAYOUT_TABLE" in names and name != "dealhunter_vectors.db.schema":
                     offenders.append(f"{name} reads the layout marker")
-            if isinstance(node, ast.Attribute) and node.attr in ("name", "is_distributed") and (
-                isinstance(node.value, ast.Name) and node.value.id == "layout"
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("name", "is_distributed")
+                and (isinstance(node.value, ast.Name) and node.value.id == "layout")
             ):
                 offenders.append(f"{name}:{node.lineno} branches on the layout's name")
         if "is_distributed" in path.read_text():

@@ -278,7 +278,7 @@ def _apply(case: Case, path: Path) -> None:
             rows = conn.execute("SELECT * FROM raw_chunks").fetchall()
             ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'raw_chunks'").fetchone()[0]
             conn.execute("DROP TABLE raw_chunks")
-            conn.execute(ddl.replace('`embedding` text NOT NULL', '`embedding` text'))
+            conn.execute(ddl.replace("`embedding` text NOT NULL", "`embedding` text"))
             conn.executemany(f"INSERT INTO raw_chunks VALUES ({', '.join('?' * len(rows[0]))})", rows)
             conn.execute("UPDATE raw_chunks SET embedding = NULL WHERE id = 'rc2'")
         elif case.sql:

@@ -14,8 +14,15 @@ from dealhunter_vectors.embeddings import to_pgvector_text
 
 def test_accepts_lists_tuples_and_any_float_dtype() -> None:
     base = np.linspace(-1, 1, 8)
-    for value in (base.tolist(), tuple(base.tolist()), base.astype(np.float16), base.astype(np.float32),
-                  base, base.astype(np.longdouble), np.arange(1, 9)):
+    for value in (
+        base.tolist(),
+        tuple(base.tolist()),
+        base.astype(np.float16),
+        base.astype(np.float32),
+        base,
+        base.astype(np.longdouble),
+        np.arange(1, 9),
+    ):
         out = as_embedding(value, dimensions=8)
         assert out.dtype == np.float32 and out.shape == (8,) and out.flags.c_contiguous
         np.testing.assert_array_equal(out, np.asarray(value, dtype=np.float64).astype(np.float32))

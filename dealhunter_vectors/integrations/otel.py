@@ -15,8 +15,10 @@ retries, pool waits). Never a vector; the hybrid searches' query text only with
 ``instrument(record_query_text=True)``. Metrics: ``db.client.operation.duration`` (s, per
 operation), ``db.client.connection.wait_time`` (s, acquires that found no idle connection),
 counters ``dealhunter.search.rows_scored``, ``dealhunter.search.fallbacks``,
-``dealhunter.operation.retries``, ``dealhunter.replica.skips`` (observable counters over running totals).
-docs/observability.md has the attribute table, Prometheus and the measured overhead.
+``dealhunter.operation.retries``, ``dealhunter.replica.skips`` (observable counters over running totals),
+gauges ``dealhunter.search.recall`` and ``dealhunter.search.recall_check.duration`` (each
+:func:`~dealhunter_vectors.recall_self_check`'s result). docs/observability.md has the attribute
+table, Prometheus and the measured overhead.
 """
 
 from __future__ import annotations
@@ -112,6 +114,16 @@ class _Subscriber:
             description="Time an acquire that found no idle pool connection waited for one",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self.recall = meter.create_gauge(
+            "dealhunter.search.recall",
+            unit="1",
+            description="Recall@k of the global index search against the exact scan on stored rows (recall_self_check)",
+        )
+        self.recall_latency = meter.create_gauge(
+            "dealhunter.search.recall_check.duration",
+            unit="s",
+            description="recall_self_check's median latency of the global search, index or exact",
+        )
         # Counters as observable instruments over running totals: a call adds to a dict (well under
         # a microsecond) instead of a synchronous counter's attribute hashing (~15 us each).
         self.totals: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
@@ -175,6 +187,11 @@ class _Subscriber:
             self.wait_time.record(value, {"db.system.name": DB_SYSTEM})
         elif name == "replica_skip":
             self._count("dealhunter.replica.skips", int(value), (("dealhunter.reason", str(attributes.get("reason"))),))
+        elif name == "recall":
+            self.recall.set(value, {"db.system.name": DB_SYSTEM, "dealhunter.recall.k": int(attributes["limit"])})
+        elif name == "recall_latency":
+            search = str(attributes["search"])
+            self.recall_latency.set(value, {"db.system.name": DB_SYSTEM, "dealhunter.search.kind": search})
 
     # ---- helpers
     def _span_attributes(self, observation: observe.Observation) -> dict[str, Any]:

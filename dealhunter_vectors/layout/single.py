@@ -63,9 +63,7 @@ class SingleNode(Layout):
         if not rows:
             return CandidatePass(found, query.cap, None, 0)
         first = rows[0]
-        return CandidatePass(
-            found, int(first["ef"]), first["frontier"], int(first["candidates"]), first["centre_norm"]
-        )
+        return CandidatePass(found, int(first["ef"]), first["frontier"], int(first["candidates"]), first["centre_norm"])
 
     async def copy_rows(
         self, conn: asyncpg.Connection, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]

@@ -15,6 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from .. import observe
 from ..db.faults import operation
 from ..embeddings import as_embedding
 from ..errors import NotFoundError
@@ -127,7 +128,7 @@ async def recall_self_check(db: Db, *, samples: int = 50, limit: int = 10, seed:
         queries.append(QueryRecall(pre_qualification_id=row_id, recall=query_recall(index, exact_rows),
                                    index_ms=index_ms, exact_ms=exact_ms))  # fmt: skip
     recalls = [q.recall for q in queries]
-    return RecallReport(
+    report = RecallReport(
         samples=len(queries),
         limit=limit,
         seed=seed,
@@ -141,3 +142,15 @@ async def recall_self_check(db: Db, *, samples: int = 50, limit: int = 10, seed:
         exact_ms_p95=_p95([q.exact_ms for q in queries]),
         queries=tuple(queries),
     )
+    _report_observation(report)
+    return report
+
+
+def _report_observation(report: RecallReport) -> None:
+    """The report as attributes of this call's observation and as measurements (metrics with ``[otel]``)."""
+    observe.note("recall_mean", report.recall_mean)
+    observe.note("recall_min", report.recall_min)
+    observe.note("samples", report.samples)
+    observe.measure("recall", report.recall_mean, limit=report.limit)
+    observe.measure("recall_latency", report.index_ms_median / 1e3, search="index")
+    observe.measure("recall_latency", report.exact_ms_median / 1e3, search="exact")

@@ -32,18 +32,29 @@ def cos64(a: Any, b: Any) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-async def test_search_cli(dhv_pool: dv.Pool, dhv_database_url: str, tmp_path: Path,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+async def test_search_cli(
+    dhv_pool: dv.Pool, dhv_database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     q = unit()
     await seed_owners(dhv_pool, pre_qualification_ids=["pq-1"], qualification_ids=["q-1"])
     stored = {f"c{i}": near(q, 0.9 - 0.17 * i) for i in range(5)}
-    await dv.insert_deal_chunks(dhv_pool, [
-        DealChunk(id=cid, qualification_id="q-1", agent_name="tech-agent" if i % 2 else "legal-agent",
-                  chunk_type="text", content=f"chunk {cid}", embedding=v)
-        for i, (cid, v) in enumerate(stored.items())
-    ])
-    await dv.replace_raw_chunks(dhv_pool, "pq-1", [RawChunk(id="r0", chunk_index=0, content="raw", token_count=3,
-                                                            embedding=near(q, 0.5))])
+    await dv.insert_deal_chunks(
+        dhv_pool,
+        [
+            DealChunk(
+                id=cid,
+                qualification_id="q-1",
+                agent_name="tech-agent" if i % 2 else "legal-agent",
+                chunk_type="text",
+                content=f"chunk {cid}",
+                embedding=v,
+            )
+            for i, (cid, v) in enumerate(stored.items())
+        ],
+    )
+    await dv.replace_raw_chunks(
+        dhv_pool, "pq-1", [RawChunk(id="r0", chunk_index=0, content="raw", token_count=3, embedding=near(q, 0.5))]
+    )
     query_file = tmp_path / "q.json"
     query_file.write_text(json.dumps({"embedding": q.tolist()}))
 
@@ -53,32 +64,43 @@ async def test_search_cli(dhv_pool: dv.Pool, dhv_database_url: str, tmp_path: Pa
         return code, out.out, out.err
 
     # lead: > 0.3 -> c0 (0.9), c1 (0.73), c2 (0.56), c3 (0.39); not c4 (0.22)
-    code, out, _ = await asyncio.to_thread(run, "lead", "--query-file", str(query_file),
-                                           "--qualification-id", "q-1", "--json")
+    code, out, _ = await asyncio.to_thread(
+        run, "lead", "--query-file", str(query_file), "--qualification-id", "q-1", "--json"
+    )
     assert code == 0
     hits = json.loads(out)
     assert [h["chunk_id"] for h in hits] == ["c0", "c1", "c2", "c3"]
     for h in hits:
         assert abs(h["similarity"] - cos64(stored[h["chunk_id"]], q)) < 1e-5
     # filters as options
-    code, out, _ = await asyncio.to_thread(run, "lead", "--query-file", str(query_file), "--qualification-id",
-                                           "q-1", "--agent-name", "tech-agent", "--json")
+    code, out, _ = await asyncio.to_thread(
+        run,
+        "lead",
+        "--query-file",
+        str(query_file),
+        "--qualification-id",
+        "q-1",
+        "--agent-name",
+        "tech-agent",
+        "--json",
+    )
     assert [h["chunk_id"] for h in json.loads(out)] == ["c1", "c3"]
     # --like-chunk: the stored embedding of c0 is the query; c0 itself is the best hit at ~1.0
-    code, out, _ = await asyncio.to_thread(run, "deep-scan", "--like-chunk", "c0", "--qualification-id", "q-1",
-                                           "--json")
+    code, out, _ = await asyncio.to_thread(
+        run, "deep-scan", "--like-chunk", "c0", "--qualification-id", "q-1", "--json"
+    )
     hits = json.loads(out)
     assert code == 0 and hits[0]["chunk_id"] == "c0" and hits[0]["similarity"] == pytest.approx(1.0, abs=1e-6)
-    code, out, _ = await asyncio.to_thread(run, "raw", "--like-chunk", "r0", "--pre-qualification-id", "pq-1",
-                                           "--json")
+    code, out, _ = await asyncio.to_thread(run, "raw", "--like-chunk", "r0", "--pre-qualification-id", "pq-1", "--json")
     assert code == 0 and [h["chunk_id"] for h in json.loads(out)] == ["r0"]
     # a table for people
     code, out, _ = await asyncio.to_thread(run, "lead", "--query-file", str(query_file), "--qualification-id", "q-1")
     assert code == 0 and "lead: 4 hit(s)" in out and "c3" in out
 
 
-async def test_search_cli_errors(dhv_pool: dv.Pool, dhv_database_url: str, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+async def test_search_cli_errors(
+    dhv_pool: dv.Pool, dhv_database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def run(*args: str) -> tuple[int, str]:
         code = main(["search", *args, "--database-url", dhv_database_url])
         return code, capsys.readouterr().err

@@ -28,9 +28,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str,
     return code, json.loads(out.out), out.err
 
 
-async def test_demo_prints_the_library_results(
-    demo_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_demo_prints_the_library_results(demo_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code, result, printed = await asyncio.to_thread(
         _run, capsys, "--fresh", "--data-dir", str(demo_run["data_dir"]), "--database-url", demo_run["server"]
     )
@@ -67,8 +65,9 @@ async def test_demo_prints_the_library_results(
 
     # independent check of one call site against the old algorithm on the SQLite file
     lead = result["call_sites"][0]
-    rows = legacy.load_legacy_rows(sqlite_path, "deal_embeddings", "qualification_id",
-                                   lead["arguments"]["qualification_id"])
+    rows = legacy.load_legacy_rows(
+        sqlite_path, "deal_embeddings", "qualification_id", lead["arguments"]["qualification_id"]
+    )
     old = legacy.query_rag_for_lead(rows, lead["query_embedding"], agent_name_filter=lead["arguments"]["agent_names"])
     assert [r["chunkId"] for r in old] == [h["id"] for h in lead["ours"]]
     assert "timings (median)" in printed and "all call sites agree" in printed

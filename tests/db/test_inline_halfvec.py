@@ -110,13 +110,23 @@ async def data(dhv_module_pool: dv.Pool) -> AsyncIterator[Data]:
     )
     await plant_rows_before_norm_checks(  # a zero and a tiny vector planted with raw SQL: must never appear
         pool,
-        ("INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
-         " VALUES ('zero', $1, 'agent', 'text', 'z', $2)", Q, np.zeros(DIMS, np.float32)),
-        ("INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
-         " VALUES ('tiny-scale', $1, 'agent', 'text', 'z', $2)", Q, tiny),
+        (
+            "INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
+            " VALUES ('zero', $1, 'agent', 'text', 'z', $2)",
+            Q,
+            np.zeros(DIMS, np.float32),
+        ),
+        (
+            "INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
+            " VALUES ('tiny-scale', $1, 'agent', 'text', 'z', $2)",
+            Q,
+            tiny,
+        ),
     )
-    d.raw = {f"r{i:03d}": with_cosine(q, c, rng) for i, c in enumerate(near(T, rng, 30) + near(0.7, rng, 20)
-                                                                         + list(rng.uniform(-0.1, 0.2, 150)))}
+    d.raw = {
+        f"r{i:03d}": with_cosine(q, c, rng)
+        for i, c in enumerate(near(T, rng, 30) + near(0.7, rng, 20) + list(rng.uniform(-0.1, 0.2, 150)))
+    }
     await pool.executemany(
         "INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
         " VALUES ($1, $2, $3, $4, 60, $5)",
@@ -137,16 +147,25 @@ async def data(dhv_module_pool: dv.Pool) -> AsyncIterator[Data]:
     yield d
 
 
-def reference(vectors: dict[str, np.ndarray[Any, Any]], q: np.ndarray[Any, Any], *, threshold: float | None,
-              inclusive: bool = False, limit: int) -> list[tuple[str, float]]:
+def reference(
+    vectors: dict[str, np.ndarray[Any, Any]],
+    q: np.ndarray[Any, Any],
+    *,
+    threshold: float | None,
+    inclusive: bool = False,
+    limit: int,
+) -> list[tuple[str, float]]:
     sims = {i: cos64(v, q) for i, v in vectors.items()}
-    keep = [(i, s) for i, s in sims.items()
-            if threshold is None or s > threshold or (inclusive and s >= threshold)]
+    keep = [(i, s) for i, s in sims.items() if threshold is None or s > threshold or (inclusive and s >= threshold)]
     return sorted(keep, key=lambda item: (-item[1], item[0]))[:limit]
 
 
-def assert_matches_float64(got: Sequence[tuple[str, float]], want: Sequence[tuple[str, float]],
-                           all_sims: dict[str, float], threshold: float | None) -> None:
+def assert_matches_float64(
+    got: Sequence[tuple[str, float]],
+    want: Sequence[tuple[str, float]],
+    all_sims: dict[str, float],
+    threshold: float | None,
+) -> None:
     """Same ids, order and similarities (1e-5) as float64, except where float32 sums may decide otherwise.
 
     Rows closer than TIE to each other may swap; at the cut (threshold or limit) only rows
@@ -168,27 +187,42 @@ def as_pairs(rows: Sequence[Any]) -> list[tuple[str, float]]:
     return [(r["id"], 1.0 - r["distance"]) for r in rows]
 
 
-@pytest.mark.parametrize(("threshold", "limit", "inclusive"), [
-    (T, 5, False), (T, 10, False), (T, 60, False), (T, 200, False), (T, 5, True), (0.8, 3, False),
-    (0.8, 20, True), (0.79999, 50, False), (-1.0, 7, False),
-])
+@pytest.mark.parametrize(
+    ("threshold", "limit", "inclusive"),
+    [
+        (T, 5, False),
+        (T, 10, False),
+        (T, 60, False),
+        (T, 200, False),
+        (T, 5, True),
+        (0.8, 3, False),
+        (0.8, 20, True),
+        (0.79999, 50, False),
+        (-1.0, 7, False),
+    ],
+)
 async def test_deal_search_equals_exact_scan_and_float64_near_both_cuts(
     data: Data, dhv_module_pool: dv.Pool, threshold: float, limit: int, inclusive: bool
 ) -> None:
     pool = dhv_module_pool
     if inclusive:  # search_similar is the inclusive call site
-        similar = await dv.search_similar(pool, data.query, qualification_id=Q, threshold=threshold,
-                                          limit=min(limit, 50))
+        similar = await dv.search_similar(
+            pool, data.query, qualification_id=Q, threshold=threshold, limit=min(limit, 50)
+        )
         hits = [(h.id, h.similarity) for h in similar]
     else:
         found = await dv.search_deal_embeddings(pool, data.query, qualification_id=Q, threshold=threshold, limit=limit)
         hits = [(h.chunk_id, h.similarity or 0.0) for h in found]
-    exact = as_pairs(await pool.fetch(EXACT_DEAL_SQL, data.query, Q, 1.0 - threshold, inclusive, min(limit, 50)
-                                      if inclusive else limit))
+    exact = as_pairs(
+        await pool.fetch(
+            EXACT_DEAL_SQL, data.query, Q, 1.0 - threshold, inclusive, min(limit, 50) if inclusive else limit
+        )
+    )
     assert hits == exact  # bit-identical: same rows, order and exact distances as the single-step scan
     all_sims = {i: cos64(v, data.query) for i, v in data.vectors.items()}
-    want = reference(data.vectors, data.query, threshold=threshold, inclusive=inclusive,
-                     limit=min(limit, 50) if inclusive else limit)
+    want = reference(
+        data.vectors, data.query, threshold=threshold, inclusive=inclusive, limit=min(limit, 50) if inclusive else limit
+    )
     assert_matches_float64(hits, want, all_sims, threshold)
     assert not {"zero", "tiny-scale"} & {i for i, _ in hits}
 
@@ -206,8 +240,9 @@ async def test_scaled_rows_rank_by_direction(data: Data, dhv_module_pool: dv.Poo
 async def test_top_k_fallback_among_near_ties(data: Data, dhv_module_pool: dv.Pool) -> None:
     pool = dhv_module_pool
     for k in (1, 5, 12):
-        found = await dv.search_deal_embeddings(pool, data.query, qualification_id=Q, threshold=0.95, limit=k,
-                                                fallback_to_top_k=True)
+        found = await dv.search_deal_embeddings(
+            pool, data.query, qualification_id=Q, threshold=0.95, limit=k, fallback_to_top_k=True
+        )
         exact = as_pairs(await pool.fetch(EXACT_TOP_K_SQL, data.query, Q, k))
         assert [(h.chunk_id, h.similarity) for h in found] == exact
         all_sims = {i: cos64(v, data.query) for i, v in data.vectors.items()}
@@ -222,15 +257,25 @@ async def test_fallback_flags_decided_inside_the_error_band(data: Data, dhv_modu
     assert [h.chunk_id for h in hits] == ["special-above"]
     # the matching row is below by 4e-4: strict filter -> nothing; with fallback -> the unfiltered rows
     assert await dv.search_deal_embeddings(pool, q, qualification_id=Q_FLAGS, threshold=T, agent_names="other") == []
-    hits = await dv.search_deal_embeddings(pool, q, qualification_id=Q_FLAGS, threshold=T, agent_names="other",
-                                           filter_fallback=True)
+    hits = await dv.search_deal_embeddings(
+        pool, q, qualification_id=Q_FLAGS, threshold=T, agent_names="other", filter_fallback=True
+    )
     assert [h.chunk_id for h in hits] == ["special-above"]
     # nothing above for "other" and top-k fallback: its best matching rows, exactly ranked
-    hits = await dv.search_deal_embeddings(pool, q, qualification_id=Q_FLAGS, threshold=T + 1e-3,
-                                           agent_names="other", fallback_to_top_k=True, limit=3)
+    hits = await dv.search_deal_embeddings(
+        pool, q, qualification_id=Q_FLAGS, threshold=T + 1e-3, agent_names="other", fallback_to_top_k=True, limit=3
+    )
     assert [h.chunk_id for h in hits] == ["other-below"]
-    hits = await dv.search_deal_embeddings(pool, q, qualification_id=Q_FLAGS, threshold=T + 1e-3,
-                                           agent_names="nobody", fallback_to_top_k=True, filter_fallback=True, limit=3)
+    hits = await dv.search_deal_embeddings(
+        pool,
+        q,
+        qualification_id=Q_FLAGS,
+        threshold=T + 1e-3,
+        agent_names="nobody",
+        fallback_to_top_k=True,
+        filter_fallback=True,
+        limit=3,
+    )
     want = reference(data.flags, q, threshold=None, limit=3)
     assert [h.chunk_id for h in hits] == [i for i, _ in want]
 
@@ -242,8 +287,9 @@ async def test_raw_search_equals_exact_scan(data: Data, dhv_module_pool: dv.Pool
     exact = as_pairs(await pool.fetch(EXACT_RAW_SQL, data.query, PQ, 1.0 - threshold, False, limit))
     assert [(h.chunk_id, h.similarity) for h in hits] == exact
     all_sims = {i: cos64(v, data.query) for i, v in data.raw.items()}
-    assert_matches_float64(exact, reference(data.raw, data.query, threshold=threshold, limit=limit), all_sims,
-                           threshold)
+    assert_matches_float64(
+        exact, reference(data.raw, data.query, threshold=threshold, limit=limit), all_sims, threshold
+    )
 
 
 def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -257,11 +303,25 @@ async def test_exact_distance_is_computed_for_few_candidates_only(data: Data, dh
     """EXPLAIN ANALYZE: the exact step ("scored") sees far fewer rows than the half step ("half")."""
     m = 1.0 - T
     async with dhv_module_pool.acquire() as conn:
-        plan = json.loads(await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + DEAL_SEARCH_BY_QUALIFICATION_SQL,
-            [Vector(data.query)], [Q], [m], [False], [None], [None], [False], [None], [None],
-            [None], [False], [False], [5], [query_half(data.query)],
-        ))
+        plan = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + DEAL_SEARCH_BY_QUALIFICATION_SQL,
+                [Vector(data.query)],
+                [Q],
+                [m],
+                [False],
+                [None],
+                [None],
+                [False],
+                [None],
+                [None],
+                [None],
+                [False],
+                [False],
+                [5],
+                [query_half(data.query)],
+            )
+        )
     nodes = _plan_nodes(plan[0]["Plan"])
     rows = {n.get("Subplan Name"): n["Actual Rows"] for n in nodes if n.get("Subplan Name", "").startswith("CTE")}
     assert rows["CTE half"] == len(data.vectors)  # every in-range row of the owner, scored by its half copy
@@ -273,12 +333,22 @@ async def test_exact_distance_is_computed_for_few_candidates_only(data: Data, dh
     assert rows["CTE scored"] < 0.15 * rows["CTE half"]
     raw_plan = None
     async with dhv_module_pool.acquire() as conn:
-        raw_plan = json.loads(await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + RAW_SEARCH_SQL,
-            [Vector(data.query)], [PQ], [1.0 - 0.7], [False], [4], [query_half(data.query)],
-        ))
-    raw_rows = {n.get("Subplan Name"): n["Actual Rows"] for n in _plan_nodes(raw_plan[0]["Plan"])
-                if n.get("Subplan Name", "").startswith("CTE")}
+        raw_plan = json.loads(
+            await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + RAW_SEARCH_SQL,
+                [Vector(data.query)],
+                [PQ],
+                [1.0 - 0.7],
+                [False],
+                [4],
+                [query_half(data.query)],
+            )
+        )
+    raw_rows = {
+        n.get("Subplan Name"): n["Actual Rows"]
+        for n in _plan_nodes(raw_plan[0]["Plan"])
+        if n.get("Subplan Name", "").startswith("CTE")
+    }
     assert raw_rows["CTE half"] == len(data.raw)
 
 
@@ -304,11 +374,35 @@ async def test_half_copy_is_inline_not_toasted(data: Data, dhv_module_pool: dv.P
 async def test_pgvector_half_rounding_is_round_to_nearest(dhv_module_pool: dv.Pool) -> None:
     """The bound assumes pgvector rounds float32 -> half to nearest (even): compare with IEEE (numpy)."""
     rng = np.random.default_rng(7)
-    edge = np.array([6.1035156e-05, 6.0975552e-05, 5.9604645e-08, 2.9802322e-08, 8.9406967e-08, 1.0004883,
-                     1.0009766 + 2**-12, 65504.0, 65519.99, 2049.0, 2051.0, 0.1, 1 / 3, 1e-7, 3e-5], np.float32)
-    values = np.concatenate([edge, -edge, rng.standard_normal(2000).astype(np.float32) * 0.02,
-                             (rng.standard_normal(1000) * 1e-5).astype(np.float32)])
-    values = values[: DIMS]
+    edge = np.array(
+        [
+            6.1035156e-05,
+            6.0975552e-05,
+            5.9604645e-08,
+            2.9802322e-08,
+            8.9406967e-08,
+            1.0004883,
+            1.0009766 + 2**-12,
+            65504.0,
+            65519.99,
+            2049.0,
+            2051.0,
+            0.1,
+            1 / 3,
+            1e-7,
+            3e-5,
+        ],
+        np.float32,
+    )
+    values = np.concatenate(
+        [
+            edge,
+            -edge,
+            rng.standard_normal(2000).astype(np.float32) * 0.02,
+            (rng.standard_normal(1000) * 1e-5).astype(np.float32),
+        ]
+    )
+    values = values[:DIMS]
     padded = np.zeros(DIMS, np.float32)
     padded[: values.size] = values
     got = await dhv_module_pool.fetchval("SELECT $1::vector::halfvec(3072)", padded)
@@ -319,7 +413,8 @@ async def test_half_copy_error_is_within_the_premise_of_the_bound(data: Data, dh
     """|h_i - x_i/||x||| <= 2^-11 |x_i/||x||| + 2^-25 (+ float32 normalisation) for every stored row."""
     rows = await dhv_module_pool.fetch(
         "SELECT id, embedding, embedding_half FROM deal_embeddings WHERE qualification_id = $1 AND embedding_half"
-        " IS NOT NULL ORDER BY id LIMIT 200", Q
+        " IS NOT NULL ORDER BY id LIMIT 200",
+        Q,
     )
     for r in rows:
         x = np.asarray(r["embedding"], np.float64)
@@ -332,12 +427,15 @@ async def test_write_paths_fill_the_generated_column(dhv_pool: dv.Pool) -> None:
     await seed_owners(dhv_pool, pre_qualification_ids=["pq-w"], qualification_ids=["q-w"])
     rng = np.random.default_rng(3)
     vecs = [rng.standard_normal(DIMS).astype(np.float32) * s for s in (1.0, 1e-3, 300.0)]
-    ids = await dv.insert_deal_chunks(dhv_pool, [
-        dv.DealChunk(qualification_id="q-w", agent_name="a", chunk_type="t", content="c", embedding=v) for v in vecs
-    ])
-    raw_ids = await dv.replace_raw_chunks(dhv_pool, "pq-w", [
-        dv.RawChunk(chunk_index=i, content="c", token_count=1, embedding=v) for i, v in enumerate(vecs)
-    ])
+    ids = await dv.insert_deal_chunks(
+        dhv_pool,
+        [dv.DealChunk(qualification_id="q-w", agent_name="a", chunk_type="t", content="c", embedding=v) for v in vecs],
+    )
+    raw_ids = await dv.replace_raw_chunks(
+        dhv_pool,
+        "pq-w",
+        [dv.RawChunk(chunk_index=i, content="c", token_count=1, embedding=v) for i, v in enumerate(vecs)],
+    )
     for table, row_ids in (("deal_embeddings", ids), ("raw_chunks", raw_ids)):
         rows = await dhv_pool.fetch(
             f"SELECT id, embedding, embedding_half FROM {table} WHERE id = ANY($1::text[])", row_ids

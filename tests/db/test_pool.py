@@ -45,6 +45,7 @@ async def test_text_form_of_vector_matches_numpy(dhv_pool: dv.Pool) -> None:
 
 async def test_hundred_concurrent_queries_on_pool_of_twenty(dhv_database_url: str) -> None:
     async with dv.open_pool(dhv_database_url, min_size=0, max_size=20) as pool:
+
         async def one(i: int) -> int:
             return int(await pool.fetchval("SELECT $1::int + 0 FROM pg_sleep(0.02)", i))
 
@@ -257,8 +258,12 @@ async def test_sigterm_closes_gracefully_then_terminates(dhv_database_url: str) 
     import sys
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SIGTERM_SCRIPT, dhv_database_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        SIGTERM_SCRIPT,
+        dhv_database_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert b"query result 42" in out, err[-2000:]  # the in-flight query finished

@@ -99,9 +99,7 @@ async def test_apply_schema_on_empty_database_then_again(dhv_server_url: str) ->
         await admin.close()
 
 
-async def test_every_table_and_column_matches_the_legacy_facts(
-    dhv_pool: dv.Pool, facts: dict[str, Any]
-) -> None:
+async def test_every_table_and_column_matches_the_legacy_facts(dhv_pool: dv.Pool, facts: dict[str, Any]) -> None:
     rows = await dhv_pool.fetch(
         """
         SELECT c.relname AS table, a.attname AS column, a.attnum,
@@ -181,7 +179,8 @@ async def test_library_owned_columns_are_generated_inline_half_copies(dhv_pool: 
         "SELECT relname, reloptions FROM pg_class WHERE relname IN ('deal_embeddings', 'raw_chunks')"
     )
     assert {r["relname"]: r["reloptions"] for r in options} == {
-        "deal_embeddings": ["toast_tuple_target=8160"], "raw_chunks": ["toast_tuple_target=8160"]
+        "deal_embeddings": ["toast_tuple_target=8160"],
+        "raw_chunks": ["toast_tuple_target=8160"],
     }
 
 
@@ -202,11 +201,15 @@ async def test_primary_keys_uniques_and_foreign_keys(dhv_pool: dv.Pool, facts: d
     )
     pks = {(r["table"], r["column"]) for r in cons if r["contype"] == "p"}
     uniques = {(r["table"], r["column"], r["conname"]) for r in cons if r["contype"] == "u"}
-    fks = {(r["table"], r["column"]): (r["ref_table"], r["ref_column"], r["confdeltype"])
-           for r in cons if r["contype"] == "f"}
+    fks = {
+        (r["table"], r["column"]): (r["ref_table"], r["ref_column"], r["confdeltype"])
+        for r in cons
+        if r["contype"] == "f"
+    }
     exp_pk, exp_unique, exp_fk = set(), set(), {}
-    unique_index_names = {(t["name"], i["columns"][0]): i["name"] for t in facts["tables"]
-                          for i in t["indexes"] if i["unique"]}
+    unique_index_names = {
+        (t["name"], i["columns"][0]): i["name"] for t in facts["tables"] for i in t["indexes"] if i["unique"]
+    }
     for t in facts["tables"]:
         for c in t["columns"]:
             if c["primary_key"]:
@@ -216,7 +219,9 @@ async def test_primary_keys_uniques_and_foreign_keys(dhv_pool: dv.Pool, facts: d
             if c["references"]:
                 ref = c["references"]
                 exp_fk[(t["name"], c["name"])] = (
-                    ref["table"], ref["column"], {"cascade": "c", "no action": "a"}[ref["on_delete"]]
+                    ref["table"],
+                    ref["column"],
+                    {"cascade": "c", "no action": "a"}[ref["on_delete"]],
                 )
     assert pks == exp_pk and len(pks) == 29
     assert uniques == exp_unique and len(uniques) == 2
@@ -242,8 +247,7 @@ async def test_btree_index_names_and_columns(dhv_pool: dv.Pool, facts: dict[str,
         """
     )
     got = {(r["table"], r["index"], r["is_unique"], tuple(r["columns"])) for r in rows}
-    expected = {(t["name"], i["name"], i["unique"], tuple(i["columns"]))
-                for t in facts["tables"] for i in t["indexes"]}
+    expected = {(t["name"], i["name"], i["unique"], tuple(i["columns"])) for t in facts["tables"] for i in t["indexes"]}
     assert got == expected
     assert len(expected) == facts["stats"]["indexes"] == 65
 
@@ -261,8 +265,10 @@ async def test_vector_indexes_exist_and_are_used(dhv_pool: dv.Pool) -> None:
         assert "WITH (m='32', ef_construction='128')" in definition  # migration 003
     # a few rows so the plans are realistic; seqscan allowed: the planner must prefer the index
     rng = np.random.default_rng(0)
-    await dhv_pool.execute("INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
-                           " VALUES ('bu', 'BU', 'L', 'l@x', '[]')")
+    await dhv_pool.execute(
+        "INSERT INTO business_units (id, name, leader_name, leader_email, keywords)"
+        " VALUES ('bu', 'BU', 'L', 'l@x', '[]')"
+    )
     await dhv_pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@x', 'p', 'U')")
     await dhv_pool.executemany(
         "INSERT INTO pre_qualifications (id, user_id, raw_input, source, stage, input_type,"

@@ -594,3 +594,40 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "['search_deal_embeddings']"
+
+
+async def test_recall_self_check_reports_its_result_as_span_attributes_and_gauges(
+    telemetry: Telemetry, dhv_database_factory: Any
+) -> None:
+    # a weak index (m 4, ef_construction 8) over clustered rows, so recall is not trivially 1
+    url = await dhv_database_factory()
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((4, DIM))
+    vectors = (centres[rng.integers(0, 4, 400)] + 1.5 * rng.standard_normal((400, DIM))).astype(np.float32)
+    async with dv.open_pool(url, min_size=1, max_size=2) as pool:
+        await pool.execute('DROP INDEX IF EXISTS "pre_qualifications_description_embedding_hnsw_idx"')
+        await pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@e.com', 'x', 'U')")
+        await pool.copy_records_to_table(
+            "pre_qualifications",
+            columns=["id", "user_id", "source", "stage", "input_type", "raw_input", "extracted_requirements",
+                     "description_embedding"],
+            records=[(f"pq{i:03d}", "u", "reactive", "rfp", "freetext", "t", "{}", v) for i, v in enumerate(vectors)],
+        )  # fmt: skip
+        await pool.execute(
+            'CREATE INDEX "weak_hnsw" ON "pre_qualifications" USING hnsw ((("description_embedding")::halfvec(3072))'
+            " halfvec_cosine_ops) WITH (m = 4, ef_construction = 8)"
+        )
+        await pool.execute("ANALYZE pre_qualifications")
+        report = await dv.recall_self_check(pool, samples=20, limit=10, seed=1)
+    (span,) = telemetry.named("recall_self_check")
+    attributes = span.attributes or {}
+    assert attributes["dealhunter.recall_mean"] == report.recall_mean
+    assert attributes["dealhunter.recall_min"] == report.recall_min
+    assert attributes["dealhunter.samples"] == report.samples == 20
+    assert not telemetry.named("find_similar_pre_qualifications")  # its 40 searches are inside its one span
+    (recall,) = telemetry.points("dealhunter.search.recall")
+    assert recall.value == report.recall_mean and dict(recall.attributes)["dealhunter.recall.k"] == 10
+    durations = {dict(p.attributes)["dealhunter.search.kind"]: p.value for p in telemetry.points(
+        "dealhunter.search.recall_check.duration")}  # fmt: skip
+    assert durations == {"index": report.index_ms_median / 1e3, "exact": report.exact_ms_median / 1e3}
+    _assert_clean(telemetry)

@@ -65,8 +65,16 @@ async def loaded(dhv_database_factory: Any) -> AsyncIterator[tuple[dv.Pool, Data
             data.pq_has_requirements = np.arange(N_PRE_QUALIFICATIONS) % 10 != 0
             await conn.copy_records_to_table(
                 "pre_qualifications",
-                columns=["id", "user_id", "source", "stage", "input_type", "raw_input", "extracted_requirements",
-                         "description_embedding"],
+                columns=[
+                    "id",
+                    "user_id",
+                    "source",
+                    "stage",
+                    "input_type",
+                    "raw_input",
+                    "extracted_requirements",
+                    "description_embedding",
+                ],
                 records=[
                     (pid, "u", "reactive", "rfp", "freetext", "t", '{"customerName": "c"}' if req else None, v)
                     for pid, req, v in zip(data.pq_ids, data.pq_has_requirements, data.pq_vectors, strict=True)
@@ -85,9 +93,11 @@ async def loaded(dhv_database_factory: Any) -> AsyncIterator[tuple[dv.Pool, Data
             data.deal_vectors[owner] = vectors[start : start + size]
             start += size
         chunks = [
-            dv.DealChunk(qualification_id=owner, agent_name=f"agent{i % 5}", chunk_type="t", content=f"{owner}/{i}",
-                         embedding=v)
-            for owner in SIZES for i, v in enumerate(data.deal_vectors[owner])
+            dv.DealChunk(
+                qualification_id=owner, agent_name=f"agent{i % 5}", chunk_type="t", content=f"{owner}/{i}", embedding=v
+            )
+            for owner in SIZES
+            for i, v in enumerate(data.deal_vectors[owner])
         ]
         ids = await dv.insert_deal_chunks(pool, chunks)
         start = 0
@@ -165,9 +175,22 @@ async def test_owner_scoped_plan_uses_no_hnsw_index(loaded: tuple[dv.Pool, Data]
     q = data.deal_vectors[BIG][1]
     async with pool.acquire() as conn:
         plan = await explain(
-            conn, DEAL_SEARCH_BY_QUALIFICATION_SQL,
-            [Vector(q)], [BIG], [0.7], [False], [None], [None], [False], [None], [None], [None],
-            [False], [False], [5], [query_half(q)],
+            conn,
+            DEAL_SEARCH_BY_QUALIFICATION_SQL,
+            [Vector(q)],
+            [BIG],
+            [0.7],
+            [False],
+            [None],
+            [None],
+            [False],
+            [None],
+            [None],
+            [None],
+            [False],
+            [False],
+            [5],
+            [query_half(q)],
         )
     assert "hnsw" not in plan
     assert "deal_embeddings_qualification" in plan  # narrowed by the owner's btree index

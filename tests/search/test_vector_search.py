@@ -55,18 +55,34 @@ async def make_owners(
     db: Any, *, pre_qualification_ids: Sequence[str] = (), qualification_ids: Sequence[str] = ()
 ) -> None:
     """Insert the FK parents (pre-qualifications without extracted requirements)."""
-    await seed_owners(db, pre_qualification_ids=list(pre_qualification_ids),
-                      qualification_ids=list(qualification_ids), extracted_requirements=None)
+    await seed_owners(
+        db,
+        pre_qualification_ids=list(pre_qualification_ids),
+        qualification_ids=list(qualification_ids),
+        extracted_requirements=None,
+    )
 
 
-async def insert_raw_deal_row(db: Any, row_id: str, *, qualification_id: str | None = None,
-                              pre_qualification_id: str | None = None, embedding: Any = None,
-                              metadata: str | None = None, agent_name: str = "agent") -> None:
+async def insert_raw_deal_row(
+    db: Any,
+    row_id: str,
+    *,
+    qualification_id: str | None = None,
+    pre_qualification_id: str | None = None,
+    embedding: Any = None,
+    metadata: str | None = None,
+    agent_name: str = "agent",
+) -> None:
     """Insert a deal_embeddings row with raw SQL, bypassing every check of the write path."""
     await db.execute(
         "INSERT INTO deal_embeddings (id, pre_qualification_id, qualification_id, agent_name, chunk_type,"
         " content, metadata, embedding) VALUES ($1, $2, $3, $4, 'text', 'content', $5, $6)",
-        row_id, pre_qualification_id, qualification_id, agent_name, metadata, embedding,
+        row_id,
+        pre_qualification_id,
+        qualification_id,
+        agent_name,
+        metadata,
+        embedding,
     )
 
 
@@ -86,8 +102,10 @@ async def test_similarities_equal_numpy_float64_and_order_is_by_similarity(pool:
     vectors = [with_cosine(q, c, rng) for c in rng.uniform(-0.95, 0.95, 60)]
     ids = await dv.insert_deal_chunks(
         pool,
-        [dv.DealChunk(qualification_id=qid, agent_name="a", chunk_type="t", content=f"c{i}", embedding=v)
-         for i, v in enumerate(vectors)],
+        [
+            dv.DealChunk(qualification_id=qid, agent_name="a", chunk_type="t", content=f"c{i}", embedding=v)
+            for i, v in enumerate(vectors)
+        ],
     )
     hits = await dv.search_deal_embeddings(pool, q, qualification_id=qid, threshold=-1.0, limit=100)
     expected = sorted(((cos64(q, v), i) for i, v in zip(ids, vectors, strict=True)), key=lambda t: -t[0])
@@ -137,12 +155,25 @@ async def test_zero_vectors_stored_by_raw_sql_never_appear(pool: dv.Pool) -> Non
     # written before migration 008's norm checks (they refuse a zero vector since)
     await plant_rows_before_norm_checks(
         pool,
-        ("INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
-         " VALUES ($1, $2, 'agent', 'text', 'content', $3)", "zero-" + qid, qid, zero),
-        ("INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
-         " VALUES ($1, $2, 0, 'z', 1, $3)", "zero-raw-" + pqid, pqid, zero),
-        ("UPDATE pre_qualifications SET description_embedding = $2, extracted_requirements = '{}' WHERE id = $1",
-         pqid, zero),
+        (
+            "INSERT INTO deal_embeddings (id, qualification_id, agent_name, chunk_type, content, embedding)"
+            " VALUES ($1, $2, 'agent', 'text', 'content', $3)",
+            "zero-" + qid,
+            qid,
+            zero,
+        ),
+        (
+            "INSERT INTO raw_chunks (id, pre_qualification_id, chunk_index, content, token_count, embedding)"
+            " VALUES ($1, $2, 0, 'z', 1, $3)",
+            "zero-raw-" + pqid,
+            pqid,
+            zero,
+        ),
+        (
+            "UPDATE pre_qualifications SET description_embedding = $2, extracted_requirements = '{}' WHERE id = $1",
+            pqid,
+            zero,
+        ),
     )
     # The hazard is real: pgvector gives NaN and a "1 - distance >= t" filter lets the row through.
     naive = await pool.fetch(
@@ -202,8 +233,9 @@ async def test_lists_tuples_and_any_float_dtype_are_accepted(pool: dv.Pool) -> N
     await make_owners(pool, qualification_ids=[qid])
     q = unit(rng)
     v = with_cosine(q, 0.8, rng)
-    await dv.insert_deal_chunks(pool, [dv.DealChunk(qualification_id=qid, agent_name="a", chunk_type="t",
-                                                    content="x", embedding=v.tolist())])
+    await dv.insert_deal_chunks(
+        pool, [dv.DealChunk(qualification_id=qid, agent_name="a", chunk_type="t", content="x", embedding=v.tolist())]
+    )
     for form in (q.tolist(), tuple(q.tolist()), q.astype(np.float16), q.astype(np.float32), q, q.astype(np.longdouble)):
         hits = await dv.search_deal_embeddings(pool, form, qualification_id=qid)
         expected = cos64(np.asarray(form, dtype=np.float64).astype(np.float32), v)
@@ -289,9 +321,17 @@ async def test_bad_metadata_is_flagged_and_logged_and_hides_nothing(
         assert any(bad + qid in rec.getMessage() for rec in caplog.records)
     # The old code returned [] for the whole query because of one bad row; we do not.
     legacy_rows = [
-        {"id": k, "agent_name": "agent", "chunk_type": "text", "content": "content", "metadata": m,
-         "embedding": str([float(x) for x in vectors[k]]), "chunk_category": "elaboration", "confidence": 50,
-         "validated_at": None}
+        {
+            "id": k,
+            "agent_name": "agent",
+            "chunk_type": "text",
+            "content": "content",
+            "metadata": m,
+            "embedding": str([float(x) for x in vectors[k]]),
+            "chunk_category": "elaboration",
+            "confidence": 50,
+            "validated_at": None,
+        }
         for k, m in rows.items()
     ]
     assert legacy.query_rag_for_lead(legacy_rows, q.tolist(), max_results=10) == []
@@ -310,10 +350,22 @@ async def test_raw_chunk_default_metadata_and_citations(pool: dv.Pool) -> None:
     source = {"kind": "pdf", "fileName": "a.pdf", "page": 2, "paragraphStart": 1, "paragraphEnd": 3, "heading": None}
     chunks = [
         dv.RawChunk(id="r-null-" + pqid, chunk_index=0, content="a", token_count=3, embedding=with_cosine(q, 0.9, rng)),
-        dv.RawChunk(id="r-pdf-" + pqid, chunk_index=1, content="b", token_count=4, embedding=with_cosine(q, 0.8, rng),
-                    metadata={"startPosition": 1, "endPosition": 9, "type": "text", "source": source}),
-        dv.RawChunk(id="r-web-" + pqid, chunk_index=2, content="c", token_count=5, embedding=with_cosine(q, 0.7, rng),
-                    metadata={"type": "web", "webSource": {"url": "https://example.com", "title": "T"}}),
+        dv.RawChunk(
+            id="r-pdf-" + pqid,
+            chunk_index=1,
+            content="b",
+            token_count=4,
+            embedding=with_cosine(q, 0.8, rng),
+            metadata={"startPosition": 1, "endPosition": 9, "type": "text", "source": source},
+        ),
+        dv.RawChunk(
+            id="r-web-" + pqid,
+            chunk_index=2,
+            content="c",
+            token_count=5,
+            embedding=with_cosine(q, 0.7, rng),
+            metadata={"type": "web", "webSource": {"url": "https://example.com", "title": "T"}},
+        ),
         dv.RawChunk(id="r-low-" + pqid, chunk_index=3, content="d", token_count=5, embedding=with_cosine(q, 0.1, rng)),
     ]
     await dv.replace_raw_chunks(pool, pqid, chunks)
@@ -334,11 +386,20 @@ async def test_agent_name_contains_is_case_insensitive_and_literal(pool: dv.Pool
     await make_owners(pool, qualification_ids=[qid])
     q = unit(rng)
     names = ["a%b", "axb", "A_B", "a\\b", "Tech_Agent", "TECHNICAL", "ab"]
-    await dv.insert_deal_chunks(pool, [
-        dv.DealChunk(id=f"{qid}-{i}", qualification_id=qid, agent_name=n, chunk_type="t", content=n,
-                     embedding=with_cosine(q, 0.5, rng))
-        for i, n in enumerate(names)
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            dv.DealChunk(
+                id=f"{qid}-{i}",
+                qualification_id=qid,
+                agent_name=n,
+                chunk_type="t",
+                content=n,
+                embedding=with_cosine(q, 0.5, rng),
+            )
+            for i, n in enumerate(names)
+        ],
+    )
 
     async def agents(needle: str) -> set[str]:
         hits = await dv.search_deal_embeddings(pool, q, qualification_id=qid, limit=50, agent_name_contains=needle)
@@ -365,11 +426,21 @@ async def test_agent_names_and_tech_stack_filters_with_and_without_fallback(pool
         ("hi-num", "tech_agent", 0.85, {"cms": 7}),
         ("lo-drupal", "risk_agent", 0.5, {"cms": "drupal"}),
     ]
-    await dv.insert_deal_chunks(pool, [
-        dv.DealChunk(id=f"{s}-{pqid}", pre_qualification_id=pqid, agent_name=a, chunk_type="t", content=s,
-                     metadata=m, embedding=with_cosine(q, c, rng))
-        for s, a, c, m in spec
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            dv.DealChunk(
+                id=f"{s}-{pqid}",
+                pre_qualification_id=pqid,
+                agent_name=a,
+                chunk_type="t",
+                content=s,
+                metadata=m,
+                embedding=with_cosine(q, c, rng),
+            )
+            for s, a, c, m in spec
+        ],
+    )
 
     async def ids(**kw: Any) -> list[str]:
         hits = await dv.search_deal_embeddings(pool, q, pre_qualification_id=pqid, threshold=0.7, **kw)
@@ -387,10 +458,14 @@ async def test_agent_names_and_tech_stack_filters_with_and_without_fallback(pool
     rows = await pool.fetch("SELECT * FROM deal_embeddings WHERE pre_qualification_id = $1", pqid)
     legacy_rows = [{**dict(r), "embedding": str([float(x) for x in r["embedding"]])} for r in rows]
     without_num = [r for r in legacy_rows if not r["id"].startswith("hi-num")]
-    assert [r["chunkId"].removesuffix("-" + pqid) for r in legacy.query_rag(without_num, q.tolist(),
-            tech_stack_filter="angular")] == ["hi-drupal", "hi-react"]
-    assert await ids(tech_stack="DRUPAL") == [r["chunkId"].removesuffix("-" + pqid) for r in legacy.query_rag(
-        without_num, q.tolist(), tech_stack_filter="DRUPAL")]
+    assert [
+        r["chunkId"].removesuffix("-" + pqid)
+        for r in legacy.query_rag(without_num, q.tolist(), tech_stack_filter="angular")
+    ] == ["hi-drupal", "hi-react"]
+    assert await ids(tech_stack="DRUPAL") == [
+        r["chunkId"].removesuffix("-" + pqid)
+        for r in legacy.query_rag(without_num, q.tolist(), tech_stack_filter="DRUPAL")
+    ]
     # a numeric cms made the old code throw (and return []): the defect the library leaves behind
     assert legacy.query_rag(legacy_rows, q.tolist(), tech_stack_filter="DRUPAL") == []
 
@@ -407,12 +482,23 @@ async def test_pre_threshold_filters_and_top_k_fallback(pool: dv.Pool) -> None:
         ("d", 0.1, "estimate", 80, True),
         ("e", 0.05, None, 10, False),
     ]
-    await dv.insert_deal_chunks(pool, [
-        dv.DealChunk(id=f"{s}-{qid}", qualification_id=qid, agent_name="agent", chunk_type="t", content=s,
-                     chunk_category=cat, confidence=conf,
-                     validated_at=dv.writes.utc_now() if val else None, embedding=with_cosine(q, c, rng))
-        for s, c, cat, conf, val in rows
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            dv.DealChunk(
+                id=f"{s}-{qid}",
+                qualification_id=qid,
+                agent_name="agent",
+                chunk_type="t",
+                content=s,
+                chunk_category=cat,
+                confidence=conf,
+                validated_at=dv.writes.utc_now() if val else None,
+                embedding=with_cosine(q, c, rng),
+            )
+            for s, c, cat, conf, val in rows
+        ],
+    )
 
     async def ids(**kw: Any) -> list[str]:
         hits = await dv.search_deal_embeddings(pool, q, qualification_id=qid, **kw)
@@ -438,11 +524,20 @@ async def test_list_deal_chunks_is_unranked_and_includes_rows_without_embedding(
     rng = np.random.default_rng(11)
     qid = uid("q")
     await make_owners(pool, qualification_ids=[qid])
-    await dv.insert_deal_chunks(pool, [
-        dv.DealChunk(id=f"{qid}-1", qualification_id=qid, agent_name="tech", chunk_type="screenshot", content="s"),
-        dv.DealChunk(id=f"{qid}-2", qualification_id=qid, agent_name="legal", chunk_type="t", content="t",
-                     embedding=unit(rng)),
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            dv.DealChunk(id=f"{qid}-1", qualification_id=qid, agent_name="tech", chunk_type="screenshot", content="s"),
+            dv.DealChunk(
+                id=f"{qid}-2",
+                qualification_id=qid,
+                agent_name="legal",
+                chunk_type="t",
+                content="t",
+                embedding=unit(rng),
+            ),
+        ],
+    )
     listed = await dv.list_deal_chunks(pool, qualification_id=qid)
     assert {h.chunk_id for h in listed} == {f"{qid}-1", f"{qid}-2"}
     assert all(h.similarity is None and h.sources[0].relevance is None for h in listed)
@@ -466,19 +561,44 @@ async def test_search_similar_merges_sources(pool: dv.Pool) -> None:
     lead = [with_cosine(q, c, rng) for c in (0.9, 0.55, 0.3)]
     agent = [with_cosine(q, c, rng) for c in (0.8, 0.6)]
     raw = [with_cosine(q, c, rng) for c in (0.95, 0.52, 0.1)]
-    await dv.insert_deal_chunks(pool, [
-        *(dv.DealChunk(id=f"L{i}-{qid}", qualification_id=qid, agent_name="a", chunk_type="t", content="l",
-                       embedding=v) for i, v in enumerate(lead)),
-        *(dv.DealChunk(id=f"A{i}-{qid}", pre_qualification_id=pqid, agent_name="b", chunk_type="t", content="a",
-                       embedding=v) for i, v in enumerate(agent)),
-    ])
-    await dv.replace_raw_chunks(pool, pqid, [
-        dv.RawChunk(id=f"R{i}-{qid}", chunk_index=i, content="r", token_count=1, embedding=v)
-        for i, v in enumerate(raw)
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            *(
+                dv.DealChunk(
+                    id=f"L{i}-{qid}", qualification_id=qid, agent_name="a", chunk_type="t", content="l", embedding=v
+                )
+                for i, v in enumerate(lead)
+            ),
+            *(
+                dv.DealChunk(
+                    id=f"A{i}-{qid}",
+                    pre_qualification_id=pqid,
+                    agent_name="b",
+                    chunk_type="t",
+                    content="a",
+                    embedding=v,
+                )
+                for i, v in enumerate(agent)
+            ),
+        ],
+    )
+    await dv.replace_raw_chunks(
+        pool,
+        pqid,
+        [
+            dv.RawChunk(id=f"R{i}-{qid}", chunk_index=i, content="r", token_count=1, embedding=v)
+            for i, v in enumerate(raw)
+        ],
+    )
     hits = await dv.search_similar(pool, q, qualification_id=qid, pre_qualification_id=pqid)
     assert [(h.id.split("-")[0], h.source) for h in hits] == [
-        ("R0", "raw"), ("L0", "lead"), ("A0", "agent"), ("A1", "agent"), ("L1", "lead"), ("R1", "raw"),
+        ("R0", "raw"),
+        ("L0", "lead"),
+        ("A0", "agent"),
+        ("A1", "agent"),
+        ("L1", "lead"),
+        ("R1", "raw"),
     ]
     expected = {f"L{i}-{qid}": cos64(q, v) for i, v in enumerate(lead)}
     expected |= {f"A{i}-{qid}": cos64(q, v) for i, v in enumerate(agent)}
@@ -513,13 +633,16 @@ async def test_find_similar_pre_qualifications_percent_rule_and_candidates(dhv_p
     for k, v in vectors.items():
         await dv.set_description_embedding(dhv_pool, k, v)
     await dhv_pool.execute(
-        "UPDATE pre_qualifications SET extracted_requirements = '{\"customerName\": \"x\"}'"
-        " WHERE id <> 'p-noreq'"
+        "UPDATE pre_qualifications SET extracted_requirements = '{\"customerName\": \"x\"}' WHERE id <> 'p-noreq'"
     )
     legacy_rows = [
-        {"id": r["id"], "extracted_requirements": r["extracted_requirements"],
-         "description_embedding": None if r["description_embedding"] is None
-         else str([float(x) for x in r["description_embedding"]])}
+        {
+            "id": r["id"],
+            "extracted_requirements": r["extracted_requirements"],
+            "description_embedding": None
+            if r["description_embedding"] is None
+            else str([float(x) for x in r["description_embedding"]]),
+        }
         for r in await dhv_pool.fetch(
             "SELECT id, extracted_requirements, description_embedding FROM pre_qualifications"
         )
@@ -548,15 +671,28 @@ async def test_search_many_returns_results_in_request_order(pool: dv.Pool) -> No
     pq = uid("pq")
     await make_owners(pool, qualification_ids=[q1, q2], pre_qualification_ids=[pq])
     queries = [unit(rng) for _ in range(3)]
-    await dv.insert_deal_chunks(pool, [
-        dv.DealChunk(qualification_id=owner, pre_qualification_id=pq if i % 3 == 0 else None, agent_name=f"ag{i % 4}",
-                     chunk_type="t", content=str(i), embedding=with_cosine(queries[i % 3], 0.2 + 0.01 * i, rng))
-        for i, owner in enumerate([q1, q2] * 20)
-    ])
-    await dv.replace_raw_chunks(pool, pq, [
-        dv.RawChunk(chunk_index=i, content="r", token_count=1, embedding=with_cosine(queries[i % 3], 0.3, rng))
-        for i in range(9)
-    ])
+    await dv.insert_deal_chunks(
+        pool,
+        [
+            dv.DealChunk(
+                qualification_id=owner,
+                pre_qualification_id=pq if i % 3 == 0 else None,
+                agent_name=f"ag{i % 4}",
+                chunk_type="t",
+                content=str(i),
+                embedding=with_cosine(queries[i % 3], 0.2 + 0.01 * i, rng),
+            )
+            for i, owner in enumerate([q1, q2] * 20)
+        ],
+    )
+    await dv.replace_raw_chunks(
+        pool,
+        pq,
+        [
+            dv.RawChunk(chunk_index=i, content="r", token_count=1, embedding=with_cosine(queries[i % 3], 0.3, rng))
+            for i in range(9)
+        ],
+    )
     requests: list[Any] = [
         dv.DealChunkSearch(query_embedding=queries[0], qualification_id=q1, threshold=0.1, limit=7),
         dv.RawChunkSearch(query_embedding=queries[1], pre_qualification_id=pq),
@@ -592,10 +728,14 @@ def test_load_legacy_rows_reads_the_owner_rows_as_stored(tmp_path: Any) -> None:
     folder.mkdir()
     path = folder / "legacy.db"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE deal_embeddings (id TEXT PRIMARY KEY, qualification_id TEXT, embedding TEXT,"
-                 " validated_at INTEGER)")
-    conn.executemany("INSERT INTO deal_embeddings VALUES (?, ?, ?, ?)",
-                     [("a", "q1", "[1,0]", 1735000000), ("b", "q2", None, None), ("c", "q1", "[0,1]", None)])
+    conn.execute(
+        "CREATE TABLE deal_embeddings (id TEXT PRIMARY KEY, qualification_id TEXT, embedding TEXT,"
+        " validated_at INTEGER)"
+    )
+    conn.executemany(
+        "INSERT INTO deal_embeddings VALUES (?, ?, ?, ?)",
+        [("a", "q1", "[1,0]", 1735000000), ("b", "q2", None, None), ("c", "q1", "[0,1]", None)],
+    )
     conn.commit()
     conn.close()
     rows = legacy.load_legacy_rows(path, "deal_embeddings", "qualification_id", "q1")

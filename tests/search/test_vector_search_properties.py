@@ -42,35 +42,41 @@ cosines = st.one_of(
 )
 metadata = st.one_of(
     st.none(),
-    st.fixed_dictionaries({}, optional={"cms": st.sampled_from(CMS), "framework": st.sampled_from(FRAMEWORKS),
-                                        "type": st.just("text")}),
+    st.fixed_dictionaries(
+        {}, optional={"cms": st.sampled_from(CMS), "framework": st.sampled_from(FRAMEWORKS), "type": st.just("text")}
+    ),
 )
-deal_row = st.fixed_dictionaries({
-    "agent": st.sampled_from(AGENTS),
-    "category": st.sampled_from(CATEGORIES),
-    "confidence": st.one_of(st.none(), st.integers(0, 100)),
-    "validated": st.booleans(),
-    "metadata": metadata,
-    "embedded": st.sampled_from([True, True, True, False]),
-    "cos": cosines,
-})
+deal_row = st.fixed_dictionaries(
+    {
+        "agent": st.sampled_from(AGENTS),
+        "category": st.sampled_from(CATEGORIES),
+        "confidence": st.one_of(st.none(), st.integers(0, 100)),
+        "validated": st.booleans(),
+        "metadata": metadata,
+        "embedded": st.sampled_from([True, True, True, False]),
+        "cos": cosines,
+    }
+)
 raw_row = st.fixed_dictionaries({"cos": cosines, "metadata": metadata, "tokens": st.integers(1, 500)})
 pq_row = st.fixed_dictionaries({"cos": cosines, "requirements": st.sampled_from([True, True, False])})
-params = st.fixed_dictionaries({
-    "lead_agents": st.one_of(st.none(), st.sampled_from([*AGENTS, "nobody"]),
-                             st.lists(st.sampled_from([*AGENTS, "nobody"]), max_size=3)),
-    "categories": st.one_of(st.none(), st.lists(st.sampled_from(CATEGORIES[:-1]), max_size=3)),
-    "min_confidence": st.one_of(st.none(), st.integers(0, 100)),
-    "only_validated": st.booleans(),
-    "max_results": st.integers(1, 8),
-    "tech": st.one_of(st.none(), st.sampled_from(["drupal", "REACT", "typo", "next", "angular"])),
-    "deep_filter": st.one_of(st.none(), st.sampled_from(["tech", "agent", "risk", "SCAN", "nomatch"])),
-    "similar_threshold": st.floats(0.0, 1.0),
-    "similar_limit": st.integers(1, 50),
-    "include_raw": st.booleans(),
-    "similar_owners": st.sampled_from(["lead", "agent", "both"]),
-    "exclude": st.booleans(),
-})
+params = st.fixed_dictionaries(
+    {
+        "lead_agents": st.one_of(
+            st.none(), st.sampled_from([*AGENTS, "nobody"]), st.lists(st.sampled_from([*AGENTS, "nobody"]), max_size=3)
+        ),
+        "categories": st.one_of(st.none(), st.lists(st.sampled_from(CATEGORIES[:-1]), max_size=3)),
+        "min_confidence": st.one_of(st.none(), st.integers(0, 100)),
+        "only_validated": st.booleans(),
+        "max_results": st.integers(1, 8),
+        "tech": st.one_of(st.none(), st.sampled_from(["drupal", "REACT", "typo", "next", "angular"])),
+        "deep_filter": st.one_of(st.none(), st.sampled_from(["tech", "agent", "risk", "SCAN", "nomatch"])),
+        "similar_threshold": st.floats(0.0, 1.0),
+        "similar_limit": st.integers(1, 50),
+        "include_raw": st.booleans(),
+        "similar_owners": st.sampled_from(["lead", "agent", "both"]),
+        "exclude": st.booleans(),
+    }
+)
 
 
 def keep_off(cos: float, thresholds: Sequence[float]) -> float:
@@ -182,17 +188,35 @@ async def test_every_call_site_matches_the_legacy_reference(
             row_id = f"{prefix}{i:02d}-{tag}"
             vector = with_cosine(q, keep_off(r["cos"], thresholds), rng) if r["embedded"] else None
             validated_at = 1_735_000_000 + i if r["validated"] else None
-            chunks.append(dv.DealChunk(
-                id=row_id, **owner, agent_name=r["agent"], chunk_type="text", chunk_index=i, content=f"c{i}",
-                metadata=r["metadata"], embedding=vector, chunk_category=r["category"], confidence=r["confidence"],
-                validated_at=None if validated_at is None else dv.writes.utc_now(),
-            ))
-            legacy_rows.append({
-                "id": row_id, "agent_name": r["agent"], "chunk_type": "text", "chunk_index": i, "content": f"c{i}",
-                "metadata": None if r["metadata"] is None else json.dumps(r["metadata"]),
-                "embedding": None if vector is None else embedding_to_json(vector),
-                "chunk_category": r["category"], "confidence": r["confidence"], "validated_at": validated_at,
-            })
+            chunks.append(
+                dv.DealChunk(
+                    id=row_id,
+                    **owner,
+                    agent_name=r["agent"],
+                    chunk_type="text",
+                    chunk_index=i,
+                    content=f"c{i}",
+                    metadata=r["metadata"],
+                    embedding=vector,
+                    chunk_category=r["category"],
+                    confidence=r["confidence"],
+                    validated_at=None if validated_at is None else dv.writes.utc_now(),
+                )
+            )
+            legacy_rows.append(
+                {
+                    "id": row_id,
+                    "agent_name": r["agent"],
+                    "chunk_type": "text",
+                    "chunk_index": i,
+                    "content": f"c{i}",
+                    "metadata": None if r["metadata"] is None else json.dumps(r["metadata"]),
+                    "embedding": None if vector is None else embedding_to_json(vector),
+                    "chunk_category": r["category"],
+                    "confidence": r["confidence"],
+                    "validated_at": validated_at,
+                }
+            )
         return chunks, legacy_rows
 
     lead_chunks, lead_rows = deal_rows(lead, {"qualification_id": qid}, "L")
@@ -201,29 +225,56 @@ async def test_every_call_site_matches_the_legacy_reference(
     raw_chunks, raw_rows = [], []
     for i, r in enumerate(raw):
         vector = with_cosine(q, keep_off(r["cos"], thresholds), rng)
-        raw_chunks.append(dv.RawChunk(id=f"R{i:02d}-{tag}", chunk_index=i, content=f"r{i}", token_count=r["tokens"],
-                                      embedding=vector, metadata=r["metadata"]))
-        raw_rows.append({"id": f"R{i:02d}-{tag}", "chunk_index": i, "content": f"r{i}", "token_count": r["tokens"],
-                         "embedding": embedding_to_json(vector),
-                         "metadata": None if r["metadata"] is None else json.dumps(r["metadata"])})
+        raw_chunks.append(
+            dv.RawChunk(
+                id=f"R{i:02d}-{tag}",
+                chunk_index=i,
+                content=f"r{i}",
+                token_count=r["tokens"],
+                embedding=vector,
+                metadata=r["metadata"],
+            )
+        )
+        raw_rows.append(
+            {
+                "id": f"R{i:02d}-{tag}",
+                "chunk_index": i,
+                "content": f"r{i}",
+                "token_count": r["tokens"],
+                "embedding": embedding_to_json(vector),
+                "metadata": None if r["metadata"] is None else json.dumps(r["metadata"]),
+            }
+        )
     await dv.replace_raw_chunks(pool, pqid, raw_chunks)
     for pq_id, r in zip(pq_ids[1:], pqs, strict=True):
         await dv.set_description_embedding(pool, pq_id, with_cosine(q, keep_off(r["cos"], thresholds), rng))
         if r["requirements"]:
             await pool.execute(
-                "UPDATE pre_qualifications SET extracted_requirements = '{\"customerName\": \"c\"}' WHERE id = $1",
+                'UPDATE pre_qualifications SET extracted_requirements = \'{"customerName": "c"}\' WHERE id = $1',
                 pq_id,
             )
 
     # ---- lead retrieval (queryRagForLead)
     ours = await dv.search_deal_embeddings(
-        pool, q32, qualification_id=qid, threshold=0.3, limit=p["max_results"], agent_names=p["lead_agents"],
-        chunk_categories=p["categories"], min_confidence=p["min_confidence"], only_validated=p["only_validated"],
+        pool,
+        q32,
+        qualification_id=qid,
+        threshold=0.3,
+        limit=p["max_results"],
+        agent_names=p["lead_agents"],
+        chunk_categories=p["categories"],
+        min_confidence=p["min_confidence"],
+        only_validated=p["only_validated"],
         filter_fallback=True,
     )
     ref = legacy.query_rag_for_lead(
-        lead_rows, query, agent_name_filter=p["lead_agents"], max_results=p["max_results"],
-        chunk_categories=p["categories"], min_confidence=p["min_confidence"], only_validated=p["only_validated"],
+        lead_rows,
+        query,
+        agent_name_filter=p["lead_agents"],
+        max_results=p["max_results"],
+        chunk_categories=p["categories"],
+        min_confidence=p["min_confidence"],
+        only_validated=p["only_validated"],
         swallow_errors=False,
     )
     assert_same_ranking(ranked(ours), ranked_ref(ref), limit=p["max_results"], what="lead")
@@ -231,21 +282,40 @@ async def test_every_call_site_matches_the_legacy_reference(
     for hit in ours:
         r = by_id.get(hit.chunk_id)
         if r is not None:
-            assert (hit.agent_name, hit.chunk_type, hit.metadata, hit.chunk_category, hit.confidence,
-                    hit.is_validated) == (r["agentName"], r["chunkType"], r["metadata"], r["chunkCategory"],
-                                          r["chunkConfidence"], r["isValidated"])
+            assert (
+                hit.agent_name,
+                hit.chunk_type,
+                hit.metadata,
+                hit.chunk_category,
+                hit.confidence,
+                hit.is_validated,
+            ) == (
+                r["agentName"],
+                r["chunkType"],
+                r["metadata"],
+                r["chunkCategory"],
+                r["chunkConfidence"],
+                r["isValidated"],
+            )
     if [h.chunk_id for h in ours] == [r["chunkId"] for r in ref]:
         score = dv.section_confidence(ours)
-        assert abs(score - legacy.calculate_confidence_score(ref)) <= (0 if all(
-            abs(h.similarity - r["similarity"]) <= 1e-9 for h, r in zip(ours, ref, strict=True)) else 1)
+        assert abs(score - legacy.calculate_confidence_score(ref)) <= (
+            0 if all(abs(h.similarity - r["similarity"]) <= 1e-9 for h, r in zip(ours, ref, strict=True)) else 1
+        )
 
     # ---- agent retrieval (queryRAG)
     ours = await dv.search_deal_embeddings(
-        pool, q32, pre_qualification_id=pqid, threshold=0.7, limit=p["max_results"], tech_stack=p["tech"],
+        pool,
+        q32,
+        pre_qualification_id=pqid,
+        threshold=0.7,
+        limit=p["max_results"],
+        tech_stack=p["tech"],
         filter_fallback=True,
     )
-    ref = legacy.query_rag(agent_rows, query, tech_stack_filter=p["tech"], max_results=p["max_results"],
-                           swallow_errors=False)
+    ref = legacy.query_rag(
+        agent_rows, query, tech_stack_filter=p["tech"], max_results=p["max_results"], swallow_errors=False
+    )
     assert_same_ranking(ranked(ours), ranked_ref(ref), limit=p["max_results"], what="agent")
 
     # ---- raw retrieval (queryRawChunks)
@@ -254,12 +324,16 @@ async def test_every_call_site_matches_the_legacy_reference(
     assert_same_ranking(ranked(ours_raw), ranked_ref(ref), limit=p["max_results"], what="raw")
     for hit, r in zip(ours_raw, ref, strict=True):
         if hit.chunk_id == r["chunkId"]:
-            assert (hit.metadata, hit.token_count, hit.chunk_index) == (r["metadata"], r["tokenCount"],
-                                                                        r["chunkIndex"])
+            assert (hit.metadata, hit.token_count, hit.chunk_index) == (r["metadata"], r["tokenCount"], r["chunkIndex"])
 
     # ---- deep-scan expert (queryLeadRag): substring filter, threshold 0.2, top-k fallback
     ours = await dv.search_deal_embeddings(
-        pool, q32, qualification_id=qid, threshold=0.2, limit=10, agent_name_contains=p["deep_filter"],
+        pool,
+        q32,
+        qualification_id=qid,
+        threshold=0.2,
+        limit=10,
+        agent_name_contains=p["deep_filter"],
         fallback_to_top_k=True,
     )
     ref = legacy.query_lead_rag(lead_rows, query, agent_filter=p["deep_filter"], swallow_errors=False)
@@ -272,29 +346,41 @@ async def test_every_call_site_matches_the_legacy_reference(
         "both": {"qualification_id": qid, "pre_qualification_id": pqid},
     }[p["similar_owners"]]
     ours_similar = await dv.search_similar(
-        pool, q32, threshold=p["similar_threshold"], limit=p["similar_limit"], include_raw_chunks=p["include_raw"],
+        pool,
+        q32,
+        threshold=p["similar_threshold"],
+        limit=p["similar_limit"],
+        include_raw_chunks=p["include_raw"],
         **owners,
     )
     ref = legacy.search_similar(
         query,
         lead_rows=lead_rows if "qualification_id" in owners else None,
         agent_rows=agent_rows if "pre_qualification_id" in owners else None,
-        raw_rows=raw_rows, threshold=p["similar_threshold"], max_results=p["similar_limit"],
-        include_raw_chunks=p["include_raw"], swallow_errors=False,
+        raw_rows=raw_rows,
+        threshold=p["similar_threshold"],
+        max_results=p["similar_limit"],
+        include_raw_chunks=p["include_raw"],
+        swallow_errors=False,
     )
     assert_same_ranking(
         [(f"{h.source}:{h.id}", h.similarity) for h in ours_similar],
         [(f"{r['source']}:{r['id']}", r["similarity"]) for r in ref],
-        limit=p["similar_limit"], what="similar",
+        limit=p["similar_limit"],
+        what="similar",
     )
 
     # ---- duplicate check, semantic step (over every pre-qualification in the database)
     exclude = pq_ids[1] if p["exclude"] and len(pq_ids) > 1 else None
     stored = await pool.fetch("SELECT id, extracted_requirements, description_embedding FROM pre_qualifications")
     pq_rows = [
-        {"id": r["id"], "extracted_requirements": r["extracted_requirements"],
-         "description_embedding": None if r["description_embedding"] is None
-         else embedding_to_json(r["description_embedding"])}
+        {
+            "id": r["id"],
+            "extracted_requirements": r["extracted_requirements"],
+            "description_embedding": None
+            if r["description_embedding"] is None
+            else embedding_to_json(r["description_embedding"]),
+        }
         for r in stored
     ]
     ours_dup = await dv.find_similar_pre_qualifications(pool, q32, exclude_id=exclude)
@@ -302,7 +388,9 @@ async def test_every_call_site_matches_the_legacy_reference(
     ref_dup.sort(key=lambda m: -m["cosine"])  # the old sort was by integer percent; ours refines it by cosine
     assert_same_ranking(
         [(m.pre_qualification_id, m.similarity) for m in ours_dup],
-        [(m["id"], m["cosine"]) for m in ref_dup], limit=None, what="duplicates",
+        [(m["id"], m["cosine"]) for m in ref_dup],
+        limit=None,
+        what="duplicates",
     )
     assert {m.pre_qualification_id: m.similarity_percent for m in ours_dup} == {
         m["id"]: m["similarity"] for m in ref_dup

@@ -42,13 +42,31 @@ async def test_insert_deal_chunks_stores_every_column(dhv_pool: dv.Pool) -> None
     validated = datetime(2025, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
     before = datetime.now(UTC).replace(tzinfo=None)
     chunks = [
-        dv.DealChunk(qualification_id="q1", agent_name="tech", chunk_type="text", chunk_index=3, content="hello",
-                     metadata={"cms": "Drupal", "n": [1, 2]}, embedding=vec(1), chunk_category="fact",
-                     confidence=77, requires_validation=True, validated_at=validated, validated_by="user-test"),
-        dv.DealChunk(id="given-id", pre_qualification_id="pq1", agent_name="shot", chunk_type="screenshot",
-                     content="img"),
-        dv.DealChunk(pre_qualification_id="pq1", qualification_id="q1", agent_name="x", chunk_type="t",
-                     content="both", embedding=vec(2).astype(np.float64).tolist()),
+        dv.DealChunk(
+            qualification_id="q1",
+            agent_name="tech",
+            chunk_type="text",
+            chunk_index=3,
+            content="hello",
+            metadata={"cms": "Drupal", "n": [1, 2]},
+            embedding=vec(1),
+            chunk_category="fact",
+            confidence=77,
+            requires_validation=True,
+            validated_at=validated,
+            validated_by="user-test",
+        ),
+        dv.DealChunk(
+            id="given-id", pre_qualification_id="pq1", agent_name="shot", chunk_type="screenshot", content="img"
+        ),
+        dv.DealChunk(
+            pre_qualification_id="pq1",
+            qualification_id="q1",
+            agent_name="x",
+            chunk_type="t",
+            content="both",
+            embedding=vec(2).astype(np.float64).tolist(),
+        ),
     ]
     ids = await dv.insert_deal_chunks(dhv_pool, chunks)
     after = datetime.now(UTC).replace(tzinfo=None)
@@ -79,8 +97,9 @@ async def test_a_bad_chunk_writes_nothing_and_names_the_row(dhv_pool: dv.Pool) -
         (np.r_[np.ones(DIMS - 1), 1e5], InvalidEmbeddingError, "half_precision_range"),
     ]
     for embedding, error, rule in cases:
-        bad = dv.DealChunk(id="bad-row", qualification_id="q1", agent_name="a", chunk_type="t", content="c",
-                           embedding=embedding)
+        bad = dv.DealChunk(
+            id="bad-row", qualification_id="q1", agent_name="a", chunk_type="t", content="c", embedding=embedding
+        )
         with pytest.raises(error) as info:
             await dv.insert_deal_chunks(dhv_pool, [good, bad])
         assert info.value.rule == rule  # type: ignore[attr-defined]
@@ -90,9 +109,13 @@ async def test_a_bad_chunk_writes_nothing_and_names_the_row(dhv_pool: dv.Pool) -
     with pytest.raises(ValueError, match=r"id=orphan.*pre_qualification_id or a qualification_id"):
         await dv.insert_deal_chunks(dhv_pool, [dv.DealChunk(id="orphan", agent_name="a", chunk_type="t", content="c")])
     with pytest.raises(NotFoundError, match="no-such-q"):  # unknown owner: the COPY fails as a whole (typed)
-        await dv.insert_deal_chunks(dhv_pool, [
-            good, dv.DealChunk(id="x", qualification_id="no-such-q", agent_name="a", chunk_type="t", content="c"),
-        ])
+        await dv.insert_deal_chunks(
+            dhv_pool,
+            [
+                good,
+                dv.DealChunk(id="x", qualification_id="no-such-q", agent_name="a", chunk_type="t", content="c"),
+            ],
+        )
     assert await dhv_pool.fetchval("SELECT count(*) FROM deal_embeddings") == 0
     assert await dv.insert_deal_chunks(dhv_pool, []) == []
 
@@ -101,10 +124,15 @@ async def test_insert_many_rows_with_binary_copy(dhv_pool: dv.Pool) -> None:
     await make_owners(dhv_pool, q=("q1",))
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((500, DIMS)).astype(np.float32)
-    ids = await dv.insert_deal_chunks(dhv_pool, [
-        dv.DealChunk(qualification_id="q1", agent_name="a", chunk_type="t", chunk_index=i, content=str(i),
-                     embedding=v) for i, v in enumerate(vectors)
-    ])
+    ids = await dv.insert_deal_chunks(
+        dhv_pool,
+        [
+            dv.DealChunk(
+                qualification_id="q1", agent_name="a", chunk_type="t", chunk_index=i, content=str(i), embedding=v
+            )
+            for i, v in enumerate(vectors)
+        ],
+    )
     rows = await dhv_pool.fetch("SELECT id, chunk_index, embedding FROM deal_embeddings")
     assert len(rows) == 500 and len(set(ids)) == 500
     by_index = {r["chunk_index"]: r for r in rows}
@@ -114,13 +142,19 @@ async def test_insert_many_rows_with_binary_copy(dhv_pool: dv.Pool) -> None:
 
 async def test_replace_raw_chunks_replaces_and_is_atomic(dhv_pool: dv.Pool) -> None:
     await make_owners(dhv_pool, pq=("pq1", "pq2"))
-    first = await dv.replace_raw_chunks(dhv_pool, "pq1", [
-        dv.RawChunk(chunk_index=i, content=f"old{i}", token_count=i + 1, embedding=vec(i), metadata={"type": "text"})
-        for i in range(3)
-    ])
-    other = await dv.replace_raw_chunks(dhv_pool, "pq2", [
-        dv.RawChunk(id="taken", chunk_index=0, content="other", token_count=1, embedding=vec(9))
-    ])
+    first = await dv.replace_raw_chunks(
+        dhv_pool,
+        "pq1",
+        [
+            dv.RawChunk(
+                chunk_index=i, content=f"old{i}", token_count=i + 1, embedding=vec(i), metadata={"type": "text"}
+            )
+            for i in range(3)
+        ],
+    )
+    other = await dv.replace_raw_chunks(
+        dhv_pool, "pq2", [dv.RawChunk(id="taken", chunk_index=0, content="other", token_count=1, embedding=vec(9))]
+    )
     assert other == ["taken"]
 
     async def contents(pq: str) -> list[str]:
@@ -130,25 +164,37 @@ async def test_replace_raw_chunks_replaces_and_is_atomic(dhv_pool: dv.Pool) -> N
     assert await contents("pq1") == ["old0", "old1", "old2"]
     # Failure midway: the delete has run and the COPY hits a primary-key conflict with pq2's chunk.
     with pytest.raises(InvalidArgumentError, match="taken") as conflict:
-        await dv.replace_raw_chunks(dhv_pool, "pq1", [
-            dv.RawChunk(chunk_index=0, content="new0", token_count=1, embedding=vec(20)),
-            dv.RawChunk(id="taken", chunk_index=1, content="new1", token_count=1, embedding=vec(21)),
-        ])
+        await dv.replace_raw_chunks(
+            dhv_pool,
+            "pq1",
+            [
+                dv.RawChunk(chunk_index=0, content="new0", token_count=1, embedding=vec(20)),
+                dv.RawChunk(id="taken", chunk_index=1, content="new1", token_count=1, embedding=vec(21)),
+            ],
+        )
     assert isinstance(conflict.value.__cause__, asyncpg.UniqueViolationError)
     assert await contents("pq1") == ["old0", "old1", "old2"]
-    assert await dhv_pool.fetchval("SELECT array_agg(id ORDER BY chunk_index) FROM raw_chunks WHERE "
-                                   "pre_qualification_id = 'pq1'") == first
+    assert (
+        await dhv_pool.fetchval(
+            "SELECT array_agg(id ORDER BY chunk_index) FROM raw_chunks WHERE pre_qualification_id = 'pq1'"
+        )
+        == first
+    )
     # Validation failure: nothing is touched either.
     with pytest.raises(InvalidEmbeddingError, match="raw_chunks id=zero column=embedding"):
-        await dv.replace_raw_chunks(dhv_pool, "pq1", [
-            dv.RawChunk(chunk_index=0, content="n", token_count=1, embedding=vec(1)),
-            dv.RawChunk(id="zero", chunk_index=1, content="n", token_count=1, embedding=np.zeros(DIMS)),
-        ])
+        await dv.replace_raw_chunks(
+            dhv_pool,
+            "pq1",
+            [
+                dv.RawChunk(chunk_index=0, content="n", token_count=1, embedding=vec(1)),
+                dv.RawChunk(id="zero", chunk_index=1, content="n", token_count=1, embedding=np.zeros(DIMS)),
+            ],
+        )
     assert await contents("pq1") == ["old0", "old1", "old2"]
     # A real replace: the old set is gone, the new one is there, pq2 is untouched.
-    new = await dv.replace_raw_chunks(dhv_pool, "pq1", [
-        dv.RawChunk(chunk_index=0, content="new0", token_count=5, embedding=vec(30))
-    ])
+    new = await dv.replace_raw_chunks(
+        dhv_pool, "pq1", [dv.RawChunk(chunk_index=0, content="new0", token_count=5, embedding=vec(30))]
+    )
     rows = await dhv_pool.fetch("SELECT * FROM raw_chunks WHERE pre_qualification_id = 'pq1'")
     assert [r["id"] for r in rows] == new and rows[0]["content"] == "new0" and rows[0]["token_count"] == 5
     assert rows[0]["embedding"].tobytes() == vec(30).tobytes() and rows[0]["metadata"] is None
@@ -167,10 +213,16 @@ async def test_concurrent_replaces_of_one_pre_qualification_serialise(dhv_pool: 
     await make_owners(dhv_pool, pq=("pq1",))
 
     async def replace(tag: str) -> None:
-        await dv.replace_raw_chunks(dhv_pool, "pq1", [
-            dv.RawChunk(id=f"{tag}-{i}-{uuid.uuid4().hex[:6]}", chunk_index=i, content=tag, token_count=1,
-                        embedding=vec(i)) for i in range(5)
-        ])
+        await dv.replace_raw_chunks(
+            dhv_pool,
+            "pq1",
+            [
+                dv.RawChunk(
+                    id=f"{tag}-{i}-{uuid.uuid4().hex[:6]}", chunk_index=i, content=tag, token_count=1, embedding=vec(i)
+                )
+                for i in range(5)
+            ],
+        )
 
     await asyncio.gather(*(replace(f"t{i}") for i in range(6)))
     rows = await dhv_pool.fetch("SELECT content FROM raw_chunks WHERE pre_qualification_id = 'pq1'")
@@ -185,8 +237,9 @@ async def test_set_description_embedding(dhv_pool: dv.Pool) -> None:
     assert row["updated_at"] == datetime(2020, 1, 1)  # untouched, as the old app (no $onUpdate)
     with pytest.raises(InvalidEmbeddingError, match="pre_qualifications id=pq1 column=description_embedding"):
         await dv.set_description_embedding(dhv_pool, "pq1", np.zeros(DIMS))
-    assert (await dhv_pool.fetchval("SELECT description_embedding FROM pre_qualifications WHERE id='pq1'")
-            ).tobytes() == vec(3).tobytes()
+    assert (
+        await dhv_pool.fetchval("SELECT description_embedding FROM pre_qualifications WHERE id='pq1'")
+    ).tobytes() == vec(3).tobytes()
     with pytest.raises(NotFoundError, match="nope"):
         await dv.set_description_embedding(dhv_pool, "nope", vec(3))
     await dv.set_description_embedding(dhv_pool, "pq1", None)
