@@ -33,7 +33,7 @@ from . import statements as st
 from ._conn import Db, connection
 from ._faults import typed_errors
 from .records import DEAL_WRITE_COLUMNS, check_chunks, check_unique, deal_record, embedding_model, utc_now
-from .rows import deal_chunk
+from .rows import deal_chunk, stored_by_ids
 from .selectors import DealSelector, deal_selector, id_list
 
 __all__ = [
@@ -240,15 +240,7 @@ async def get_deal_chunks(db: Db, ids: Sequence[str], *, include_embeddings: boo
     Reads the primary with read replicas configured (it follows writes). ``include_embeddings``:
     the float32 vectors too (``has_embedding`` tells either way).
     """
-    wanted = list(dict.fromkeys(id_list(ids)))
-    include = validation.flag(include_embeddings, "include_embeddings")
-    if not wanted:
-        return []
-    async with connection(db) as conn:
-        layout = await layout_of(conn)
-        rows = await layout.all_rows(conn, st.GET_DEAL, wanted, include)
-    found = {r["id"]: deal_chunk(r) for r in rows}
-    return [found[i] for i in wanted if i in found]
+    return await stored_by_ids(db, st.GET_DEAL, ids, include_embeddings, deal_chunk)
 
 
 @operation("page_deal_chunks", read_only=True)

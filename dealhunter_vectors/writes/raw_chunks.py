@@ -24,7 +24,7 @@ from ._conn import Db, connection
 from ._faults import typed_errors
 from .deal_chunks import MAX_PAGE_SIZE
 from .records import RAW_WRITE_COLUMNS, check_chunks, check_unique, embedding_model, raw_record, utc_now
-from .rows import raw_chunk
+from .rows import raw_chunk, stored_by_ids
 from .selectors import id_list
 
 __all__ = [
@@ -126,15 +126,7 @@ async def upsert_raw_chunks(
 @operation("get_raw_chunks", read_only=True)
 async def get_raw_chunks(db: Db, ids: Sequence[str], *, include_embeddings: bool = True) -> list[StoredRawChunk]:
     """The stored raw chunks with these *ids*, in the order asked; missing ids are absent."""
-    wanted = list(dict.fromkeys(id_list(ids)))
-    include = validation.flag(include_embeddings, "include_embeddings")
-    if not wanted:
-        return []
-    async with connection(db) as conn:
-        layout = await layout_of(conn)
-        rows = await layout.all_rows(conn, st.GET_RAW, wanted, include)
-    found = {r["id"]: raw_chunk(r) for r in rows}
-    return [found[i] for i in wanted if i in found]
+    return await stored_by_ids(db, st.GET_RAW, ids, include_embeddings, raw_chunk)
 
 
 @operation("page_raw_chunks", read_only=True)

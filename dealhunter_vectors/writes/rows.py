@@ -8,14 +8,21 @@ what was stored and why it was not used.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
+from .. import validation
+from ..layout import Statement, layout_of
 from ..models import StoredDealChunk, StoredRawChunk
+from ._conn import Db, connection
+from .selectors import id_list
 
-__all__ = ["deal_chunk", "parse_metadata", "raw_chunk"]
+__all__ = ["deal_chunk", "parse_metadata", "raw_chunk", "stored_by_ids"]
+
+_Row = TypeVar("_Row")
 
 
 def parse_metadata(text: str | None) -> dict[str, Any]:
@@ -47,3 +54,22 @@ def raw_chunk(row: asyncpg.Record) -> StoredRawChunk:
     values = dict(row.items())
     values.update(parse_metadata(values.pop("metadata")))
     return StoredRawChunk(**values)
+
+
+async def stored_by_ids(
+    db: Db,
+    statement: Statement,
+    ids: Sequence[str],
+    include_embeddings: bool,
+    convert: Callable[[asyncpg.Record], _Row],
+) -> list[_Row]:
+    """The stored rows with these *ids* (read by *statement*) as models, in the order asked; missing ids are absent."""
+    wanted = list(dict.fromkeys(id_list(ids)))
+    include = validation.flag(include_embeddings, "include_embeddings")
+    if not wanted:
+        return []
+    async with connection(db) as conn:
+        layout = await layout_of(conn)
+        rows = await layout.all_rows(conn, statement, wanted, include)
+    found = {r["id"]: convert(r) for r in rows}
+    return [found[i] for i in wanted if i in found]
