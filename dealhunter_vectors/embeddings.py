@@ -19,12 +19,14 @@ array, which pgvector's binary codec sends as is.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import orjson
+import simdjson
 
 from .errors import InvalidArgumentError, InvalidEmbeddingError
 
@@ -162,6 +164,40 @@ def check_norm(vec: Float32Array, *, where: str | None = None) -> float:
     return norm
 
 
+_simdjson = threading.local()
+
+
+def _parse_number_array(text: str | bytes) -> npt.NDArray[np.float64] | None:
+    """The numbers of a flat JSON array of numbers, parsed by simdjson straight into float64
+    (no Python float per element, ~2x faster than ``orjson.loads`` + ``np.array``); ``None``
+    for anything else, which the checked path then parses and names.
+
+    simdjson's ``as_buffer`` flattens nested arrays, so a text with a second ``[`` is left to
+    the checked path; one parser per thread (a parser is not thread-safe).
+    """
+    try:
+        data = text.encode() if isinstance(text, str) else text
+    except UnicodeEncodeError:  # a lone surrogate: not JSON text
+        return None
+    first = data.find(b"[")
+    if first < 0 or data.find(b"[", first + 1) >= 0:  # no array, or a nested one (memchr: ~1 us)
+        return None
+    parser = getattr(_simdjson, "parser", None)
+    if parser is None:
+        parser = _simdjson.parser = simdjson.Parser()
+    try:
+        doc = parser.parse(data)
+        try:
+            if not isinstance(doc, simdjson.Array):
+                return None
+            buffer = doc.as_buffer(of_type="d")
+        finally:
+            del doc
+    except (ValueError, TypeError, RuntimeError):  # invalid JSON, a number beyond 64 bits, a non-number
+        return None
+    return np.frombuffer(buffer, dtype=np.float64)
+
+
 def parse_json_embedding(
     text: str | bytes,
     *,
@@ -174,6 +210,12 @@ def parse_json_embedding(
     with rule ``"type"``; invalid JSON likewise with a ``"json"`` rule.
     """
     dimensions = check_dimensions(dimensions)
+    fast = _parse_number_array(text)
+    if fast is not None and fast.shape[0] == dimensions:
+        try:
+            return as_embedding(fast, dimensions=dimensions, where=where)
+        except InvalidEmbeddingError:
+            pass  # the checked path below names the problem
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as exc:

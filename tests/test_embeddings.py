@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import json
 import struct
 
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dealhunter_vectors import InvalidEmbeddingError, as_embedding, parse_blob_embedding, parse_json_embedding
+from dealhunter_vectors import (
+    InvalidEmbeddingError,
+    as_embedding,
+    embeddings,
+    parse_blob_embedding,
+    parse_json_embedding,
+)
 from dealhunter_vectors.embeddings import to_pgvector_text
 
 
@@ -100,3 +110,98 @@ def test_pgvector_text_round_trips_float32() -> None:
     text = to_pgvector_text(v)
     back = np.array(orjson.loads(text), dtype=np.float64).astype(np.float32)
     np.testing.assert_array_equal(back, v)
+
+
+# --------------------------------------------------------------------------- the simdjson fast path
+
+
+def _checked_path(text: bytes | str, dimensions: int) -> object:
+    """parse_json_embedding's result (array or (rule, message)) with the simdjson fast path off."""
+    original = embeddings._parse_number_array
+    embeddings._parse_number_array = lambda _text: None  # type: ignore[assignment]
+    try:
+        return _outcome(text, dimensions)
+    finally:
+        embeddings._parse_number_array = original  # type: ignore[assignment]
+
+
+def _outcome(text: bytes | str, dimensions: int) -> object:
+    try:
+        return parse_json_embedding(text, dimensions=dimensions).tolist()
+    except InvalidEmbeddingError as exc:
+        return (exc.rule, str(exc))
+
+
+_ELEMENT = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(min_value=-2.0, max_value=2.0),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from(["1e400", "-1e400", "1e-400", "-0.0", "-0", "0.0", "1E+2", "65504", "65505", "1.5e-45"]),
+    st.sampled_from(['"1.0"', "null", "true", "[]", "[1.0]", "{}", '{"a": 1.0}']),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    elements=st.lists(_ELEMENT, min_size=0, max_size=10),
+    separator=st.sampled_from([",", ", ", " ,\n"]),
+    dimensions=st.sampled_from([4, 8]),
+    as_text=st.booleans(),
+)
+def test_json_fast_path_agrees_with_the_checked_path(
+    elements: list[object], separator: str, dimensions: int, as_text: bool
+) -> None:
+    """Values bit for bit, rejections with the same rule and message, whatever the text holds."""
+    text = "[" + separator.join(e if isinstance(e, str) else repr(e) for e in elements) + "]"
+    data: bytes | str = text if as_text else text.encode()
+    assert _outcome(data, dimensions) == _checked_path(data, dimensions)
+
+
+def test_json_fast_path_values_equal_the_standard_library_parse() -> None:
+    rng = np.random.default_rng(3)
+    for scale in (1e-9, 1e-6, 0.05, 1.0, 1e3):
+        values = rng.standard_normal(3072) * scale
+        text = json.dumps(values.tolist())
+        expected = np.array(json.loads(text), dtype=np.float64).astype(np.float32)
+        np.testing.assert_array_equal(parse_json_embedding(text), expected)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[1,2,3,4,5,6,7,8]]",
+        "[[1,2,3,4],[5,6,7,8]]",
+        "[[1,2,3,4,5,6,7,8],[]]",
+        "[1,2,3,4,5,6,[7],8]",
+    ],
+)
+def test_a_nested_array_is_rejected_not_flattened(text: str) -> None:
+    """simdjson's buffer export flattens nested arrays: such a text must still be a type error."""
+    with pytest.raises(InvalidEmbeddingError) as info:
+        parse_json_embedding(text, dimensions=8)
+    assert info.value.rule == "type"
+
+
+def test_json_parse_in_threads_and_after_rejections() -> None:
+    """One parser per thread; a rejected text leaves the thread's parser usable."""
+    rng = np.random.default_rng(4)
+    texts = [json.dumps((rng.standard_normal(64) + 0.1).tolist()) for _ in range(40)]
+    expected = [np.array(json.loads(t), dtype=np.float64).astype(np.float32) for t in texts]
+
+    def work(offset: int) -> bool:
+        for k in range(200):
+            i = (k + offset) % len(texts)
+            with pytest.raises(InvalidEmbeddingError):
+                parse_json_embedding(texts[i][:-1], dimensions=64)  # cut: invalid JSON
+            if not np.array_equal(parse_json_embedding(texts[i], dimensions=64), expected[i]):
+                return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(4)))
+
+
+def test_a_lone_surrogate_is_a_json_error_not_a_unicode_crash() -> None:
+    with pytest.raises(InvalidEmbeddingError) as info:
+        parse_json_embedding("[1.0,\ud800]", dimensions=2)
+    assert info.value.rule == "json"

@@ -38,6 +38,7 @@ __all__ = [
     "lacking_counts",
     "parts_tsvector_sql",
     "parts_values",
+    "prepare_splitting",
     "splitting_available",
 ]
 
@@ -67,6 +68,16 @@ def splitting_available() -> bool:
     if not available:
         _log.warning(MISSING_EXTRA)
     return available
+
+
+def prepare_splitting() -> bool:
+    """Load the splitter's word list now when the extra is installed; whether splitting is on.
+
+    For a process about to fork workers that split (the bulk loader): they inherit the list."""
+    if not splitting_available():
+        return False
+    compounds.load_word_list()
+    return True
 
 
 def parts_values(content: str, digest: bytes) -> tuple[str | None, bytes | None]:

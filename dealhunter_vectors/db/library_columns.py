@@ -17,6 +17,7 @@ without the optional extra ``[compounds]`` (docs/compounds.md).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,6 +34,7 @@ __all__ = [
     "content_hash",
     "content_hash_sql",
     "library_values",
+    "library_values_many",
 ]
 
 CHUNK_TABLES: Final = ("deal_embeddings", "raw_chunks")
@@ -67,6 +69,14 @@ def library_values(content: str, has_embedding: bool, model: str) -> tuple[objec
     digest = content_hash(content)
     embedded = (model, digest) if has_embedding else (None, None)
     return (*embedded, *parts_values(content, digest))
+
+
+def library_values_many(rows: Sequence[tuple[str, bool] | None], model: str) -> list[tuple[object, ...] | None]:
+    """:func:`library_values` of many ``(content, has_embedding)`` rows; ``None`` stays ``None``.
+
+    Module-level, so a process pool runs it (the bulk loader splits compounds in its workers).
+    """
+    return [None if row is None else library_values(row[0], row[1], model) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ async def load_staged(conn: asyncpg.Connection, run: Run, state: TableState, bat
         if good:
             await conn.copy_records_to_table(
                 stage_name(plan.name),
-                records=[written_values(plan, batch.values[i]) for i in good],
+                records=[written_values(plan, batch, i) for i in good],
                 columns=written_columns(plan),
             )
             problems = await _target_problems(conn, plan, by_id)
@@ -241,7 +241,7 @@ async def _load_direct(conn: asyncpg.Connection, run: Run, state: TableState, ba
     if batch.problems and run.on_error == "stop":
         await load_staged(conn, run, state, batch)  # raises Stopped at the first bad row, loads nothing
         return False
-    good = [written_values(plan, batch.values[i]) for i in range(len(batch.raw)) if i not in batch.problems]
+    good = [written_values(plan, batch, i) for i in range(len(batch.raw)) if i not in batch.problems]
     inserted = 0
     if good:
         try:

@@ -280,7 +280,7 @@ async def load_batch(conn: asyncpg.Connection, run: Run, state: TableState, batc
     """One batch on the distributed layout (see the module doc)."""
     plan = state.plan
     good = run.reject_source_problems(state, batch)
-    values = {i: written_values(plan, batch.values[i]) for i in good}  # legacy columns first: indexes hold
+    values = {i: written_values(plan, batch, i) for i in good}  # legacy columns first: indexes hold
     problems, parent_tenants = await _target_problems(conn, plan, batch, good, values)
     if plan.name in tenant_tables():
         await _place(conn, plan, batch, [i for i in good if i not in problems], values, problems)

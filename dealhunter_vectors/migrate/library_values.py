@@ -8,11 +8,10 @@ for that model. ``verify`` compares the legacy columns only and ignores these.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..db.library_columns import CHUNK_TABLES, LEGACY_EMBEDDING_MODEL, LIBRARY_COLUMNS, library_values
-from .source import TablePlan
+from .source import Batch, TablePlan
 
 __all__ = ["LEGACY_EMBEDDING_MODEL", "written_columns", "written_values"]
 
@@ -23,10 +22,16 @@ def written_columns(plan: TablePlan) -> list[str]:
     return [*names, *LIBRARY_COLUMNS] if plan.name in CHUNK_TABLES else names
 
 
-def written_values(plan: TablePlan, values: Sequence[Any]) -> list[Any]:
-    """A converted legacy row followed by its library-owned values (in :func:`written_columns` order)."""
+def written_values(plan: TablePlan, batch: Batch, row: int) -> list[Any]:
+    """Row *row* of *batch*, converted, followed by its library-owned values (in
+    :func:`written_columns` order): those the worker processes computed, else computed here."""
+    values = batch.values[row]
     if plan.name not in CHUNK_TABLES:
         return list(values)
+    if batch.library:
+        library = batch.library[row]
+        if library is not None:
+            return [*values, *library]
     names = [c.name for c in plan.columns]
     content, embedding = values[names.index("content")], values[names.index("embedding")]
     return [*values, *library_values(content, embedding is not None, LEGACY_EMBEDDING_MODEL)]

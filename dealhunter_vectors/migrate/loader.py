@@ -37,6 +37,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,9 @@ import asyncpg
 
 from .. import observe
 from ..config import mask_text
+from ..db.content_parts import prepare_splitting, splitting_available
 from ..db.faults import is_connection_error, remote_node_failure
+from ..db.library_columns import CHUNK_TABLES
 from ..db.migrations import quote_ident
 from ..db.pool import Pool, close_pool, create_pool
 from ..db.schema import VECTOR_INDEXES, apply_schema, create_vector_indexes, drop_vector_indexes, ensure_writable
@@ -428,6 +431,31 @@ async def _release(
     return rejects_failed
 
 
+def _load_word_list_meanwhile(order: Sequence[str], workers: int) -> threading.Thread | None:
+    """Load the compound splitter's word list in a thread while the source is opened and checked
+    (``PRAGMA quick_check`` releases the GIL), so the workers forked after it inherit it
+    (:func:`~.source.process_pool`); joined before the fork. Errors surface at the split."""
+    if workers <= 0 or not any(t in order for t in CHUNK_TABLES) or not splitting_available():
+        return None
+    thread = threading.Thread(target=_quietly_prepare_splitting, name="dhv-word-list", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quietly_prepare_splitting() -> None:
+    with contextlib.suppress(Exception):
+        prepare_splitting()
+
+
+def _loads_chunks(source: sqlite3.Connection, order: Sequence[str]) -> bool:
+    """Whether this run loads chunk rows (their compound parts are split by the workers)."""
+    try:
+        present = source_tables(source)
+        return any(t in order and t in present and count_rows(source, t) > 0 for t in CHUNK_TABLES)
+    except sqlite3.Error:  # a damaged file: the load itself reports it, typed
+        return False
+
+
 async def migrate_sqlite(
     sqlite_path: str | Path,
     db: Pool | asyncpg.Pool | str,
@@ -465,13 +493,18 @@ async def migrate_sqlite(
     batch_size, workers = check_run_sizes(batch_size, workers)
     started = time.perf_counter()
     order = load_order(tables)
-    source, pool = await open_source_and_pool(sqlite_path, db, preflight=preflight)
+    word_list = _load_word_list_meanwhile(order, workers)
+    try:
+        source, pool = await open_source_and_pool(sqlite_path, db, preflight=preflight)
+    finally:
+        if word_list is not None:
+            word_list.join()
     run = Run(on_error=on_error, overwrite=overwrite, rejects=RejectWriter(reject_file), progress=progress)
     job = _Job(sqlite_path, pool, run, started)
     failure: MigrationError | None = None
     rejects_failed: MigrationError | None = None
     # fork the parsing workers before this run starts any thread of its own
-    processes = process_pool(workers)
+    processes = process_pool(workers, split=_loads_chunks(source, order))
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
     try:
         with observe.observed("migrate_sqlite", "write", server=masked_target(pool)):

@@ -62,6 +62,8 @@ import asyncpg
 import numpy as np
 import orjson
 
+from ..db.content_parts import prepare_splitting
+from ..db.library_columns import CHUNK_TABLES, LEGACY_EMBEDDING_MODEL, library_values_many
 from ..db.schema import (
     VECTOR_INDEXES,
     legacy_schema,
@@ -490,6 +492,9 @@ class Batch:
     problems: dict[int, list[RowProblem]] = field(default_factory=dict)
     cells: list[tuple[int, int]] = field(default_factory=list)
     """(row, column) of each embedding cell still to parse."""
+    library: list[tuple[object, ...] | None] = field(default_factory=list)
+    """The library-owned values of each row of a chunk table, computed by the worker processes
+    (``None`` for a row converted with a problem); empty: not computed (the writer computes them)."""
 
     def add(self, table: str, row: int, column: str | None, bad: _Bad) -> None:
         self.problems.setdefault(row, []).append(
@@ -568,6 +573,23 @@ class BatchReader:
         rows = cursor.fetchmany(self.batch_size)
         return convert_rows(self.plan, rows) if rows else None
 
+    def _submit_library(self, batch: Batch) -> list[asyncio.Future[list[tuple[object, ...] | None]]]:
+        """The library-owned values of a chunk table's rows (:mod:`..db.library_columns`): content
+        hash and compound parts, split in the worker processes beside the embedding parsing."""
+        if self.processes is None or self.plan.name not in CHUNK_TABLES or not batch.raw:
+            return []
+        names = [c.name for c in self.plan.columns]
+        content, embedding = names.index("content"), names.index("embedding")
+        rows = [  # a row with a problem is not written: nothing to compute (its text may not encode)
+            None if i in batch.problems else (values[content], raw[embedding] is not None)
+            for i, (values, raw) in enumerate(zip(batch.values, batch.raw, strict=True))
+        ]
+        size = math.ceil(len(rows) / max(1, min(self.workers * 2, math.ceil(len(rows) / 8))))
+        return [
+            asyncio.wrap_future(self.processes.submit(library_values_many, rows[k : k + size], LEGACY_EMBEDDING_MODEL))
+            for k in range(0, len(rows), size)
+        ]
+
     def _submit(self, batch: Batch) -> list[asyncio.Future[list[bytes | tuple[str, str, str]]]]:
         cells = [batch.raw[i][j] for i, j in batch.cells]
         if not cells:
@@ -595,7 +617,9 @@ class BatchReader:
         loop = asyncio.get_running_loop()
         sql = select_sql(self.plan, order_by_id=self.order_by_id)
         cursor = await loop.run_in_executor(self.thread, self.source.execute, sql)
-        queue: asyncio.Queue[tuple[Batch, list[asyncio.Future[Any]]] | BaseException | None] = asyncio.Queue(self.depth)
+        queue: asyncio.Queue[
+            tuple[Batch, list[asyncio.Future[Any]], list[asyncio.Future[Any]]] | BaseException | None
+        ] = asyncio.Queue(self.depth)
 
         async def produce() -> None:
             try:
@@ -603,7 +627,7 @@ class BatchReader:
                     batch = await loop.run_in_executor(self.thread, self._read, cursor)
                     if batch is None:
                         break
-                    await queue.put((batch, self._submit(batch)))
+                    await queue.put((batch, self._submit(batch), self._submit_library(batch)))
                 await queue.put(None)
             except asyncio.CancelledError:  # the consumer is gone: nobody would take it from a full queue
                 raise
@@ -619,11 +643,13 @@ class BatchReader:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                batch, futures = item
+                batch, futures, library = item
                 parsed: list[bytes | tuple[str, str, str]] = []
                 for fut in futures:
                     parsed.extend(await fut)
                 apply_parsed(self.plan, batch, parsed)
+                for fut in library:
+                    batch.library.extend(await fut)
                 yield batch
         finally:
             task.cancel()
@@ -632,7 +658,7 @@ class BatchReader:
             while not queue.empty():  # parsing jobs nobody will wait for
                 left = queue.get_nowait()
                 if isinstance(left, tuple):
-                    for fut in left[1]:
+                    for fut in (*left[1], *left[2]):
                         fut.cancel()
             await _close_cursor(loop, self.thread, cursor)
 
@@ -685,8 +711,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
+def process_pool(workers: int, *, split: bool = False) -> concurrent.futures.ProcessPoolExecutor | None:
     """A process pool for embedding parsing (``None`` when *workers* is 0), workers started.
+
+    *split*: the workers will split German compounds (the chunk tables' library-owned values);
+    the word list is loaded here, before the fork, so the workers share it instead of each
+    loading it (:func:`~dealhunter_vectors.db.content_parts.prepare_splitting`).
 
     On Linux the workers are forked (``spawn``/``forkserver`` would re-import the caller's
     main module, which breaks scripts without an ``if __name__ == "__main__"`` guard); they
@@ -696,6 +726,8 @@ def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
     """
     if workers <= 0:
         return None
+    if split:
+        prepare_splitting()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers,

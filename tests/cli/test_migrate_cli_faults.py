@@ -97,6 +97,24 @@ def stderr_lines(proc: subprocess.Popen[bytes]) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+async def slow_target(url: str, seconds_per_row: float = 0.005) -> None:
+    """The schema, and a trigger that makes every ``deal_embeddings`` row take *seconds_per_row*:
+    the ~300 rows then load in >= 1.5 s, so a fault sent once :func:`wait_loading` returns
+    always lands mid-load, however fast the loader is and however late this process is scheduled."""
+    done = await asyncio.to_thread(cli, "schema", "apply", "--database-url", url)
+    assert done.returncode == 0, done.stderr
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        await conn.execute(
+            "CREATE FUNCTION test_slow_row() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN PERFORM pg_sleep({seconds_per_row}); RETURN NEW; END $$;"
+            " CREATE TRIGGER test_slow_row BEFORE INSERT ON deal_embeddings"
+            " FOR EACH ROW EXECUTE FUNCTION test_slow_row()"
+        )
+    finally:
+        await conn.close()
+
+
 async def wait_loading(proc: subprocess.Popen[bytes], url: str, rows: int = 12, timeout: float = 300) -> None:
     """Return once ``deal_embeddings`` holds at least *rows* rows (the loader is mid-table)."""
     deadline = time.monotonic() + timeout
@@ -155,6 +173,7 @@ def children(pid: int) -> list[psutil.Process]:
 async def test_server_restart_mid_migrate_is_one_retryable_line(
     server: LocalServer, legacy: LegacyDatabaseSummary, url: str
 ) -> None:
+    await slow_target(url)
     proc = start_loader(legacy.path, url, "--batch-size", "4")
     await wait_loading(proc, url)
     await asyncio.to_thread(server.stop, "fast")
@@ -182,6 +201,7 @@ def _restart_after_kill(server: LocalServer) -> None:
 async def test_postmaster_killed_mid_migrate_is_one_retryable_line(
     server: LocalServer, legacy: LegacyDatabaseSummary, url: str
 ) -> None:
+    await slow_target(url)
     proc = start_loader(legacy.path, url, "--batch-size", "4")
     await wait_loading(proc, url)
     pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
@@ -194,6 +214,7 @@ async def test_postmaster_killed_mid_migrate_is_one_retryable_line(
 
 
 async def test_sigterm_cleans_up_and_says_rerun_in_one_line(legacy: LegacyDatabaseSummary, url: str) -> None:
+    await slow_target(url)
     proc = start_loader(legacy.path, url, "--batch-size", "4", "--workers", "2")
     await wait_loading(proc, url)
     workers = children(proc.pid)
@@ -215,6 +236,7 @@ async def test_sigterm_cleans_up_and_says_rerun_in_one_line(legacy: LegacyDataba
 
 
 async def test_ctrl_c_to_the_process_group_is_one_line(legacy: LegacyDatabaseSummary, url: str) -> None:
+    await slow_target(url)
     proc = start_loader(legacy.path, url, "--batch-size", "4", "--workers", "2")
     await wait_loading(proc, url)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the parsing workers too

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 import dealhunter_vectors as dv
 from dealhunter_vectors import compounds
@@ -74,3 +78,26 @@ async def test_staged_batches_fill_them_too(dhv_pool: dv.Pool, tmp_path: Path) -
     report = await dv.migrate_sqlite(legacy.path, dhv_pool, batch_size=5)
     assert report.ok
     assert await check_library_columns(dhv_pool) > 0
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+async def test_values_split_by_the_workers_stay_with_their_rows(
+    dhv_pool: dv.Pool, tmp_path: Path, workers: int
+) -> None:
+    """The worker processes compute each chunk's library-owned values (compound parts included);
+    rows the loader rejects (content a BLOB, invalid UTF-8, a NUL byte) leave every other row's
+    values where they belong, and their text is never encoded (invalid UTF-8 would raise)."""
+    legacy = build_legacy_database(tmp_path / "local.db", LegacyDatasetSpec.tiny(dims=3072, seed=6))
+    with sqlite3.connect(legacy.path) as con:
+        bad = [r[0] for r in con.execute("SELECT id FROM deal_embeddings ORDER BY id LIMIT 3")]
+        con.execute("UPDATE deal_embeddings SET content = X'00ff' WHERE id = ?", (bad[0],))
+        con.execute("UPDATE deal_embeddings SET content = CAST(X'41ff42' AS TEXT) WHERE id = ?", (bad[1],))
+        con.execute("UPDATE deal_embeddings SET content = CAST(X'410042' AS TEXT) WHERE id = ?", (bad[2],))
+    report = await dv.migrate_sqlite(
+        legacy.path, dhv_pool, batch_size=4, workers=workers, on_error="skip", reject_file=tmp_path / "rejects.jsonl"
+    )
+    assert {t.table: t.rejected for t in report.tables if t.rejected} == {"deal_embeddings": 3}
+    rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rejected) == sorted(bad)
+    assert await check_library_columns(dhv_pool) > 0
+    assert await dhv_pool.fetchval("SELECT count(*) FROM deal_embeddings WHERE id = ANY($1::text[])", bad) == 0
