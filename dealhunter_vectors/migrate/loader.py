@@ -11,10 +11,11 @@ equal -> ``already_present``; different -> a conflict, counted and listed and le
 unless ``overwrite=True`` replaces it. So a re-run after a crash (loader killed, server
 restarted) inserts exactly the missing rows, and a second run after success inserts nothing.
 
-JSON embeddings are parsed in a process pool (``workers``, default 2) while the previous batch
-is being copied; at most a few batches are in memory at any time, whatever the database size.
-HNSW indexes of tables that are empty before the load are dropped and rebuilt afterwards (with
-a generous ``maintenance_work_mem``), then the loaded tables are ``ANALYZE``\\ d.
+JSON embeddings are parsed (and the chunks' library-owned values computed) in a process pool
+(``workers``, default 2) while the previous batch is being copied; at most a few batches are
+in memory at any time, whatever the database size. HNSW indexes of tables that are empty
+before the load are dropped and rebuilt afterwards (with a generous ``maintenance_work_mem``),
+then the loaded tables are ``ANALYZE``\\ d.
 
 Faults (docs/reliability.md): every source or target fault is a one-line
 :class:`~dealhunter_vectors.errors.MigrationError` whose ``report`` (status ``failed``)

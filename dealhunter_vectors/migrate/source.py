@@ -720,9 +720,10 @@ def process_pool(workers: int, *, split: bool = False) -> concurrent.futures.Pro
 
     On Linux the workers are forked (``spawn``/``forkserver`` would re-import the caller's
     main module, which breaks scripts without an ``if __name__ == "__main__"`` guard); they
-    are forked at once, before the loader starts its own threads, and only run
-    :func:`parse_embedding_cells`. Elsewhere ``spawn`` is used. Each worker dies with the
-    loader, also on ``kill -9`` (:func:`_die_with_parent`).
+    are forked at once, before the loader starts its own threads (the word list's thread has
+    ended), and only run :func:`parse_embedding_cells` and
+    :func:`~dealhunter_vectors.db.library_columns.library_values_many`. Elsewhere ``spawn`` is
+    used. Each worker dies with the loader, also on ``kill -9`` (:func:`_die_with_parent`).
     """
     if workers <= 0:
         return None
