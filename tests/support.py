@@ -181,10 +181,19 @@ def prepare_workdir(workdir: Path, repo: Path, venv_bin: Path) -> Path:
     return path_dir
 
 
+_AS_FROM_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
+    " runpy.run_module('dealhunter_vectors.cli', run_name='__main__', alter_sys=True)"
+)
+"""``python -m dealhunter_vectors.cli`` with Ctrl-C handled as when started from a terminal. A
+process started with SIGINT ignored (a suite run from a background shell job: ``cmd &``) would
+otherwise pass that on, and Python then leaves SIGINT ignored, as ``nohup`` users expect."""
+
+
 def start_loader(path: Path, url: str, *options: str, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """``dealhunter_vectors.cli migrate PATH --database-url URL --quiet OPTIONS`` in its own
-    process group (``os.killpg`` then takes its parsing workers along)."""
-    cmd = [sys.executable, "-m", "dealhunter_vectors.cli", "migrate", str(path), "--database-url", url, "--quiet"]
+    process group (``os.killpg`` then takes its parsing workers along), SIGINT handled."""
+    cmd = [sys.executable, "-c", _AS_FROM_A_TERMINAL, "migrate", str(path), "--database-url", url, "--quiet"]
     return subprocess.Popen([*cmd, *options], start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
