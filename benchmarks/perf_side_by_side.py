@@ -28,6 +28,8 @@ Parts
 * ``concurrency``: 1 / 8 / 32 concurrent owner-scoped searches through one pool (max 20),
   library vs the bare statement through raw asyncpg; throughput, Python CPU and server CPU
   (sum over the server's processes, psutil) per query.
+* ``concurrency_global``: the same for the global search (10k rows of the benchmark's set;
+  the bare statement at ``ef_search`` 64, the library's start count).
 """
 
 from __future__ import annotations
@@ -729,30 +731,82 @@ async def part_concurrency(
         for k in range(len(work)):  # warm both paths over every owner's pages before any level is timed
             await lib(k)
             await bare(k)
-        for level in levels:
-            for name, fn in (
-                (("library", lib), ("bare_asyncpg", bare)) if level % 2 else (("bare_asyncpg", bare), ("library", lib))
-            ):
-                counter = iter(range(total))
-
-                async def worker(fn: Callable[[int], Awaitable[Any]] = fn, counter: Any = counter) -> None:
-                    for k in counter:
-                        await fn(k)
-
-                s0 = server_cpu(server_pid) if server_pid else 0.0
-                c0, t0 = time.process_time(), time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(level)))
-                t1, c1 = time.perf_counter(), time.process_time()
-                s1 = server_cpu(server_pid) if server_pid else 0.0
-                out[f"{name}_c{level}"] = {
-                    "throughput_qps": total / (t1 - t0),
-                    "python_cpu_ms_per_query": (c1 - c0) / total * 1e3,
-                    "server_cpu_ms_per_query": (s1 - s0) / total * 1e3 if server_pid else None,
-                }
+        out = await _levels(lib, bare, total, levels, server_pid)
     finally:
         await dv.close_pool(pool)
         await raw.close()
     return out
+
+
+async def _levels(
+    lib: Callable[[int], Awaitable[Any]],
+    bare: Callable[[int], Awaitable[Any]],
+    total: int,
+    levels: list[int],
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """*total* calls of each path at each concurrency level (the order of the two alternates):
+    throughput, Python CPU and server CPU per call."""
+    out: dict[str, Any] = {}
+    for level in levels:
+        for name, fn in (
+            (("library", lib), ("bare_asyncpg", bare)) if level % 2 else (("bare_asyncpg", bare), ("library", lib))
+        ):
+            counter = iter(range(total))
+
+            async def worker(fn: Callable[[int], Awaitable[Any]] = fn, counter: Any = counter) -> None:
+                for k in counter:
+                    await fn(k)
+
+            s0 = server_cpu(server_pid) if server_pid else 0.0
+            c0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(level)))
+            t1, c1 = time.perf_counter(), time.process_time()
+            s1 = server_cpu(server_pid) if server_pid else 0.0
+            out[f"{name}_c{level}"] = {
+                "throughput_qps": total / (t1 - t0),
+                "python_cpu_ms_per_query": (c1 - c0) / total * 1e3,
+                "server_cpu_ms_per_query": (s1 - s0) / total * 1e3 if server_pid else None,
+            }
+    return out
+
+
+async def part_concurrency_global(
+    url: str, admin: asyncpg.Connection, server_pid: int | None, total: int, levels: list[int], rows: int = 10_000
+) -> dict[str, Any]:
+    """The ``concurrency`` part's harness for the global search: ``find_similar_pre_qualifications
+    (limit=10)`` through the library's pool vs the raw statement at ``ef_search`` 64 (the library's
+    start count) through a raw asyncpg pool whose sessions carry the index settings."""
+    vectors, queries = bench_set(rows)
+    db_url, _ = await ensure_database(admin, url, f"dhv_perf_global_bench_{rows}", build_global(vectors))
+    pool = await dv.create_pool(db_url, min_size=20, max_size=20)
+    raw = await asyncpg.create_pool(
+        db_url,
+        min_size=20,
+        max_size=20,
+        init=register_vector_codecs,
+        server_settings={
+            "jit": "off",
+            "hnsw.iterative_scan": "relaxed_order",
+            "hnsw.ef_search": str(gs.ANN_START_CANDIDATES),
+        },
+    )
+    try:
+
+        async def lib(k: int) -> Any:
+            q = queries[k % len(queries)]
+            return await dv.find_similar_pre_qualifications(pool, q, limit=10, min_similarity_percent=0)
+
+        async def bare(k: int) -> Any:
+            return await raw.fetch(RAW_ANN_SQL, queries[k % len(queries)], gs.ANN_START_CANDIDATES)
+
+        for k in range(len(queries)):
+            await lib(k)
+            await bare(k)
+        return await _levels(lib, bare, total, levels, server_pid)
+    finally:
+        await dv.close_pool(pool)
+        await raw.close()
 
 
 # ------------------------------------------------------------------ main
@@ -834,6 +888,11 @@ async def main(args: argparse.Namespace) -> None:
                 url, admin, server_pid, args.concurrency_queries, [int(x) for x in args.concurrency.split(",")]
             )
             print("concurrency", _fmt(report["concurrency"]), flush=True)
+        if "concurrency_global" in parts:
+            report["concurrency_global"] = await part_concurrency_global(
+                url, admin, server_pid, args.concurrency_queries, [int(x) for x in args.concurrency.split(",")]
+            )
+            print("concurrency_global", _fmt(report["concurrency_global"]), flush=True)
         report["load_avg_end"] = os.getloadavg()
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,8 @@ async def test_index_settings_never_outlive_the_search(dhv_database_url: str) ->
 
 async def test_function_and_statement_file_agree(dhv_pool: dv.Pool) -> None:
     """Migration 010's function runs search/sql/pre_qualification_ann.sql: same rows for the same input; its
-    centre_norm is the norm of the mean of the first spread_rows rows' unit vectors (numpy)."""
+    centre_norm (since migration 012: the norm of their float32 sum / n) is the norm of the mean of the
+    first spread_rows rows' unit vectors (numpy, float64)."""
     rng = np.random.default_rng(8)
     vectors = {f"pq{i:03d}": rng.standard_normal(3072).astype(np.float32) for i in range(150)}
     await dhv_pool.execute("INSERT INTO users (id, email, password, name) VALUES ('u', 'u@x', 'p', 'U')")
