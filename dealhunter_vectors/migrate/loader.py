@@ -448,15 +448,6 @@ def _quietly_prepare_splitting() -> None:
         prepare_splitting()
 
 
-def _loads_chunks(source: sqlite3.Connection, order: Sequence[str]) -> bool:
-    """Whether this run loads chunk rows (their compound parts are split by the workers)."""
-    try:
-        present = source_tables(source)
-        return any(t in order and t in present and count_rows(source, t) > 0 for t in CHUNK_TABLES)
-    except sqlite3.Error:  # a damaged file: the load itself reports it, typed
-        return False
-
-
 async def migrate_sqlite(
     sqlite_path: str | Path,
     db: Pool | asyncpg.Pool | str,
@@ -505,7 +496,7 @@ async def migrate_sqlite(
     failure: MigrationError | None = None
     rejects_failed: MigrationError | None = None
     # fork the parsing workers before this run starts any thread of its own
-    processes = process_pool(workers, split=_loads_chunks(source, order))
+    processes = process_pool(workers)
     thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dhv-sqlite")
     try:
         with observe.observed("migrate_sqlite", "write", server=masked_target(pool)):

@@ -62,7 +62,6 @@ import asyncpg
 import numpy as np
 import orjson
 
-from ..db.content_parts import prepare_splitting
 from ..db.library_columns import CHUNK_TABLES, LEGACY_EMBEDDING_MODEL, library_values_many
 from ..db.schema import (
     VECTOR_INDEXES,
@@ -711,12 +710,12 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def process_pool(workers: int, *, split: bool = False) -> concurrent.futures.ProcessPoolExecutor | None:
+def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
     """A process pool for embedding parsing (``None`` when *workers* is 0), workers started.
 
-    *split*: the workers will split German compounds (the chunk tables' library-owned values);
-    the word list is loaded here, before the fork, so the workers share it instead of each
-    loading it (:func:`~dealhunter_vectors.db.content_parts.prepare_splitting`).
+    The workers also split German compounds (the chunk tables' library-owned values): the
+    loader loads the word list before it calls this, so they share it instead of each loading it
+    (:func:`~dealhunter_vectors.db.content_parts.prepare_splitting`).
 
     On Linux the workers are forked (``spawn``/``forkserver`` would re-import the caller's
     main module, which breaks scripts without an ``if __name__ == "__main__"`` guard); they
@@ -727,8 +726,6 @@ def process_pool(workers: int, *, split: bool = False) -> concurrent.futures.Pro
     """
     if workers <= 0:
         return None
-    if split:
-        prepare_splitting()
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform == "linux" else "spawn"
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers,
