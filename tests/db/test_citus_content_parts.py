@@ -145,7 +145,7 @@ async def test_migration_011_on_a_database_distributed_before_it(
             TEXTS[0],
             vec(0),
         )
-        assert await apply_schema(pool, distributed=True) == [11]  # on the distributed tables
+        assert await apply_schema(pool, target=11, distributed=True) == [11]  # on the distributed tables
         shards = await pool.fetch(
             "SELECT result FROM run_command_on_shards('raw_chunks', $1)",
             "SELECT count(*) FROM pg_attribute WHERE attrelid = '%s'::regclass"

@@ -203,7 +203,7 @@ async def test_migration_011_keeps_the_configuration_and_builds_what_set_text_se
         async with dv.open_pool(with_database(dhv_server_url, name), min_size=1, max_size=2) as pool:
             await dv.apply_schema(pool, target=10)
             assert await set_text_search_config(pool, "simple")
-            assert await dv.apply_schema(pool) == [11]
+            assert await dv.apply_schema(pool, target=11) == [11]
             migrated = await pool.fetch(TSV_COLUMN)
             assert all("'simple'::regconfig" in r[1] and "content_parts" in r[1] for r in migrated)
             assert await set_text_search_config(pool, "german") and await set_text_search_config(pool, "simple")
