@@ -70,14 +70,12 @@ def splitting_available() -> bool:
     return available
 
 
-def prepare_splitting() -> bool:
-    """Load the splitter's word list now when the extra is installed; whether splitting is on.
+def prepare_splitting() -> None:
+    """Load the splitter's word list now when the extra is installed (nothing without it).
 
     For a process about to fork workers that split (the bulk loader): they inherit the list."""
-    if not splitting_available():
-        return False
-    compounds.load_word_list()
-    return True
+    if splitting_available():
+        compounds.load_word_list()
 
 
 def parts_values(content: str, digest: bytes) -> tuple[str | None, bytes | None]:
