@@ -67,6 +67,7 @@ from dealhunter_vectors.legacy.synthetic import (
     topic_for_cluster,
 )
 from dealhunter_vectors.testing import with_database
+from dealhunter_vectors.writes.records import DEAL_EMBEDDING_COLUMNS
 
 DIMS = 3072
 ROWS_PER_QUALIFICATION = 1000
@@ -523,24 +524,7 @@ _PQ_COLUMNS = [
     "created_at",
     "updated_at",
 ]
-_DEAL_COLUMNS = [
-    "id",
-    "pre_qualification_id",
-    "qualification_id",
-    "agent_name",
-    "chunk_type",
-    "chunk_index",
-    "content",
-    "metadata",
-    "embedding",
-    "chunk_category",
-    "confidence",
-    "requires_validation",
-    "validated_at",
-    "validated_by",
-    "created_at",
-    "updated_at",
-]
+_DEAL_COLUMNS = list(DEAL_EMBEDDING_COLUMNS)  # the legacy columns, in the writes' order
 
 
 async def _parents(conn: asyncpg.Connection) -> None:

@@ -38,7 +38,6 @@ __all__ = [
     "lacking_counts",
     "parts_tsvector_sql",
     "parts_values",
-    "prepare_splitting",
     "splitting_available",
 ]
 
@@ -68,14 +67,6 @@ def splitting_available() -> bool:
     if not available:
         _log.warning(MISSING_EXTRA)
     return available
-
-
-def prepare_splitting() -> None:
-    """Load the splitter's word list now when the extra is installed (nothing without it).
-
-    For a process about to fork workers that split (the bulk loader): they inherit the list."""
-    if splitting_available():
-        compounds.load_word_list()
 
 
 def parts_values(content: str, digest: bytes) -> tuple[str | None, bytes | None]:

@@ -48,8 +48,9 @@ from typing import Final, Literal
 import asyncpg
 
 from .. import observe
+from ..compounds import load_word_list
 from ..config import mask_text
-from ..db.content_parts import prepare_splitting, splitting_available
+from ..db.content_parts import splitting_available
 from ..db.faults import is_connection_error, remote_node_failure
 from ..db.library_columns import CHUNK_TABLES
 from ..db.migrations import quote_ident
@@ -438,14 +439,14 @@ def _load_word_list_meanwhile(order: Sequence[str], workers: int) -> threading.T
     (:func:`~.source.process_pool`); joined before the fork. Errors surface at the split."""
     if workers <= 0 or not any(t in order for t in CHUNK_TABLES) or not splitting_available():
         return None
-    thread = threading.Thread(target=_quietly_prepare_splitting, name="dhv-word-list", daemon=True)
+    thread = threading.Thread(target=_load_word_list_quietly, name="dhv-word-list", daemon=True)
     thread.start()
     return thread
 
 
-def _quietly_prepare_splitting() -> None:
-    with contextlib.suppress(Exception):
-        prepare_splitting()
+def _load_word_list_quietly() -> None:
+    with contextlib.suppress(Exception):  # an unreadable list raises again, typed, at the first split
+        load_word_list()
 
 
 async def migrate_sqlite(

@@ -583,11 +583,16 @@ class BatchReader:
             None if i in batch.problems else (values[content], raw[embedding] is not None)
             for i, (values, raw) in enumerate(zip(batch.values, batch.raw, strict=True))
         ]
-        size = math.ceil(len(rows) / max(1, min(self.workers * 2, math.ceil(len(rows) / 8))))
         return [
-            asyncio.wrap_future(self.processes.submit(library_values_many, rows[k : k + size], LEGACY_EMBEDDING_MODEL))
-            for k in range(0, len(rows), size)
+            asyncio.wrap_future(self.processes.submit(library_values_many, part, LEGACY_EMBEDDING_MODEL))
+            for part in self._jobs(rows)
         ]
+
+    def _jobs(self, items: list[Any]) -> list[list[Any]]:
+        """*items* in consecutive slices, one worker job each: about two per worker, >= 8 items a job."""
+        n = max(1, min(self.workers * 2, math.ceil(len(items) / 8)))
+        size = math.ceil(len(items) / n)
+        return [items[k : k + size] for k in range(0, len(items), size)]
 
     def _submit(self, batch: Batch) -> list[asyncio.Future[list[bytes | tuple[str, str, str]]]]:
         cells = [batch.raw[i][j] for i, j in batch.cells]
@@ -605,11 +610,8 @@ class BatchReader:
             by_col.setdefault(j, []).append(k)
         if len(by_col) > 1:  # keep the (row, column) order of batch.cells: one job per column
             raise AssertionError("tables with several embedding columns are not in the legacy schema")
-        n = max(1, min(self.workers * 2, math.ceil(len(cells) / 8)))
-        size = math.ceil(len(cells) / n)
         return [
-            asyncio.wrap_future(self.processes.submit(parse_embedding_cells, cells[k : k + size], dims))
-            for k in range(0, len(cells), size)
+            asyncio.wrap_future(self.processes.submit(parse_embedding_cells, part, dims)) for part in self._jobs(cells)
         ]
 
     async def __aiter__(self) -> AsyncGenerator[Batch, None]:
@@ -715,7 +717,7 @@ def process_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor | None:
 
     The workers also split German compounds (the chunk tables' library-owned values): the
     loader loads the word list before it calls this, so they share it instead of each loading it
-    (:func:`~dealhunter_vectors.db.content_parts.prepare_splitting`).
+    (:func:`~dealhunter_vectors.compounds.load_word_list`).
 
     On Linux the workers are forked (``spawn``/``forkserver`` would re-import the caller's
     main module, which breaks scripts without an ``if __name__ == "__main__"`` guard); they
